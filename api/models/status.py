@@ -1,0 +1,134 @@
+"""Status of an AugmentationJob: seed 001's AugmentationStatusResponse, field for field.
+
+The same model is the CR's `status` (plus `progress`, `attempt`, `job_name` and
+`observed_generation`, which only the cluster side needs) and the REST GET response.
+The operator is the only writer of the phase list; the worker writes `progress` alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import Enum
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled})
+
+
+class PhaseStatus(str, Enum):
+    pending = "pending"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+
+
+class PhaseName(str, Enum):
+    """Phases in the order a successful job passes them; failed / cancelled end a job early."""
+
+    queued = "queued"
+    scheduling = "scheduling"
+    downloading = "downloading"
+    augmenting = "augmenting"
+    uploading = "uploading"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+PHASE_ORDER: tuple[str, ...] = ("queued", "scheduling", "downloading", "augmenting", "uploading", "completed")
+WORKER_PHASES: tuple[str, ...] = ("downloading", "augmenting", "uploading")
+
+
+class PhaseEvent(BaseModel):
+    """A single event within a phase."""
+
+    model_config = ConfigDict(use_enum_values=True)
+    status: Optional[str] = Field(..., description="Event status (for example started, progress, retry, failed).")
+    message: Optional[str] = Field(None, description="Human-readable message.")
+    error: Optional[str] = Field(None, description="Error text, when the event reports one.")
+    timestamp: datetime = Field(description="Event timestamp (UTC, RFC 3339).")
+    retry_attempt: int = Field(0, ge=0, description="Retry attempt number (0 = first attempt).")
+    data: Optional[dict[str, Any]] = Field(None, description="Structured details (progress counts, exit code, node).")
+
+
+class Phase(BaseModel):
+    """A phase with its events."""
+
+    model_config = ConfigDict(use_enum_values=True)
+    name: str = Field(description="Phase name: queued, scheduling, downloading, augmenting, uploading, completed, failed, cancelled.")
+    status: PhaseStatus = Field(description="Phase status: pending, in_progress, completed, failed.")
+    started_at: Optional[datetime] = Field(None, description="When the phase started.")
+    completed_at: Optional[datetime] = Field(None, description="When the phase ended.")
+    events: list[PhaseEvent] = Field(default_factory=list, description="Events in this phase.")
+
+
+class AugmentationStatusResponse(BaseModel):
+    """Detailed status of an augmentation job (seed 001)."""
+
+    model_config = ConfigDict(use_enum_values=True)
+    job_id: uuid.UUID = Field(description="Unique job identifier.")
+    current_phase: str = Field(description="Current phase name.")
+    status: JobStatus = Field(description="Overall job status: queued, running, completed, failed, cancelled.")
+    instance_type: Optional[str] = Field(None, description="Instance type of the node the worker ran on.")
+    region: Optional[str] = Field(None, description="Region of the node the worker ran on.")
+    phases: list[Phase] = Field(default_factory=list, description="Phase history in chronological order.")
+    error: Optional[str] = Field(None, description="Why the job failed, when it did.")
+    augmented_dataset_id: Optional[str] = Field(None, description="The augmented dataset, once completed.")
+    created_at: Optional[datetime] = Field(None, description="When the job was created.")
+
+
+class Progress(BaseModel):
+    """Worker progress, written by the worker into `status.progress` and nowhere else."""
+
+    model_config = ConfigDict(use_enum_values=True)
+    phase: str = Field(description="Worker phase: downloading, augmenting or uploading.")
+    episodes_done: int = Field(0, ge=0)
+    episodes_total: int = Field(0, ge=0)
+    frames_done: int = Field(0, ge=0)
+    frames_total: int = Field(0, ge=0)
+    message: Optional[str] = Field(None, max_length=1000)
+    attempt: int = Field(0, ge=0, description="Retry attempt of the pod that wrote this.")
+    updated_at: datetime = Field(description="When the worker wrote this.")
+    output_dataset_id: Optional[str] = Field(None, description="Where the worker wrote the result.")
+
+
+class AugmentationJobStatus(AugmentationStatusResponse):
+    """`status` of an AugmentationJob CR. Every field is optional until the operator first writes it."""
+
+    job_id: Optional[uuid.UUID] = Field(None, description="Unique job identifier.")
+    current_phase: Optional[str] = Field(None, description="Current phase name.")
+    status: Optional[JobStatus] = Field(None, description="Overall job status.")
+    progress: Optional[Progress] = Field(None, description="Latest worker progress (written by the worker).")
+    attempt: int = Field(0, ge=0, description="Current retry attempt (0 = first).")
+    job_name: Optional[str] = Field(None, description="The batch/v1 Job running the worker.")
+    observed_generation: Optional[int] = Field(None, description="metadata.generation the operator last acted on.")
+
+    def to_response(self) -> AugmentationStatusResponse:
+        return AugmentationStatusResponse.model_validate(
+            self.model_dump(include=set(AugmentationStatusResponse.model_fields))
+        )
+
+
+class AugmentationJobCreateResponse(BaseModel):
+    """Response after creating an augmentation job."""
+
+    job_id: uuid.UUID = Field(description="Unique job identifier.")
+    status: JobStatus = Field(JobStatus.queued, description="Always 'queued' on creation.")
+    message: str = Field(description="What happened, and any request fields that were ignored.")
+
+
+class ErrorResponse(BaseModel):
+    """Standard error response."""
+
+    detail: str = Field(description="Error message describing what went wrong.")
