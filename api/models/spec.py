@@ -180,7 +180,7 @@ class AugmentationJobCreateRequest(BaseModel):
         description=f"Number of augmented copies per episode (when dataset_mode=copy), 1..{MAX_COPIES}.",
     )
     augment_copies_per_transform: Optional[dict[str, Annotated[int, Field(ge=1, le=MAX_COPIES)]]] = Field(
-        None,
+        None, max_length=16,
         description=(
             "Independent mode only: copies per episode for each named transform (keys must be "
             "transforms chosen in augment_transforms), overriding augment_copies. Ignored in stacked mode."
