@@ -45,6 +45,10 @@ class WorkerError(Exception):
         self.code = ExitCode(code)
         self.message = message
 
+    def __reduce__(self):
+        # rebuilt with both arguments when it crosses a process boundary (episodes run in a pool)
+        return (type(self), (self.code, self.message))
+
     @property
     def retryable(self) -> bool:
         return self.code not in PERMANENT_EXIT_CODES

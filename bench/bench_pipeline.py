@@ -1,0 +1,182 @@
+"""End-to-end worker benchmark: AV1 in, AV1 out, all four transforms stacked.
+
+    .venv/bin/python bench/bench_pipeline.py            # full run (a few minutes on 2 cores)
+    .venv/bin/python bench/bench_pipeline.py --quick    # smoke run (seconds), same figures, tiny inputs
+
+For 96x96 (pusht-like) and 480x640 it prints, from one run each:
+- shares of the pipeline's wall time spent decoding, in the augmentation kernels, encoding,
+  computing camera stats (decoding the encoded segment back) and writing the dataset;
+- end-to-end frames/s next to the codec-only pipeline (decode -> encode of the same frames with
+  the same settings, no augmentation, no dataset writing) and their ratio;
+- output video size relative to the input (noise makes video larger);
+- throughput with 2 processes relative to 1 (episodes spread over both cores).
+Then peak RSS of a worker process augmenting one long (2,000 frames) and one short episode at
+96x96: bounded frames in flight means the two are close.
+The encoder preset follows ROBOAUG_SVTAV1_PRESET (default: lerobot's 12).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("SVT_LOG", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "worker"))
+
+import fixtures  # noqa: E402  (the generated-dataset helpers the tests use)
+
+from roboaug_worker import pipeline  # noqa: E402
+from roboaug_worker.progress import ProgressReporter  # noqa: E402
+from roboaug_worker.video import SegmentEncoder, iter_frames, probe  # noqa: E402
+
+PROJECT = "00000000-0000-4000-8000-000000000001"
+JOB = "00000000-0000-4000-8000-00000000beef"
+
+
+def _spec(src: Path, out: Path):
+    from roboaug_api.models import AugmentationJobSpec
+
+    return AugmentationJobSpec.model_validate({
+        "project_id": PROJECT, "job_id": JOB, "dataset_id": f"file://{src}", "output_dataset_id": f"file://{out}",
+        "augment_transforms": "lighting,noise,blur,occlusion", "augment_mode": "stacked",
+        "augment_copies": 1, "augment_dataset_mode": "copy",
+    })
+
+
+def _run_pipeline(src: Path, work: Path, processes: int) -> tuple[float, pipeline.RunSummary, Path]:
+    out = work / f"out_p{processes}"
+    shutil.rmtree(out, ignore_errors=True)
+    opts = pipeline.RunOptions(job_id=JOB, workdir=work / f"wd_p{processes}", processes=processes)
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    summary = pipeline.run(_spec(src, out), opts, ProgressReporter(stream=io.StringIO()))
+    return time.perf_counter() - t0, summary, out
+
+
+def _codec_only(src: Path, work: Path) -> tuple[float, int]:
+    """Decode every source episode and encode it again with the same settings, nothing else."""
+    info = json.loads((src / "meta/info.json").read_text())
+    key = next(k for k, f in info["features"].items() if f["dtype"] == "video")
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(src / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    frames = 0
+    t0 = time.perf_counter()
+    for i, row in enumerate(rows):
+        path = src / info["video_path"].format(video_key=key, chunk_index=row[f"videos/{key}/chunk_index"],
+                                               file_index=row[f"videos/{key}/file_index"])
+        p = probe(path)
+        with SegmentEncoder(work / f"codec_{i}.mp4", codec=p.codec, pix_fmt=p.pix_fmt, width=p.width,
+                            height=p.height, fps=info["fps"]) as enc:
+            for chunk in iter_frames(path, row[f"videos/{key}/from_timestamp"], row["length"], info["fps"]):
+                enc.write(chunk)
+                frames += len(chunk)
+    return time.perf_counter() - t0, frames
+
+
+def _video_bytes(root: Path, min_file: int) -> int:
+    return sum(p.stat().st_size for p in root.glob("videos/*/chunk-*/file-*.mp4") if int(p.stem.split("-")[1]) >= min_file)
+
+
+def bench_size(label: str, h: int, w: int, lengths: tuple[int, ...], base: Path) -> dict:
+    src = fixtures.make_lerobot(base / f"src_{label}", "v3.0", lengths=lengths, size=(h, w), fps=10,
+                                episodes_per_file=len(lengths), quantiles=False)
+    work = base / f"work_{label}"
+    work.mkdir()
+    wall1, s1, out1 = _run_pipeline(src, work, 1)
+    wall2, s2, out2 = _run_pipeline(src, work, 2)
+    codec_wall, codec_frames = _codec_only(src, work)
+    t = s1.timings
+    frames = s1.frames_written
+    shares = {
+        "decode": t["decode"] / wall1,
+        "augment": t["augment"] / wall1,
+        "encode": t["encode"] / wall1,
+        "stats": t["stats"] / wall1,
+        "write+other": max(0.0, 1 - (t["decode"] + t["augment"] + t["encode"] + t["stats"]) / wall1),
+    }
+    in_bytes = _video_bytes(src, 0)
+    out_bytes = _video_bytes(out1, 1)  # the appended file(s) hold the augmented copies
+    return {
+        "size": label, "frames": frames, "episodes": len(lengths),
+        "wall_s_1proc": wall1, "wall_s_2proc": wall2,
+        "fps_end_to_end_1proc": frames / wall1, "fps_end_to_end_2proc": frames / wall2,
+        "fps_codec_only_1proc": codec_frames / codec_wall,
+        "end_to_end_over_codec_only": (frames / wall1) / (codec_frames / codec_wall),
+        "two_over_one_process": wall1 / wall2,
+        "output_over_input_size": out_bytes / in_bytes,
+        "shares": shares,
+    }
+
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report this
+# (frame-generating) process's peak instead of its own.
+_RSS_CHILD = """
+import sys
+from roboaug_worker.__main__ import run
+run(["--spec", sys.argv[1], "--processes", "1", "--workdir", sys.argv[2]])
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print("RSS_KB", hwm.split()[1])
+"""
+
+
+def peak_rss(base: Path, length: int) -> float:
+    src = fixtures.make_lerobot(base / f"rss_src_{length}", "v3.0", lengths=(length,), size=(96, 96), fps=10, quantiles=False)
+    spec = _spec(src, base / f"rss_out_{length}").model_dump(mode="json")
+    res = subprocess.run([sys.executable, "-c", _RSS_CHILD, json.dumps(spec), str(base / f"rss_wd_{length}")],
+                         capture_output=True, text=True, env={**os.environ, "SVT_LOG": "1"})
+    if res.returncode != 0:
+        raise SystemExit(f"RSS run failed: {res.stderr[-2000:]}")
+    kb = int(next(l for l in res.stdout.splitlines() if l.startswith("RSS_KB")).split()[1])
+    return kb / 1024
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny inputs: a smoke run that prints every figure")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        plan = [("96x96", 96, 96, (30, 30)), ("480x640", 480, 640, (6, 6))]
+        rss_lengths = (300, 60)
+    else:
+        plan = [("96x96", 96, 96, (300,) * 4), ("480x640", 480, 640, (60,) * 4)]
+        rss_lengths = (2000, 200)
+    preset = os.environ.get("ROBOAUG_SVTAV1_PRESET", "12")
+    base = Path(tempfile.mkdtemp(prefix="roboaug-bench-"))
+    try:
+        rows = [bench_size(label, h, w, lengths, base) for label, h, w, lengths in plan]
+        rss = {n: peak_rss(base, n) for n in rss_lengths}
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"roboaug worker pipeline, AV1 (libsvtav1 preset {preset}, crf 30, g 2) in and out, "
+          f"lighting+occlusion+blur+noise stacked, {os.cpu_count()} CPUs{' [--quick]' if args.quick else ''}")
+    for r in rows:
+        s = r["shares"]
+        print(f"\n{r['size']}: {r['episodes']} episodes, {r['frames']} frames")
+        print(f"  wall-time shares (1 process): decode {s['decode']:.1%}  augment {s['augment']:.1%}  "
+              f"encode {s['encode']:.1%}  stats {s['stats']:.1%}  write+other {s['write+other']:.1%}")
+        print(f"  end-to-end {r['fps_end_to_end_1proc']:.1f} frames/s vs codec-only {r['fps_codec_only_1proc']:.1f} "
+              f"frames/s  (ratio {r['end_to_end_over_codec_only']:.2f})")
+        print(f"  2 processes: {r['fps_end_to_end_2proc']:.1f} frames/s = {r['two_over_one_process']:.2f}x 1 process")
+        print(f"  output video size / input: {r['output_over_input_size']:.2f}")
+    long_n, short_n = rss_lengths
+    print(f"\npeak RSS, one 96x96 episode, 1 process: {long_n} frames {rss[long_n]:.0f} MiB, "
+          f"{short_n} frames {rss[short_n]:.0f} MiB (ratio {rss[long_n] / rss[short_n]:.2f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"preset": preset, "quick": args.quick, "sizes": rows,
+                                               "peak_rss_mib": {str(k): v for k, v in rss.items()}}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""What the output says about itself: `meta/augmentation.json`, the dataset card and its preview.
+
+Nothing here records wall-clock times, hostnames or job ids: the same spec and seed must give
+the same bytes, and these files are part of the output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+from .episode_task import png_bytes
+
+PROVENANCE_PATH = "meta/augmentation.json"
+PREVIEW_PATH = "meta/preview.png"
+TILE_HEIGHT = 120
+
+# Spec fields that decide the output; ids, names, secrets and scheduling knobs do not.
+_OUTPUT_FIELDS_EXCLUDED = {
+    "project_id", "name", "job_id", "cancel_requested", "hub_token_secret", "pending_timeout_seconds",
+    "output_dataset_id", "dataset_id",
+}
+
+
+def spec_summary(spec) -> dict[str, Any]:
+    data = spec.model_dump(mode="json")
+    return {
+        k: v for k, v in data.items()
+        if k not in _OUTPUT_FIELDS_EXCLUDED and not k.startswith("cosmos_") and k != "augmentation_type"
+    }
+
+
+def write_provenance(out: Path, *, spec, source: str, fmt: str, entries: list[dict[str, Any]]) -> None:
+    doc = {
+        "generator": "roboaug",
+        "format": fmt,
+        "source_dataset": source,
+        "seed": int(spec.augment_seed),
+        "augment_mode": spec.augment_mode,
+        "augment_dataset_mode": spec.augment_dataset_mode,
+        "transforms": spec.transforms,
+        "spec": spec_summary(spec),
+        "episodes": entries,
+    }
+    path = out / PROVENANCE_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def _tile(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    width = max(1, round(w * TILE_HEIGHT / h))
+    return cv2.resize(rgb, (width, TILE_HEIGHT), interpolation=cv2.INTER_AREA)
+
+
+def _label(text: str, width: int) -> np.ndarray:
+    bar = np.full((18, width, 3), 255, dtype=np.uint8)
+    cv2.putText(bar, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return bar
+
+
+def preview_grid(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Rows of (original | augmented) tiles under a header, one row per sampled episode."""
+    rows = []
+    for orig, aug in pairs:
+        a, b = _tile(orig), _tile(aug)
+        if a.shape != b.shape:
+            b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
+        rows.append(np.concatenate([a, np.full((TILE_HEIGHT, 4, 3), 255, np.uint8), b], axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    half = (width - 4) // 2
+    header = np.concatenate([_label("original", half), _label("augmented", width - half)], axis=1)
+    return np.concatenate([header, *rows], axis=0)
+
+
+def write_preview(out: Path, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    path = out / PREVIEW_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(preview_grid(pairs)))
+
+
+def write_card(out: Path, *, spec, source: str, fmt: str, base_yaml: dict, counts: dict[str, int], cameras: list[str]) -> None:
+    """README.md: the source's YAML header (kept, plus a roboaug tag) and a human summary."""
+    header = dict(base_yaml)
+    tags = list(header.get("tags") or [])
+    for tag in ("roboaug", "augmented"):
+        if tag not in tags:
+            tags.append(tag)
+    header["tags"] = tags
+    ranges = []
+    t = spec.transforms
+    if "lighting" in t:
+        ranges.append(f"- lighting: brightness {spec.augment_brightness_min}..{spec.augment_brightness_max} %, "
+                      f"contrast {spec.augment_contrast_min}..{spec.augment_contrast_max} %, "
+                      f"colour temperature {spec.augment_color_temp_min}..{spec.augment_color_temp_max} K")
+    if "noise" in t:
+        ranges.append(f"- noise ({spec.noise_type}): gaussian sigma {spec.noise_gaussian_sigma_min}..{spec.noise_gaussian_sigma_max} levels, "
+                      f"shot gain {spec.noise_shot_scale_min}..{spec.noise_shot_scale_max}")
+    if "blur" in t:
+        ranges.append(f"- blur ({spec.blur_type}): motion kernel {spec.blur_motion_kernel_min}..{spec.blur_motion_kernel_max} px, "
+                      f"defocus sigma {spec.blur_defocus_sigma_min}..{spec.blur_defocus_sigma_max} px")
+    if "occlusion" in t:
+        ranges.append(f"- occlusion ({spec.occlusion_type}): {spec.occlusion_num_patches_min}..{spec.occlusion_num_patches_max} patches, "
+                      f"{spec.occlusion_patch_width_min}..{spec.occlusion_patch_width_max} x "
+                      f"{spec.occlusion_patch_height_min}..{spec.occlusion_patch_height_max} of the frame")
+    mode = ("originals kept, augmented copies appended" if spec.augment_dataset_mode == "copy"
+            else "every episode replaced by one augmented version (indices unchanged)")
+    body = "\n".join([
+        "# Augmented dataset",
+        "",
+        f"Made by roboaug from `{source}` ({fmt}): {mode}.",
+        "",
+        f"- transforms: {', '.join(t)} ({spec.augment_mode}), seed {spec.augment_seed}",
+        *[f"- {k}: {v}" for k, v in counts.items()],
+        f"- cameras: {', '.join(cameras)}",
+        "",
+        "## Parameter ranges",
+        "",
+        *ranges,
+        "",
+        "Scene parameters (lighting, blur, occlusion) are drawn once per augmented copy and held for all",
+        "its frames; sensor noise is drawn per frame. Every new episode's source episode, transforms and",
+        f"sampled parameters are listed in `{PROVENANCE_PATH}`; the same spec and seed reproduce the same bytes.",
+        "",
+        "## Preview",
+        "",
+        f"![original vs augmented]({PREVIEW_PATH})",
+        "",
+    ])
+    text = "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+    (out / "README.md").write_text(text)

@@ -1,0 +1,47 @@
+"""The worker's own last look at an output before it is published.
+
+Cheap structural checks only (metadata re-read, row and frame counts): a failure here is a bug in
+the writer, so it exits INTERNAL and nothing is published. The full, independent check of every
+frame lives in the tests (tests/worker/checker.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from . import image_dataset as imgds
+from . import lerobot
+from .errors import ExitCode, WorkerError
+from .video import probe
+
+
+def _fail(msg: str) -> WorkerError:
+    return WorkerError(ExitCode.INTERNAL, f"output self-check failed: {msg}")
+
+
+def check_output(root: Path) -> None:
+    if not (root / "meta" / "info.json").is_file():
+        ds = imgds.load(root)
+        if ds.total_rows == 0:
+            raise _fail("no rows written")
+        return
+    try:
+        ds = lerobot.load(root)
+    except WorkerError as exc:
+        raise _fail(exc.message) from exc
+    if sum(e.length for e in ds.episodes) != ds.total_frames:
+        raise _fail("episode lengths do not add up to total_frames")
+    rows = sum(pq.ParquetFile(root / f).metadata.num_rows for f in ds.data_files())
+    if rows != ds.total_frames:
+        raise _fail(f"{rows} data rows, total_frames is {ds.total_frames}")
+    per_file: dict[str, int] = defaultdict(int)
+    for ep in ds.episodes:
+        for rel, _ in ep.videos.values():
+            per_file[rel] += ep.length
+    for rel, frames in per_file.items():
+        got = probe(root / rel).frames
+        if got != frames:
+            raise _fail(f"{rel} has {got} frames, its episodes {frames}")

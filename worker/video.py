@@ -1,0 +1,214 @@
+"""Video I/O with PyAV: streaming decode, deterministic encode, packet-level concatenation.
+
+Memory is bounded by `chunk` decoded frames plus the codec's own fixed look-ahead, never by
+episode length: frames are pulled from the demuxer, handed on in small chunks and dropped.
+
+Every augmented episode is encoded into its own segment (frames on the 1/fps grid from pts 0,
+a keyframe first); a LeRobot v3.0 file is then built by remuxing segments back to back with a
+pts offset. That keeps the result independent of how episodes were spread over processes: each
+segment depends only on its own frames, and remuxing copies packets without re-encoding.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Sequence
+
+# SVT-AV1 prints its banner for every encoder it opens (read when the library loads): errors only.
+os.environ.setdefault("SVT_LOG", "1")
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .errors import ExitCode, WorkerError  # noqa: E402
+
+GRID_TOLERANCE_S = 1e-4
+"""The loader's tolerance between a requested timestamp and the decoded frame's pts."""
+
+DEFAULT_SVTAV1_PRESET = "12"
+"""lerobot 0.6.x encodes with preset 12 (SVT-AV1 4.x maps it to 11); override with ROBOAUG_SVTAV1_PRESET."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str  # canonical decoder name, as lerobot records it: "av1", "h264", "mpeg4"
+    pix_fmt: str
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+    time_base: Fraction
+
+
+def _corrupt(path: Path, why: object) -> WorkerError:
+    return WorkerError(ExitCode.CORRUPT_VIDEO, f"video {path.name} cannot be decoded: {why}")
+
+
+def probe(path: Path) -> VideoInfo:
+    """Codec, pixel format, size and rate of the first video stream; CORRUPT_VIDEO if unreadable."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise _corrupt(path, "no video stream")
+            s = container.streams.video[0]
+            return VideoInfo(
+                codec=s.codec_context.codec.canonical_name,
+                pix_fmt=s.codec_context.pix_fmt or s.format.name,
+                width=s.codec_context.width,
+                height=s.codec_context.height,
+                fps=Fraction(s.average_rate) if s.average_rate else Fraction(0),
+                frames=s.frames,
+                time_base=Fraction(s.time_base),
+            )
+    except WorkerError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise _corrupt(path, exc) from exc
+
+
+def iter_frames(
+    path: Path, start_s: float, count: int, fps: int | Fraction, *, chunk: int = 16, threads: int = 1
+) -> Iterator[np.ndarray]:
+    """Yield the `count` frames starting at `start_s` as RGB uint8 chunks (n<=chunk, H, W, 3).
+
+    Frames must sit on the 1/fps grid (within the loader's 1e-4 s); a missing, extra or off-grid
+    frame is a corrupt video, since the loader would return the wrong frame for it.
+    """
+    fps = Fraction(fps)
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise _corrupt(path, exc) from exc
+    try:
+        if not container.streams.video:
+            raise _corrupt(path, "no video stream")
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = threads
+        tb = Fraction(stream.time_base)
+        if start_s > 0:
+            container.seek(int(Fraction(start_s) / tb), stream=stream, backward=True, any_frame=False)
+        buf: list[np.ndarray] = []
+        expected = 0
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                raise _corrupt(path, "frame without pts")
+            t = float(frame.pts * tb)
+            k = round((t - start_s) * fps)
+            if k < 0:
+                continue
+            if k >= count:
+                break
+            if abs(t - (start_s + k / fps)) > GRID_TOLERANCE_S:
+                raise _corrupt(path, f"frame at {t:.6f}s is off the 1/{fps} grid")
+            if k != expected:
+                raise _corrupt(path, f"frame {expected} of the episode at {start_s:.4f}s is missing")
+            buf.append(frame.to_ndarray(format="rgb24"))
+            expected += 1
+            if len(buf) == chunk:
+                yield np.stack(buf)
+                buf = []
+        if buf:
+            yield np.stack(buf)
+        if expected != count:
+            raise _corrupt(path, f"expected {count} frames from {start_s:.4f}s, decoded {expected}")
+    except av.error.FFmpegError as exc:
+        raise _corrupt(path, exc) from exc
+    finally:
+        container.close()
+
+
+def encoder_settings(codec: str) -> tuple[str, dict[str, str]]:
+    """Encoder name and options for a source codec: lerobot's AV1 settings, else the same codec.
+
+    Threads are fixed (one per encoder: parallelism comes from processes) and B-frames are off
+    for h264/mpeg4 so segments have dts == pts and can be concatenated packet by packet.
+    """
+    if codec == "av1":
+        preset = os.environ.get("ROBOAUG_SVTAV1_PRESET", DEFAULT_SVTAV1_PRESET)
+        if not preset.isdigit() or not 0 <= int(preset) <= 13:
+            raise WorkerError(ExitCode.INVALID_SPEC, f"ROBOAUG_SVTAV1_PRESET must be an integer 0..13, got {preset!r}")
+        return "libsvtav1", {"g": "2", "crf": "30", "preset": preset, "svtav1-params": "lp=1"}
+    if codec == "h264":
+        return "libx264", {"g": "2", "crf": "23", "bf": "0", "threads": "1", "preset": "medium"}
+    if codec == "mpeg4":
+        return "mpeg4", {"g": "2", "qscale": "3", "bf": "0", "threads": "1"}
+    raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"video codec {codec!r} is not supported (av1, h264, mpeg4)")
+
+
+_MUX_OPTIONS = {"fflags": "+bitexact"}  # no encoder-version tags or creation times in the file
+
+
+class SegmentEncoder:
+    """Encodes RGB chunks into one mp4 with the source's codec, pix_fmt, size and fps, pts 0, 1, 2..."""
+
+    def __init__(self, path: Path, *, codec: str, pix_fmt: str, width: int, height: int, fps: int | Fraction):
+        name, options = encoder_settings(codec)
+        self.path = Path(path)
+        self.frames = 0
+        self._container = av.open(str(self.path), "w", format="mp4", options=dict(_MUX_OPTIONS))
+        # bitexact: no encoder version strings in the bitstream (mpeg4 writes one otherwise)
+        self._stream = self._container.add_stream(
+            name, rate=Fraction(fps), options={**options, "flags": "+bitexact"}
+        )
+        self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
+
+    def write(self, frames: np.ndarray) -> None:
+        for rgb in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = self.frames
+            self.frames += 1
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+
+    def __enter__(self) -> "SegmentEncoder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._container.close()
+
+
+def concat_segments(segments: Sequence[tuple[Path, int]], out: Path, fps: int | Fraction) -> list[float]:
+    """Remux `(segment, n_frames)` back to back into `out`; returns each segment's start in seconds.
+
+    Segment k starts at (sum of earlier frame counts) / fps, exactly on the grid, so the v3.0
+    from_timestamp of an episode is its frame offset divided by fps.
+    """
+    fps = Fraction(fps)
+    starts: list[float] = []
+    with av.open(str(segments[0][0])) as first:
+        template = first.streams.video[0]
+        extradata = template.codec_context.extradata
+        tb = Fraction(template.time_base)
+        with av.open(str(out), "w", format="mp4", options=dict(_MUX_OPTIONS)) as dst:
+            ostream = dst.add_stream_from_template(template, opaque=True)
+            offset_frames = 0
+            for path, n_frames in segments:
+                with av.open(str(path)) as src:
+                    s = src.streams.video[0]
+                    if Fraction(s.time_base) != tb or s.codec_context.extradata != extradata:
+                        raise WorkerError(ExitCode.INTERNAL, f"segment {path.name} differs in time base or codec header")
+                    offset = int(offset_frames / fps / tb)
+                    if offset_frames / fps / tb != offset:
+                        raise WorkerError(ExitCode.INTERNAL, f"1/{fps} s is not a whole number of {tb} ticks")
+                    starts.append(float(offset_frames / fps))
+                    for packet in src.demux(s):
+                        if packet.dts is None:
+                            continue
+                        packet.pts += offset
+                        packet.dts += offset
+                        packet.stream = ostream
+                        dst.mux(packet)
+                offset_frames += n_frames
+            # the mp4 muxer sets the final duration from the last packet's duration
+    return starts
