@@ -1,5 +1,5 @@
 """Hub dataset in, Hub dataset out: the worker command against the local Hub test server
-(tests/hubserver), the result downloaded again and verified by the independent checker."""
+(devstack/hubserver), the result downloaded again and verified by the independent checker."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hubserver import WRITE_TOKEN  # noqa: E402
-from hubserver.fixtures import hub_env, local_hub, local_hub_session  # noqa: E402,F401
+from roboaug_devstack.hubserver import WRITE_TOKEN  # noqa: E402
+from roboaug_devstack.hubserver.fixtures import hub_env, local_hub, local_hub_session  # noqa: E402,F401
 
 import checker  # noqa: E402
 import fixtures  # noqa: E402
