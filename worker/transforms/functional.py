@@ -1,0 +1,457 @@
+"""Pure numeric kernels over uint8 RGB frames (H, W, 3) and whole clips (T, H, W, 3).
+
+No kernel draws random numbers: the randomness a kernel needs (noise) comes in as arrays of
+uniform 16-bit integers, so a kernel's output is a function of its arguments alone and
+`sampling.py` decides where the randomness comes from. Every kernel takes `out=` (which may be
+the input itself, for in-place work) and otherwise leaves its input untouched.
+
+Definitions (the units are the request's, see `roboaug_api.models.spec`):
+
+lighting
+    One (3, 256) lookup table per copy, applied in one pass (`cv2.LUT`). For an input level v of
+    channel c: x = v * g_c (the illuminant's tint, see `temperature_gains`), then
+    y = (x - 127.5) * (1 + contrast/100) + 127.5 + 2.55 * brightness, rounded and clipped to
+    0..255. So brightness +b % raises a mid-grey frame's mean by b % of 255, and contrast c %
+    scales the standard deviation about mid-grey by (1 + c/100) (-100 % = flat grey) until
+    clipping sets in. 6500 K with zero brightness and contrast is the identity.
+colour temperature
+    Per-channel gains g_c = rgb_c(T) / rgb_c(6500 K), where rgb(T) is Tanner Helland's fit of the
+    sRGB colour of a blackbody at T kelvin (fitted to Mitchell Charity's blackbody table,
+    1000..40000 K), normalised so that the Rec. 601 luma of grey is kept:
+    0.299 gR + 0.587 gG + 0.114 gB = 1. The frame looks as if lit by a T-kelvin source and
+    captured by a camera white-balanced for daylight: below 6500 K red rises and blue falls
+    (warm), above it the reverse (cool). The gains act on 8-bit values, not linear light:
+    an approximation that keeps the whole transform one LUT.
+gaussian noise
+    Signal-independent, i.i.d. per pixel and channel, standard deviation sigma 8-bit levels,
+    rounded to whole levels and added with saturation. Each value is the sum of two normal
+    quantile lookups of variance sigma^2 / 2 driven by two random bytes (see
+    `half_normal_quantiles`): a 65536-point, near-normal distribution with tails to +-3.8 sigma.
+shot noise
+    Photon (Poisson) noise in its gaussian approximation: variance = gain x level, i.e. each
+    pixel moves by sqrt(gain * v) * z with z standard normal (from the same two-byte tables),
+    rounded, added with saturation. Black stays black; brighter pixels are noisier.
+read noise
+    Signal-independent sensor read-out noise of total standard deviation sigma, made of a
+    per-pixel gaussian part (std sigma * sqrt(1 - r^2)) and a per-row offset shared by every
+    column and channel of that row (std sigma * r, r = `row_fraction`, 0.5 by default): the
+    horizontal banding of a rolling read-out. Per-pixel std is still sigma.
+motion blur
+    The average of `length` taps along a digital line through the centre at `angle` degrees
+    (0 = horizontal, 90 = vertical, counter-clockwise with image y pointing down). The line spans
+    `length` pixels along its dominant axis, one tap per pixel (the same footprint as a line
+    drawn in a length x length kernel). `length` must be odd so the line has a centre pixel.
+    Borders reflect (BORDER_REFLECT_101).
+defocus blur
+    Gaussian point-spread function of standard deviation sigma pixels (kernel +-3 sigma,
+    reflecting borders); sigma 0 is the identity. A gaussian rather than a disk: it is separable
+    (fast) and its parameter is the request's unit directly; real lenses sit between the two.
+occlusion, rectangle
+    Axis-aligned boxes filled with a solid colour, the same on every frame.
+occlusion, overlay
+    A semi-transparent textured patch: a smooth colour texture (a small random colour grid
+    bilinearly upsampled to the box) alpha-blended over the frame, out = (1 - a) frame + a
+    texture, like a smudge or a translucent film in front of the lens.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from functools import lru_cache
+from statistics import NormalDist
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+NEUTRAL_KELVIN = 6500.0
+KELVIN_RANGE = (1000.0, 40000.0)
+MAX_MOTION_LENGTH = 257  # the uint16 accumulator holds up to 257 * 255
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+# -- checks -----------------------------------------------------------------------------------
+def _check_frames(frames: np.ndarray, name: str = "frames") -> np.ndarray:
+    """A uint8 frame (H, W, 3) or clip (T, H, W, 3), returned as a clip view."""
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(f"{name}: expected a numpy array, got {type(frames).__name__}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"{name}: expected dtype uint8, got {frames.dtype}")
+    if frames.ndim not in (3, 4) or frames.shape[-1] != 3:
+        raise ValueError(f"{name}: expected shape (H, W, 3) or (T, H, W, 3), got {frames.shape}")
+    if min(frames.shape[:-1]) < 1:
+        raise ValueError(f"{name}: empty frame or clip, shape {frames.shape}")
+    return frames if frames.ndim == 4 else frames[None]
+
+
+def _prepare_out(frames: np.ndarray, out: Optional[np.ndarray]) -> np.ndarray:
+    """`out` as a writable C-contiguous array of the frames' shape, holding a copy of them."""
+    if out is None:
+        return np.ascontiguousarray(frames).copy()
+    if out.shape != frames.shape or out.dtype != np.uint8:
+        raise ValueError(f"out: expected uint8 {frames.shape}, got {out.dtype} {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out: must be C-contiguous")
+    if out is not frames:
+        np.copyto(out, frames)
+    return out
+
+
+def _finite(value: float, name: str, lo: float, hi: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be within [{lo:g}, {hi:g}], got {value!r}")
+    return value
+
+
+_LOCAL = threading.local()
+
+
+def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A reusable temporary of `shape`, private to this thread and never returned to callers.
+
+    Fresh multi-megabyte temporaries cost page faults on every frame; reusing one growing
+    buffer per purpose keeps the kernels' working set fixed.
+    """
+    buffers = getattr(_LOCAL, "buffers", None)
+    if buffers is None:
+        buffers = _LOCAL.buffers = {}
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    buf = buffers.get((name, dtype))
+    if buf is None or buf.size < n:
+        buf = buffers[(name, dtype)] = np.empty(n, dtype)
+    return buf[:n].reshape(shape)
+
+
+def _rows2d(clip: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) -> (T*H, W*3): single-channel view, so cv2 scalars reach every value."""
+    return clip.reshape(clip.shape[0] * clip.shape[1], -1)
+
+
+# -- lighting ---------------------------------------------------------------------------------
+def blackbody_rgb(kelvin: float) -> np.ndarray:
+    """Tanner Helland's approximation of a blackbody's sRGB colour (0..255 floats per channel)."""
+    kelvin = _finite(kelvin, "colour temperature (kelvin)", *KELVIN_RANGE)
+    t = kelvin / 100.0
+    if t <= 66:
+        r = 255.0
+        g = 99.4708025861 * math.log(t) - 161.1195681661
+        b = 0.0 if t <= 19 else 138.5177312231 * math.log(t - 10) - 305.0447927307
+    else:
+        r = 329.698727446 * (t - 60) ** -0.1332047592
+        g = 288.1221695283 * (t - 60) ** -0.0755148492
+        b = 255.0
+    return np.clip(np.array([r, g, b], dtype=np.float64), 0.0, 255.0)
+
+
+def temperature_gains(kelvin: float) -> np.ndarray:
+    """Per-channel (R, G, B) gains for a light source of `kelvin`; (1, 1, 1) at 6500 K."""
+    kelvin = _finite(kelvin, "colour temperature (kelvin)", *KELVIN_RANGE)
+    if kelvin == NEUTRAL_KELVIN:
+        return np.ones(3)
+    gains = blackbody_rgb(kelvin) / blackbody_rgb(NEUTRAL_KELVIN)
+    return gains / float(_LUMA @ gains)
+
+
+def lighting_lut(brightness: float, contrast: float, kelvin: float = NEUTRAL_KELVIN) -> np.ndarray:
+    """The (3, 256) uint8 table of brightness (%), contrast (%) and colour temperature (K)."""
+    brightness = _finite(brightness, "brightness (percent)", -100, 100)
+    contrast = _finite(contrast, "contrast (percent)", -100, 100)
+    gains = temperature_gains(kelvin)
+    levels = np.arange(256, dtype=np.float64)
+    x = gains[:, None] * levels[None, :]
+    y = (x - 127.5) * (1.0 + contrast / 100.0) + 127.5 + 2.55 * brightness
+    return np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)
+
+
+def apply_lut(frames: np.ndarray, lut: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Map every channel c of every pixel through `lut[c]` (a (3, 256) or (256,) uint8 table)."""
+    clip = _check_frames(frames)
+    lut = np.asarray(lut)
+    if lut.dtype != np.uint8 or lut.shape not in ((3, 256), (256,)):
+        raise ValueError(f"lut: expected uint8 of shape (3, 256) or (256,), got {lut.dtype} {lut.shape}")
+    table = (np.broadcast_to(lut, (3, 256)) if lut.ndim == 1 else lut).T.reshape(1, 256, 3)
+    table = np.ascontiguousarray(table)
+    result = _prepare_out(frames, out)
+    flat = _check_frames(result).reshape(clip.shape[0] * clip.shape[1], clip.shape[2], 3)
+    cv2.LUT(flat, table, dst=flat)
+    return result
+
+
+def adjust_lighting(frames: np.ndarray, brightness: float, contrast: float,
+                    kelvin: float = NEUTRAL_KELVIN, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Brightness, contrast and colour temperature in one table pass (see the module docs)."""
+    return apply_lut(frames, lighting_lut(brightness, contrast, kelvin), out=out)
+
+
+# -- noise ------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def half_normal_quantiles() -> np.ndarray:
+    """float64[256]: normal quantiles at the centres of 256 equal bins, scaled to variance 1/2.
+
+    Noise is the sum of two table lookups driven by two independent random bytes: two
+    independent variables of variance 1/2 each give variance 1 and a 65536-point distribution
+    close to the normal (tails to +-3.8 sigma), at the cost of two 8-bit lookups (`cv2.LUT`)
+    instead of one 16-bit gather.
+    """
+    inv = NormalDist().inv_cdf
+    q = np.array([inv((i + 0.5) / 256.0) for i in range(256)])
+    return q * math.sqrt(0.5 / float(np.mean(q * q)))
+
+
+@lru_cache(maxsize=256)
+def _pair_table(scale: float, dtype: str) -> np.ndarray:
+    table = half_normal_quantiles() * scale
+    if dtype == "int16":
+        table = np.floor(table + 0.5)
+    return table.astype(dtype).reshape(1, 256)
+
+
+def _check_uniform8(u1: np.ndarray, u2: np.ndarray, shape: tuple) -> None:
+    for name, u in (("u1", u1), ("u2", u2)):
+        if not isinstance(u, np.ndarray) or u.dtype != np.uint8 or u.shape != tuple(shape):
+            got = f"{u.dtype} {u.shape}" if isinstance(u, np.ndarray) else type(u).__name__
+            raise ValueError(f"{name}: expected uint8 random bytes of shape {tuple(shape)}, got {got}")
+
+
+def _per_frame_2d(u: np.ndarray, frames: int) -> np.ndarray:
+    """(T, H, W, 3) -> (T, H*W*3): a view when each frame is contiguous (frames may be strided)."""
+    return u.reshape(frames, -1)
+
+
+def _normal_from_bytes(u1: np.ndarray, u2: np.ndarray, table: np.ndarray, frames: int, name: str) -> np.ndarray:
+    """table[u1] + table[u2] as a (T, H*W*3) scratch array of the table's dtype."""
+    a2, b2 = _per_frame_2d(u1, frames), _per_frame_2d(u2, frames)
+    first = _scratch(name + "_a", a2.shape, table.dtype)
+    second = _scratch(name + "_b", a2.shape, table.dtype)
+    cv2.LUT(a2, table, dst=first)
+    cv2.LUT(b2, table, dst=second)
+    cv2.add(first, second, dst=first)
+    return first
+
+
+def _saturating_add_i16(clip: np.ndarray, noise2d: np.ndarray, result: np.ndarray) -> None:
+    """result = clip(clip + noise, 0, 255); noise2d is int16 (T, H*W*3) and is overwritten."""
+    frames2d, out2d = clip.reshape(noise2d.shape), result.reshape(noise2d.shape)
+    cv2.add(noise2d, frames2d, dst=noise2d, dtype=cv2.CV_16S)
+    cv2.max(noise2d, 0, dst=noise2d)
+    cv2.convertScaleAbs(noise2d, dst=out2d)  # values are >= 0, so "abs" only saturates at 255
+
+
+def gaussian_noise(frames: np.ndarray, sigma: float, u1: np.ndarray, u2: np.ndarray, *,
+                   out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Add i.i.d. gaussian noise of std `sigma` levels, rounded to whole levels, with saturation.
+
+    `u1`, `u2`: uint8 random bytes of the frames' shape, the noise's only source of randomness.
+    """
+    clip = _check_frames(frames)
+    sigma = _finite(sigma, "gaussian noise sigma (8-bit levels)", 0, 255)
+    _check_uniform8(u1, u2, frames.shape)
+    result = _prepare_out(frames, out)
+    if sigma == 0:
+        return result
+    noise = _normal_from_bytes(u1, u2, _pair_table(sigma, "int16"), clip.shape[0], "noise")
+    _saturating_add_i16(_check_frames(result), noise, _check_frames(result))
+    return result
+
+
+def read_noise(frames: np.ndarray, sigma: float, u1: np.ndarray, u2: np.ndarray,
+               row_u1: np.ndarray, row_u2: np.ndarray, *, row_fraction: float = 0.5,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Add read-out noise of total std `sigma`: per-pixel gaussian plus a per-row (banding) offset.
+
+    `row_u1`, `row_u2`: uint8 random bytes of shape (T, H) for a clip, (H,) for a frame.
+    """
+    clip = _check_frames(frames)
+    sigma = _finite(sigma, "read noise sigma (8-bit levels)", 0, 255)
+    row_fraction = _finite(row_fraction, "read noise row_fraction", 0, 1)
+    _check_uniform8(u1, u2, frames.shape)
+    _check_uniform8(row_u1, row_u2, frames.shape[:-2])
+    result = _prepare_out(frames, out)
+    if sigma == 0:
+        return result
+    t, h = clip.shape[:2]
+    pixel_table = _pair_table(sigma * math.sqrt(1.0 - row_fraction ** 2), "int16")
+    noise = _normal_from_bytes(u1, u2, pixel_table, t, "noise")
+    row_table = _pair_table(sigma * row_fraction, "int16")[0]
+    rows = row_table[row_u1.reshape(t, h)] + row_table[row_u2.reshape(t, h)]
+    noise.reshape(t, h, -1)[...] += rows[:, :, None]
+    _saturating_add_i16(_check_frames(result), noise, _check_frames(result))
+    return result
+
+
+def shot_noise(frames: np.ndarray, gain: float, u1: np.ndarray, u2: np.ndarray, *,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Add signal-dependent shot noise: variance = `gain` x level (gaussian approximation)."""
+    clip = _check_frames(frames)
+    gain = _finite(gain, "shot noise gain", 0, 255)
+    _check_uniform8(u1, u2, frames.shape)
+    result = _prepare_out(frames, out)
+    if gain == 0:
+        return result
+    t = clip.shape[0]
+    std_by_level = np.sqrt(gain * np.arange(256, dtype=np.float64)).astype(np.float32).reshape(1, 256)
+    noisy = _normal_from_bytes(u1, u2, _pair_table(1.0, "float32"), t, "shot")
+    frames2d = _check_frames(result).reshape(noisy.shape)
+    std = _scratch("shot_std", noisy.shape, np.float32)
+    cv2.LUT(frames2d, std_by_level, dst=std)
+    cv2.multiply(noisy, std, dst=noisy)
+    cv2.add(noisy, frames2d, dst=noisy, dtype=cv2.CV_32F)
+    cv2.max(noisy, 0, dst=noisy)
+    cv2.convertScaleAbs(noisy, dst=frames2d)  # rounds to nearest, saturates at 255
+    return result
+
+
+# -- blur -------------------------------------------------------------------------------------
+def _round_half_away(x: float) -> int:
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def motion_taps(length: int, angle_deg: float) -> list[tuple[int, int]]:
+    """The (dy, dx) offsets of a motion kernel: `length` pixels along a line at `angle_deg`."""
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
+        raise ValueError(f"motion blur length must be an integer, got {length!r}")
+    length = int(length)
+    if length < 1 or length % 2 == 0:
+        raise ValueError(f"motion blur length must be a positive odd number of pixels, got {length}")
+    if length > MAX_MOTION_LENGTH:
+        raise ValueError(f"motion blur length must be <= {MAX_MOTION_LENGTH}, got {length}")
+    angle = _finite(angle_deg, "motion blur angle (degrees)", -360, 360)
+    c, s = math.cos(math.radians(angle)), -math.sin(math.radians(angle))  # image y points down
+    r = length // 2
+    if abs(c) >= abs(s):
+        return [(_round_half_away(i * s / c), i) for i in range(-r, r + 1)]
+    return [(i, _round_half_away(i * c / s)) for i in range(-r, r + 1)]
+
+
+def motion_kernel(length: int, angle_deg: float) -> np.ndarray:
+    """The (length, length) float32 kernel `motion_blur` applies (for inspection and tests)."""
+    taps = motion_taps(length, angle_deg)
+    r = int(length) // 2
+    kernel = np.zeros((2 * r + 1, 2 * r + 1), np.float32)
+    for dy, dx in taps:
+        kernel[r + dy, r + dx] += 1.0 / len(taps)
+    return kernel
+
+
+def motion_blur(frames: np.ndarray, length: int, angle_deg: float, *,
+                out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Average of `length` shifted copies along a line (see the module docs).
+
+    A sum of shifted views in a uint16 accumulator costs one add per tap instead of the
+    length^2 multiply-adds of a dense filter2D kernel; results are rounded to nearest.
+    """
+    clip = _check_frames(frames)
+    taps = motion_taps(length, angle_deg)
+    result = _prepare_out(frames, out)
+    if len(taps) == 1:
+        return result
+    res = _check_frames(result)
+    t_count, h, w, _ = clip.shape
+    r = len(taps) // 2
+    # Padded frames stacked into one tall image: each tap is then one add over the whole block.
+    # Rows between frames come out as junk in the accumulator and are skipped.
+    ph = h + 2 * r
+    padded8 = _scratch("motion_pad8", (t_count, ph, w + 2 * r, 3), np.uint8)
+    padded = _scratch("motion_pad16", padded8.shape, np.uint16)
+    for t in range(t_count):
+        cv2.copyMakeBorder(res[t], r, r, r, r, cv2.BORDER_REFLECT_101, dst=padded8[t])
+    np.copyto(padded, padded8)
+    tall = padded.reshape(t_count * ph, -1)
+    rows = t_count * ph - 2 * r
+    acc = _scratch("motion_acc", (rows, w * 3), np.uint16)
+    for i, (dy, dx) in enumerate(taps):
+        view = tall[r + dy: r + dy + rows, 3 * (r + dx): 3 * (r + dx + w)]
+        if i == 0:
+            np.copyto(acc, view)
+        else:
+            cv2.add(acc, view, dst=acc)
+    scale = 1.0 / len(taps)
+    for t in range(t_count):
+        cv2.convertScaleAbs(acc[t * ph: t * ph + h], dst=res[t].reshape(h, -1), alpha=scale)
+    return result
+
+
+def defocus_blur(frames: np.ndarray, sigma: float, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Gaussian defocus of std `sigma` pixels (kernel +-3 sigma, reflecting borders)."""
+    clip = _check_frames(frames)
+    sigma = _finite(sigma, "defocus blur sigma (pixels)", 0, 1000)
+    result = _prepare_out(frames, out)
+    if sigma == 0:
+        return result
+    res = _check_frames(result)
+    ksize = 2 * math.ceil(3 * sigma) + 1
+    for t in range(clip.shape[0]):
+        cv2.GaussianBlur(res[t], (ksize, ksize), sigma, dst=res[t], sigmaY=sigma,
+                         borderType=cv2.BORDER_REFLECT_101)
+    return result
+
+
+# -- occlusion --------------------------------------------------------------------------------
+def _check_box(box: Sequence[int], h: int, w: int) -> tuple[int, int, int, int]:
+    if len(box) != 4:
+        raise ValueError(f"occlusion box must be (x, y, width, height), got {box!r}")
+    x, y, bw, bh = (int(v) for v in box)
+    if bw < 1 or bh < 1 or x < 0 or y < 0 or x + bw > w or y + bh > h:
+        raise ValueError(
+            f"occlusion box (x={x}, y={y}, width={bw}, height={bh}) must have positive size and "
+            f"lie inside the {w}x{h} frame"
+        )
+    return x, y, bw, bh
+
+
+def _check_colour(colour: Sequence[int]) -> tuple[int, int, int]:
+    if len(colour) != 3 or any(not 0 <= int(c) <= 255 for c in colour):
+        raise ValueError(f"occlusion colour must be three values in 0..255, got {colour!r}")
+    return tuple(int(c) for c in colour)
+
+
+def fill_rectangles(frames: np.ndarray, boxes: Sequence[Sequence[int]], colours: Sequence[Sequence[int]], *,
+                    out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Paint each (x, y, width, height) box with its solid RGB colour on every frame."""
+    clip = _check_frames(frames)
+    if len(boxes) != len(colours):
+        raise ValueError(f"occlusion: {len(boxes)} boxes but {len(colours)} colours")
+    checked = [(_check_box(b, *clip.shape[1:3]), _check_colour(c)) for b, c in zip(boxes, colours)]
+    result = _prepare_out(frames, out)
+    res = _check_frames(result)
+    for (x, y, bw, bh), colour in checked:
+        res[:, y:y + bh, x:x + bw] = colour
+    return result
+
+
+def smooth_texture(grid: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A (height, width, 3) uint8 texture: the small uint8 colour `grid` bilinearly upsampled."""
+    grid = np.asarray(grid)
+    if grid.dtype != np.uint8 or grid.ndim != 3 or grid.shape[-1] != 3:
+        raise ValueError(f"texture grid: expected uint8 (h, w, 3), got {grid.dtype} {grid.shape}")
+    if height < 1 or width < 1:
+        raise ValueError(f"texture size must be positive, got {width}x{height}")
+    return cv2.resize(grid, (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
+
+
+def blend_overlay(frames: np.ndarray, box: Sequence[int], texture: np.ndarray, alpha: float, *,
+                  out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Alpha-blend `texture` over `box` on every frame: (1 - alpha) frame + alpha texture.
+
+    Fixed point in 1/256 steps on the patch only, rounded to nearest.
+    """
+    clip = _check_frames(frames)
+    x, y, bw, bh = _check_box(box, *clip.shape[1:3])
+    alpha = _finite(alpha, "overlay alpha", 0, 1)
+    texture = np.asarray(texture)
+    if texture.dtype != np.uint8 or texture.shape != (bh, bw, 3):
+        raise ValueError(f"overlay texture: expected uint8 {(bh, bw, 3)}, got {texture.dtype} {texture.shape}")
+    result = _prepare_out(frames, out)
+    res = _check_frames(result)
+    a = int(round(alpha * 256))
+    tex_term = texture.astype(np.uint16) * np.uint16(a) + np.uint16(128)
+    region = res[:, y:y + bh, x:x + bw]
+    mixed = region.astype(np.uint16)
+    mixed *= np.uint16(256 - a)
+    mixed += tex_term
+    mixed >>= 8
+    region[...] = mixed
+    return result
