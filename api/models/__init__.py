@@ -2,6 +2,7 @@
 
 from .spec import (
     APPLY_ORDER,
+    GENERATIVE_DISABLED_MESSAGE,
     RANGE_PAIRS,
     TRANSFORMS,
     AugmentationJobCreateRequest,

@@ -25,6 +25,13 @@ from pydantic import (
     field_validator,
 )
 
+GENERATIVE_DISABLED_MESSAGE = (
+    "generative augmentation (Cosmos Transfer 2.5) is disabled on this deployment; "
+    "use augmentation_type 'deterministic'"
+)
+"""What the gateway answers (400) and what the operator writes into status.error for a
+generative AugmentationJob created with kubectl: one text, whichever door the job came through."""
+
 TRANSFORMS: tuple[str, ...] = ("lighting", "noise", "blur", "occlusion")
 """Names accepted in `augment_transforms`."""
 
@@ -165,7 +172,8 @@ class AugmentationJobCreateRequest(BaseModel):
     name: Optional[str] = Field(None, max_length=253, description="Human-readable job name.")
     augment_transforms: str = Field(
         "lighting",
-        max_length=200,
+        # Short on purpose: the apiserver's CEL cost budget for the duplicate check grows with it.
+        max_length=64,
         description=(
             "Comma-separated transforms: lighting, noise, blur, occlusion (case and spaces "
             "tolerated; unknown or repeated names are rejected)."

@@ -1,0 +1,81 @@
+"""Error bodies: `{"detail": str}` for every error, FastAPI's list form for 422.
+
+422 items keep FastAPI's shape (`loc`, `msg`, `type`) but drop `input` and `ctx`, which can echo
+a whole request body back, and every `msg` starts with the field it is about, so a client that
+only prints messages still learns which field broke which rule.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .service import GatewayError, IdempotencyKeyReused, StoredStatusUnreadable
+from .store import Expired, Invalid, Unavailable
+
+log = logging.getLogger(__name__)
+
+_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def field_path(loc) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"} and len(parts) > 1:
+        parts = parts[1:]
+    return ".".join(parts) or "request"
+
+
+def validation_item(error: dict) -> dict:
+    path = field_path(error.get("loc", ()))
+    msg = str(error.get("msg", "invalid"))
+    for prefix in _PREFIXES:
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    leaf = path.rsplit(".", 1)[-1]
+    if leaf not in msg:
+        msg = f"{path}: {msg}"
+    return {"loc": list(error.get("loc", ())), "msg": msg, "type": str(error.get("type", "value_error"))}
+
+
+def unprocessable(items: list[dict]) -> JSONResponse:
+    return JSONResponse({"detail": items}, status_code=422)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return unprocessable([validation_item(e) for e in exc.errors()])
+
+    @app.exception_handler(GatewayError)
+    async def _gateway(request: Request, exc: GatewayError):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(IdempotencyKeyReused)
+    async def _reused(request: Request, exc: IdempotencyKeyReused):
+        return unprocessable([{
+            "loc": ["header", "Idempotency-Key"],
+            "msg": "Idempotency-Key: already used with a different request body; use a new key for a new request",
+            "type": "idempotency_key_reused",
+        }])
+
+    @app.exception_handler(Invalid)
+    async def _invalid(request: Request, exc: Invalid):
+        # The apiserver's own message names the field (CRD schema / CEL rule).
+        return unprocessable([{"loc": ["body"], "msg": f"refused by the Kubernetes API: {exc}", "type": "apiserver_invalid"}])
+
+    @app.exception_handler(Expired)
+    async def _expired(request: Request, exc: Expired):
+        return JSONResponse({"detail": "cursor: expired; list again without a cursor"}, status_code=400)
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(request: Request, exc: Unavailable):
+        log.error("Kubernetes API unavailable: %s", exc)
+        return JSONResponse({"detail": "the Kubernetes API is unavailable; retry later"}, status_code=503)
+
+    @app.exception_handler(StoredStatusUnreadable)
+    async def _unreadable(request: Request, exc: StoredStatusUnreadable):
+        log.error("%s", exc)
+        return JSONResponse({"detail": "the job's stored status cannot be read (server fault)"}, status_code=500)
