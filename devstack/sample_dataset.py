@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr otherwise
 
 TASK = "Push the T-shaped block onto the T-shaped target."
 VIDEO_KEY = "observation.image"
