@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from chart_cases import TOGGLES, with_namespace
-from conftest import CHART, helm_template, parse_docs
+from conftest import CHART, MANIFESTS, helm_template, parse_docs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -207,7 +207,6 @@ def test_service_accounts_get_exactly_what_they_need(cluster, namespace, release
 
 def test_plain_manifests_apply_server_side_dry_run(cluster, crd, kubectl_bin):
     # `kubectl apply -k manifests/` as a dry run: every object is valid for this API server.
-    from conftest import MANIFESTS
 
     built = subprocess.run([kubectl_bin, "kustomize", str(MANIFESTS)], capture_output=True,
                            text=True, timeout=120, check=True).stdout

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -50,11 +52,22 @@ def make_spec(dataset: Path | str, out: Path | str, **kw) -> dict:
 
 
 def run_worker(spec: dict, *, processes: int = 1, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The real command line, in a fresh interpreter."""
-    return subprocess.run(
-        [sys.executable, "-m", "roboaug_worker", "--spec", json.dumps(spec), "--processes", str(processes)],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )
+    """The real command line, in a fresh interpreter.
+
+    It runs in its own process group: on a timeout the whole group (episode processes included)
+    is killed and the test fails with the output so far, instead of waiting on pipes that a
+    surviving child still holds open.
+    """
+    argv = [sys.executable, "-m", "roboaug_worker", "--spec", json.dumps(spec), "--processes", str(processes)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"worker did not finish in {timeout}s\nstdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def tree_digest(root: Path) -> dict[str, str]:
