@@ -1,0 +1,335 @@
+"""Operator benchmark: N AugmentationJobs created at once onto kwok nodes.
+
+    python bench/bench_operator.py            # N=500 on a fresh local control plane
+    python bench/bench_operator.py --quick    # N=20
+    python bench/bench_operator.py --kubeconfig KUBECONFIG   # an existing cluster with the CRD
+
+Prints (and with --json writes) these figures:
+  all_completed_s     first CR created -> last CR seen `completed`
+  cr_to_job_p50/p95   CR create call returned -> its Job seen by a watch (seconds)
+  operator_peak_rss   peak resident memory of the operator process (psutil, sampled every 0.1 s)
+  requests_per_job    the operator's own API requests (its `roboaug_api_requests_total`
+                      counter: every call it makes besides kopf's list/watch streams) / N
+  apiserver_requests_per_job  all clients' requests (apiserver_request_total, watches and
+                      the benchmark's own creates included) / N, for context
+Targets (issue 4): CR -> Job p95 < 2 s, all N completed, RSS < 300 MB.
+The operator runs as a separate process (`python -m roboaug_operator`), as in production.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP, VERSION, PLURAL = "roboaug.dev", "v1alpha1", "augmentationjobs"
+PROJECT = "2489e9ad-2ee2-8e00-8ec9-32d5f69181c0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def scrape(url: str, metric: str, label_filter: str = "") -> float:
+    """Sum of a Prometheus counter's samples (optionally only lines containing `label_filter`)."""
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(metric) and (line[len(metric)] in "{ ") and label_filter in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def apiserver_requests(api) -> float:
+    """Sum of apiserver_request_total over every label set (the apiserver's /metrics)."""
+    resp = api.call_api(*api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"]))
+    resp.read()
+    total = 0.0
+    for line in resp.data.decode().splitlines():
+        if line.startswith("apiserver_request_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Watcher(threading.Thread):
+    """Records when each CR's Job first appears and when each CR is first seen finished."""
+
+    def __init__(self, api, namespace: str, kind: str):
+        super().__init__(daemon=True)
+        from kubernetes import client, watch
+
+        self.kind, self.namespace = kind, namespace
+        self.seen: dict[str, float] = {}
+        self.final: dict[str, tuple[float, str]] = {}
+        self._watch = watch.Watch()
+        if kind == "jobs":
+            self._fn, self._args = client.BatchV1Api(api).list_namespaced_job, (namespace,)
+        else:
+            self._fn = client.CustomObjectsApi(api).list_namespaced_custom_object
+            self._args = (GROUP, VERSION, namespace, PLURAL)
+        self.ready = threading.Event()
+        self.stop = False
+
+    def run(self) -> None:
+        rv = None
+        while not self.stop:
+            try:
+                kw = {"timeout_seconds": 60, "allow_watch_bookmarks": False}
+                if rv:
+                    kw["resource_version"] = rv
+                self.ready.set()
+                for ev in self._watch.stream(self._fn, *self._args, **kw):
+                    now = time.monotonic()
+                    obj = ev["object"]
+                    if self.kind == "jobs":
+                        meta = obj.metadata
+                        owner = (meta.annotations or {}).get("roboaug.dev/cr-name")
+                        if owner:
+                            self.seen.setdefault(owner, now)
+                        rv = meta.resource_version
+                    else:
+                        name = obj["metadata"]["name"]
+                        st = (obj.get("status") or {}).get("status")
+                        if st in ("completed", "failed", "cancelled"):
+                            self.final.setdefault(name, (now, st))
+                        rv = obj["metadata"]["resourceVersion"]
+                    if self.stop:
+                        return
+            except Exception:  # watch expired or connection reset: resume
+                rv = None
+                time.sleep(0.2)
+
+
+def run_bench(api, kubeconfig: Path, n: int, timeout: float, workdir: Path, env: dict,
+              profile: Path | None = None) -> dict:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    ns = f"bench-op-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "roboaug-worker"}})
+    metrics_port = free_port()
+    cfg = {
+        "namespaces": [ns],
+        "pools": {"cpu": {"node_selector": {"roboaug.dev/pool": "cpu"},
+                          "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                          "image": "example.invalid/roboaug-worker:bench",
+                          "pod_annotations": {"roboaug.dev/kwok-delay": "1s"}},
+                  "gpu": {"node_selector": {"roboaug.dev/pool": "gpu"}}},
+        "hub_token_secret": None,
+        "pending_timeout_seconds": 3600,
+        "leader_election": {"enabled": True, "lease_namespace": ns},
+        "health_port": None,
+        "metrics_port": metrics_port,
+        "log_format": "json",
+        "log_level": "WARNING",
+    }
+    cfg_path = workdir / "operator.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    log = open(workdir / "operator.log", "w")
+    op_env = dict(env, KUBECONFIG=str(kubeconfig), ROBOAUG_OPERATOR_CONFIG=str(cfg_path))
+    prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    proc = subprocess.Popen([sys.executable, *prof, "-m", "roboaug_operator"], env=op_env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    peak = {"rss": 0}
+    sampling = threading.Event()
+
+    def sample_rss():
+        p = psutil.Process(proc.pid)
+        while not sampling.is_set():
+            try:
+                peak["rss"] = max(peak["rss"], p.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=sample_rss, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the operator is up once its metrics answer and it has watched the namespace
+            try:
+                scrape(metrics_url, "roboaug_api_requests_total")
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"operator did not start; see {workdir / 'operator.log'}")
+                time.sleep(0.5)
+        time.sleep(3)  # kopf's initial listing of the (empty) namespace
+        jobs_w, crs_w = Watcher(api, ns, "jobs"), Watcher(api, ns, "crs")
+        jobs_w.start(), crs_w.start()
+        jobs_w.ready.wait(10), crs_w.ready.wait(10)
+        time.sleep(1)
+        op_before = scrape(metrics_url, "roboaug_api_requests_total")
+        api_before = apiserver_requests(api)
+        created: dict[str, float] = {}
+
+        def create(i: int) -> None:
+            name = f"bench-{i:04d}"
+            job_id = str(uuid.uuid4())
+            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AugmentationJob",
+                    "metadata": {"name": name, "labels": {"roboaug.dev/job-id": job_id,
+                                                          "roboaug.dev/project-id": PROJECT}},
+                    "spec": {"project_id": PROJECT, "dataset_id": "lerobot/pusht", "job_id": job_id}}
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+            created[name] = time.monotonic()
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(create, range(n)))
+        t_created = time.monotonic()
+        deadline = t0 + timeout
+        while len(crs_w.final) < n and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"operator exited ({proc.returncode}); see {workdir / 'operator.log'}")
+            time.sleep(0.25)
+        t_end = max((t for t, _ in crs_w.final.values()), default=time.monotonic())
+        cpu = psutil.Process(proc.pid).cpu_times()
+        time.sleep(2)  # let trailing Events land in the counters
+        op_after = scrape(metrics_url, "roboaug_api_requests_total")
+        api_after = apiserver_requests(api)
+        by_kind: dict[str, float] = {}
+        text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+        for line in text.splitlines():
+            if line.startswith("roboaug_api_requests_total{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                by_kind[f"{labels.get('verb')} {labels.get('resource')}"] = float(line.rsplit(" ", 1)[1])
+        api_lat: dict[str, dict[str, float]] = {}
+        for line in text.splitlines():
+            for kind in ("sum", "count"):
+                if line.startswith(f"roboaug_api_request_seconds_{kind}{{"):
+                    labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                    api_lat.setdefault(f"{labels.get('verb')} {labels.get('resource')}", {})[kind] = \
+                        float(line.rsplit(" ", 1)[1])
+        mean_ms = {k: round(1000 * v["sum"] / v["count"], 1) for k, v in sorted(api_lat.items())
+                   if v.get("count")}
+        lat = [jobs_w.seen[k] - created[k] for k in created if k in jobs_w.seen]
+        statuses: dict[str, int] = {}
+        for _t, s in crs_w.final.values():
+            statuses[s] = statuses.get(s, 0) + 1
+        jobs_w.stop = crs_w.stop = True
+        return {
+            "n": n,
+            "completed": statuses.get("completed", 0),
+            "final_statuses": statuses,
+            "create_all_s": round(t_created - t0, 2),
+            "all_completed_s": round(t_end - t0, 2),
+            "cr_to_job_p50_s": round(pct(lat, 0.50), 3),
+            "cr_to_job_p95_s": round(pct(lat, 0.95), 3),
+            "cr_to_job_max_s": round(max(lat), 3) if lat else None,
+            "jobs_seen": len(lat),
+            "operator_peak_rss_mb": round(peak["rss"] / 2**20, 1),
+            "operator_cpu_s": round(cpu.user + cpu.system, 1),
+            "requests_per_job": round((op_after - op_before) / n, 2),
+            "operator_requests_by_kind": {k: v for k, v in sorted(by_kind.items())},
+            "apiserver_requests_per_job": round((api_after - api_before) / n, 2),
+            "operator_request_mean_ms": mean_ms,
+            "cpus": os.cpu_count(),
+            "loadavg_1m_at_end": round(os.getloadavg()[0], 1),
+        }
+    finally:
+        sampling.set()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        try:
+            core.delete_namespace(ns)
+        except Exception:
+            pass
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--quick", action="store_true", help="N=20")
+    ap.add_argument("--kubeconfig", type=Path, help="existing cluster (CRD installed, kwok cpu nodes)")
+    ap.add_argument("--crd", type=Path, default=REPO / "manifests" / "crd" / "roboaug.dev_augmentationjobs.yaml",
+                    help="CRD to apply on the fresh local cluster")
+    ap.add_argument("--cpu-nodes", type=int, default=6, help="kwok cpu nodes on a fresh local cluster")
+    ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument("--profile", type=Path, help="run the operator under cProfile, stats to this file")
+    args = ap.parse_args(argv)
+    n = 20 if args.quick else args.n
+    from kubernetes import client, config
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
+    local = None
+    env = dict(os.environ)
+    try:
+        if args.kubeconfig:
+            kubeconfig = args.kubeconfig
+        else:
+            from roboaug_devstack.cluster import DEFAULT_NODES, LocalCluster
+
+            nodes = [d for d in DEFAULT_NODES if d["labels"].get("roboaug.dev/pool") != "cpu"]
+            template = next(d for d in DEFAULT_NODES if d["labels"].get("roboaug.dev/pool") == "cpu")
+            for i in range(args.cpu_nodes):
+                nodes.append({**template, "name": f"cpu-{i}",
+                              "capacity": {"cpu": "64", "memory": "256Gi", "pods": "250"}})
+            local = LocalCluster(nodes=nodes).start()
+            kubeconfig = local.kubeconfig
+            env = local.env()
+            local.kubectl("apply", "--server-side", "-f", str(args.crd))
+            local.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                          "crd/augmentationjobs.roboaug.dev")
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+        cfg.connection_pool_maxsize = 32
+        with client.ApiClient(cfg) as api:
+            result = run_bench(api, Path(kubeconfig), n, args.timeout, workdir, env, args.profile)
+    finally:
+        if local is not None:
+            local.stop()
+    print(f"operator bench: N={result['n']}  completed={result['completed']}  "
+          f"statuses={result['final_statuses']}")
+    print(f"  all completed in {result['all_completed_s']} s (creating the CRs took {result['create_all_s']} s)")
+    print(f"  CR -> Job: p50 {result['cr_to_job_p50_s']} s, p95 {result['cr_to_job_p95_s']} s, "
+          f"max {result['cr_to_job_max_s']} s  (target p95 < 2 s)")
+    print(f"  operator peak RSS {result['operator_peak_rss_mb']} MB (target < 300 MB), "
+          f"CPU {result['operator_cpu_s']} s")
+    print(f"  operator API requests per job {result['requests_per_job']} "
+          f"{result['operator_requests_by_kind']}")
+    print(f"  apiserver requests per job, all clients: {result['apiserver_requests_per_job']}")
+    print(f"  operator request latency, mean ms: {result['operator_request_mean_ms']}")
+    print(f"  machine: {result['cpus']} CPUs, 1-min load at end {result['loadavg_1m_at_end']}")
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0 if result["completed"] == n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Runs `reconcile.decide` for one AugmentationJob at a time and applies its plan.
+
+Triggers (CR, Job and Pod watch events, timers, the periodic sweep) only *poke* a CR; pokes that
+arrive while that CR is being reconciled coalesce into one more pass, so per CR there is exactly
+one reconciliation in flight: the single writer of its status. Each status write carries the
+resourceVersion the decision was made on; if anything changed the CR in between (the worker's
+progress, a cancel), the apiserver answers 409 and the decision is made again on fresh data.
+
+The CR, Job and Pod views come from kopf's in-memory indexes, which kopf fills from its watch
+streams before any handler runs, so a restarted operator sees existing Jobs before it decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Optional
+
+from . import metrics
+from .config import OperatorConfig
+from .jobs import job_name
+from .kube import ApiError, Kube
+from .observe import JobView, PodView, summarize_job
+from .phases import check, parse_ts
+from .reconcile import Observed, decide
+
+log = logging.getLogger("roboaug.operator")
+Key = tuple[str, str]  # (namespace, CR name)
+
+
+@dataclass
+class _KeyState:
+    running: bool = False
+    dirty: bool = False
+    timer: Optional[asyncio.TimerHandle] = None
+    failures: int = 0
+
+
+def _rv(body: Optional[dict]) -> int:
+    try:
+        return int((body or {}).get("metadata", {}).get("resourceVersion") or -1)
+    except ValueError:
+        return -1
+
+
+def _one(store: Any) -> Any:
+    for value in store or ():
+        return value
+    return None
+
+
+class Controller:
+    def __init__(self, config: OperatorConfig, kube: Kube,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.config = config
+        self.kube = kube
+        self.clock = clock
+        self.executor = ThreadPoolExecutor(max_workers=config.api_concurrency, thread_name_prefix="k8s")
+        # Job creation has its own pool: under a burst of new CRs the apiserver is the
+        # bottleneck, and a new CR's Job must not queue behind status writes of older ones.
+        self.create_executor = ThreadPoolExecutor(max_workers=config.api_concurrency,
+                                                  thread_name_prefix="k8s-create")
+        # Events are a courtesy: their own small pool, so a burst of them never delays Job
+        # creation or status writes.
+        self.event_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="k8s-events")
+        self._keys: dict[Key, _KeyState] = {}
+        self._written: dict[Key, dict] = {}
+        self._created: dict[Key, JobView] = {}  # Jobs we created that the watch has not shown yet
+        self.crs: Any = None
+        self.jobs: Any = None
+        self.pods: Any = None
+
+    # -- wiring -------------------------------------------------------------------------------
+    def bind(self, crs: Any, jobs: Any, pods: Any) -> None:
+        """Attach kopf's indexes (mappings key -> store of values)."""
+        self.crs, self.jobs, self.pods = crs, jobs, pods
+
+    async def _call(self, fn, *args, pool: Optional[ThreadPoolExecutor] = None):
+        return await asyncio.get_running_loop().run_in_executor(pool or self.executor, fn, *args)
+
+    def forget(self, key: Key) -> None:
+        st = self._keys.pop(key, None)
+        if st and st.timer:
+            st.timer.cancel()
+        self._written.pop(key, None)
+        self._created.pop(key, None)
+
+    # -- triggering ---------------------------------------------------------------------------
+    async def poke(self, key: Key) -> None:
+        """Reconcile `key` now, or once more right after the pass already running for it."""
+        st = self._keys.setdefault(key, _KeyState())
+        st.dirty = True
+        if st.running:
+            return
+        st.running = True
+        try:
+            while st.dirty:
+                st.dirty = False
+                try:
+                    await self.reconcile(key)
+                    st.failures = 0
+                except Exception as e:  # keep the operator alive; try again with backoff
+                    st.failures += 1
+                    delay = min(60.0, 0.5 * 2 ** min(st.failures, 7))
+                    kind = f"http_{e.status}" if isinstance(e, ApiError) else type(e).__name__
+                    metrics.RECONCILE_ERRORS.labels(kind=kind).inc()
+                    log.warning("reconcile of %s/%s failed (%s); retrying in %.1fs", *key, e, delay,
+                                extra={"object": {"namespace": key[0], "name": key[1]}})
+                    self.schedule(key, delay)
+        finally:
+            st.running = False
+
+    def schedule(self, key: Key, delay: float) -> None:
+        st = self._keys.setdefault(key, _KeyState())
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        if st.timer and not st.timer.cancelled() and st.timer.when() <= when:
+            return  # an earlier wake-up is already set
+        if st.timer:
+            st.timer.cancel()
+        st.timer = loop.call_at(when, lambda: asyncio.ensure_future(self.poke(key)))
+
+    async def sweep_forever(self) -> None:
+        """Look at every unfinished job now and then: a safety net for anything missed."""
+        while True:
+            await asyncio.sleep(self.config.resync_seconds)
+            for key in self.unfinished_keys():
+                asyncio.ensure_future(self.poke(key))
+
+    def unfinished_keys(self) -> list[Key]:
+        out = []
+        for key, store in list((self.crs or {}).items()):
+            body = _one(store)
+            status = (body or {}).get("status") or {}
+            if status.get("status") not in ("completed", "failed", "cancelled"):
+                out.append(key)
+        return out
+
+    # -- one pass -----------------------------------------------------------------------------
+    def _cr(self, key: Key) -> Optional[dict]:
+        seen = _one(self.crs.get(key)) if self.crs is not None else None
+        mine = self._written.get(key)
+        if seen is None:
+            self._written.pop(key, None)
+            return None
+        if mine is not None and mine.get("metadata", {}).get("uid") == seen.get("metadata", {}).get("uid") \
+                and _rv(mine) > _rv(seen):
+            return mine  # our own write has not come back through the watch yet
+        self._written.pop(key, None)
+        return seen
+
+    def _job(self, key: Key, cr: dict) -> Optional[JobView]:
+        wanted = job_name(cr["metadata"]["name"])
+        views = list(self.jobs.get(key) or ()) if self.jobs is not None else []
+        seen = next((j for j in views if j.name == wanted), None)
+        mine = self._created.get(key)
+        if seen is not None or mine is None or mine.owner_uid != cr["metadata"].get("uid"):
+            self._created.pop(key, None)
+            return seen
+        return mine  # created a moment ago; its watch event is still on the way
+
+    def _pods(self, key: Key, job: Optional[JobView]) -> list[PodView]:
+        if job is None or self.pods is None:
+            return []
+        return [p for p in (self.pods.get(key) or ()) if getattr(p, "job_uid", None) in (None, job.uid)]
+
+    async def _node_labels(self, pods: Iterable[PodView]) -> dict[str, dict]:
+        out = {}
+        for node in {p.node for p in pods if p.node}:
+            out[node] = await self._call(self.kube.node_labels, node)
+        return out
+
+    async def reconcile(self, key: Key) -> None:
+        cr = self._cr(key)
+        if cr is None:
+            self.forget(key)
+            return
+        ns, name = key
+        job = self._job(key, cr)
+        pods = self._pods(key, job)
+        obs = Observed(cr=cr, job=job, pods=pods, node_labels=await self._node_labels(pods), now=self.clock())
+        for _ in range(3):
+            plan = decide(obs, self.config)
+            if not plan.create_job:
+                break
+            try:
+                created = await self._call(self.kube.create_job, ns, plan.create_job,
+                                           pool=self.create_executor)
+                obs.job = self._created[key] = summarize_job(created)
+                started = parse_ts(cr["metadata"].get("creationTimestamp"))
+                if started:
+                    metrics.JOB_CREATE_LATENCY.observe(max(0.0, (self.clock() - started).total_seconds()))
+                log.info("created Job %s", obs.job.name, extra=_obj(cr))
+            except ApiError as e:
+                if e.status == 409:  # already there: ours from before a restart, or a clash
+                    obs.job = summarize_job(await self._call(self.kube.get_job, ns, plan.create_job["metadata"]["name"]))
+                    log.info("adopted existing Job %s", obs.job.name, extra=_obj(cr))
+                elif 400 <= e.status < 500 and e.status != 429:
+                    obs.create_error = e.message
+                else:
+                    raise
+            obs.now = self.clock()
+        else:
+            raise RuntimeError("Job creation did not converge")
+        await self._apply(key, cr, plan)
+
+    async def _apply(self, key: Key, cr: dict, plan) -> None:
+        ns, name = key
+        if plan.empty:
+            if plan.requeue_after:
+                self.schedule(key, plan.requeue_after)
+            return
+        problems = check(plan.new_status)
+        if problems:  # a bug in decide(); write anyway so the job is not stuck, but say so loudly
+            metrics.RECONCILE_ERRORS.labels(kind="invariant").inc()
+            log.error("status invariants broken: %s", "; ".join(problems), extra=_obj(cr))
+        if plan.delete_job:
+            await self._call(self.kube.delete_job, ns, plan.delete_job)
+            log.info("deleted Job %s (foreground)", plan.delete_job, extra=_obj(cr))
+        rv = cr["metadata"].get("resourceVersion")
+        if plan.labels:
+            patched = await self._call(self.kube.patch_cr_labels, ns, name, plan.labels)
+            rv = patched["metadata"]["resourceVersion"]
+            cr = patched
+        if plan.status:
+            try:
+                written = await self._call(self.kube.patch_cr_status, ns, name, plan.status, rv)
+            except ApiError as e:
+                if e.status == 409:  # changed since we looked: decide again on the fresh object
+                    self._written[key] = await self._call(self.kube.get_cr, ns, name)
+                    self._keys[key].dirty = True
+                    return
+                if e.status == 404:
+                    self.forget(key)
+                    return
+                raise
+            self._written[key] = written
+            cr = written
+        elif plan.labels:
+            self._written[key] = cr
+        metrics.observe_plan(plan)
+        for typ, reason, message in plan.events:
+            asyncio.ensure_future(self._event(cr, typ, reason, message))
+        for src, dst, _secs in plan.transitions:
+            log.info("phase %s -> %s", src, dst, extra=_obj(cr))
+        if plan.requeue_after:
+            self.schedule(key, plan.requeue_after)
+
+    async def _event(self, cr: dict, typ: str, reason: str, message: str) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.event_executor, self.kube.post_event, cr, typ, reason, message)
+        except Exception as e:  # an Event is a courtesy; never fail the job for it
+            log.warning("could not post Event %s: %s", reason, e, extra=_obj(cr))
+
+
+def _obj(cr: dict) -> dict:
+    m = cr.get("metadata") or {}
+    return {"object": {"namespace": m.get("namespace"), "name": m.get("name")}}

@@ -1,0 +1,166 @@
+"""One active replica at a time, through a coordination.k8s.io/v1 Lease (like controller-runtime).
+
+Why a Lease and not kopf's peering: peering needs two extra cluster CRDs (KopfPeering) and only
+pauses lower-priority peers; a Lease is the Kubernetes-native lock, needs no CRD, and makes a
+standby replica take over within `lease_duration_seconds` of the leader dying. The operator
+acquires the lease *before* it starts watching, renews it in a background thread, and exits
+(status 1, so the pod restarts as a standby) if it cannot renew before the lease expires: two
+replicas never act at the same time. On a clean shutdown it releases the lease so a standby
+takes over at once.
+
+`evaluate` is the pure part (tested without a cluster); `LeaderElector` does the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Optional
+
+from .config import LeaderElection
+from .kube import ApiError, Kube
+
+log = logging.getLogger("roboaug.operator.leader")
+
+
+def _micro(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(value: Optional[str]) -> Optional[datetime]:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Decision:
+    acquire: bool              # write `spec` (take over or renew)
+    spec: Optional[dict]       # the Lease spec to write
+    wait: float                # seconds until trying again when not acquiring
+    holder: Optional[str]
+
+
+def evaluate(spec: Optional[dict], identity: str, now: datetime, duration: float) -> Decision:
+    """Given the Lease's current spec (None: no Lease yet), should `identity` write it?"""
+    spec = dict(spec or {})
+    holder = spec.get("holderIdentity")
+    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+    held_for = float(spec.get("leaseDurationSeconds") or duration)
+    expired = renewed is None or now >= renewed + timedelta(seconds=held_for)
+    mine = holder == identity
+    if holder and not mine and not expired:
+        return Decision(False, None, max(0.1, (renewed + timedelta(seconds=held_for) - now).total_seconds()), holder)
+    new = {
+        "holderIdentity": identity,
+        "leaseDurationSeconds": int(max(1, round(duration))),
+        "renewTime": _micro(now),
+        "acquireTime": spec.get("acquireTime") if mine and spec.get("acquireTime") else _micro(now),
+        "leaseTransitions": int(spec.get("leaseTransitions") or 0) + (0 if mine or not holder else 1),
+    }
+    return Decision(True, new, 0.0, holder)
+
+
+def default_identity() -> str:
+    return f"{os.environ.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
+
+
+class LeaderElector:
+    def __init__(self, kube: Kube, cfg: LeaderElection, namespace: str,
+                 identity: Optional[str] = None, on_lost: Optional[Callable[[], None]] = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.kube = kube
+        self.cfg = cfg
+        self.namespace = namespace
+        self.identity = identity or default_identity()
+        self.on_lost = on_lost or (lambda: os._exit(1))
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._last_renew = 0.0
+
+    @property
+    def path(self) -> str:
+        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{self.cfg.lease_name}"
+
+    def _try_once(self) -> Decision:
+        try:
+            lease = self.kube.request("GET", self.path, resource="leases")
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            lease = None
+        decision = evaluate((lease or {}).get("spec"), self.identity, self.clock(),
+                            self.cfg.lease_duration_seconds)
+        if not decision.acquire:
+            return decision
+        try:
+            if lease is None:
+                self.kube.request("POST", self.path.rsplit("/", 1)[0], {
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.cfg.lease_name, "namespace": self.namespace},
+                    "spec": decision.spec}, resource="leases")
+            else:
+                body = dict(lease)
+                body["spec"] = decision.spec
+                self.kube.request("PUT", self.path, body, resource="leases")  # resourceVersion guards it
+        except ApiError as e:
+            if e.status in (409, 422):  # someone else wrote first
+                return Decision(False, None, 0.5, decision.holder)
+            raise
+        self._last_renew = time.monotonic()
+        return decision
+
+    def acquire(self) -> None:
+        """Block until this process holds the lease."""
+        announced = None
+        while not self._stop.is_set():
+            try:
+                d = self._try_once()
+            except Exception as e:
+                log.warning("leader election: %s", e)
+                d = Decision(False, None, 1.0, None)
+            if d.acquire:
+                log.info("became leader (lease %s/%s, identity %s)", self.namespace, self.cfg.lease_name, self.identity)
+                return
+            if d.holder != announced:
+                log.info("waiting for lease %s/%s held by %s", self.namespace, self.cfg.lease_name, d.holder)
+                announced = d.holder
+            self._stop.wait(min(d.wait, self.cfg.renew_period_seconds))
+
+    def start_renewing(self) -> None:
+        self._thread = threading.Thread(target=self._renew_loop, name="lease-renew", daemon=True)
+        self._thread.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.cfg.renew_period_seconds):
+            try:
+                d = self._try_once()
+                if not d.acquire:
+                    log.error("lost the lease to %s; exiting", d.holder)
+                    self.on_lost()
+                    return
+            except Exception as e:
+                if time.monotonic() - self._last_renew > self.cfg.lease_duration_seconds:
+                    log.error("could not renew the lease for %.0fs (%s); exiting",
+                              self.cfg.lease_duration_seconds, e)
+                    self.on_lost()
+                    return
+                log.warning("lease renewal failed (will retry): %s", e)
+
+    def release(self) -> None:
+        """Give the lease up (clean shutdown) so a standby takes over immediately."""
+        self._stop.set()
+        try:
+            lease = self.kube.request("GET", self.path, resource="leases")
+            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                lease["spec"]["holderIdentity"] = None
+                lease["spec"]["renewTime"] = _micro(datetime(1970, 1, 1, tzinfo=timezone.utc))
+                self.kube.request("PUT", self.path, lease, resource="leases")
+        except Exception as e:
+            log.warning("could not release the lease: %s", e)

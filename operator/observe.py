@@ -1,0 +1,135 @@
+"""Small summaries of the worker's Job and Pods: what `reconcile.decide` needs and nothing more.
+
+The operator keeps these (not whole bodies) in memory for every Job and Pod it watches, so its
+memory stays flat with the number of jobs. Plain functions over plain dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from .jobs import ANNOTATION_CR_NAME, CONTAINER
+
+
+def _cond(conditions: list | None, typ: str) -> Optional[dict]:
+    for c in conditions or ():
+        if c.get("type") == typ:
+            return c
+    return None
+
+
+@dataclass(frozen=True)
+class JobView:
+    name: str
+    uid: str
+    owner_uid: Optional[str]
+    created: Optional[str]
+    deleting: bool
+    active: int
+    ready: int
+    failed: int
+    succeeded: int
+    complete: bool
+    failed_condition: Optional[dict]  # {"reason", "message"} once the Job is Failed
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.failed_condition is not None
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    uid: str
+    created: Optional[str]
+    deleting: bool
+    phase: str
+    node: Optional[str]
+    unschedulable: Optional[str]  # scheduler's message while PodScheduled is False
+    exit_code: Optional[int]
+    exit_reason: Optional[str]
+    exit_message: Optional[str]
+    disrupted: bool
+    started: Optional[str] = field(default=None)
+    job_uid: Optional[str] = field(default=None)  # the Job that owns the pod
+
+
+def cr_name_of(body: Mapping[str, Any]) -> Optional[str]:
+    """Which AugmentationJob a Job or Pod belongs to (our annotation; owner name as fallback)."""
+    meta = body.get("metadata") or {}
+    name = (meta.get("annotations") or {}).get(ANNOTATION_CR_NAME)
+    if name:
+        return name
+    for ref in meta.get("ownerReferences") or ():
+        if ref.get("kind") == "AugmentationJob":
+            return ref.get("name")
+    return None
+
+
+def summarize_job(body: Mapping[str, Any]) -> JobView:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    conditions = status.get("conditions") or []
+    owner = next((r.get("uid") for r in meta.get("ownerReferences") or () if r.get("controller")), None)
+    complete = _cond(conditions, "Complete")
+    # FailureTarget (Kubernetes >= 1.31) is the job controller's final verdict; Failed follows
+    # once the pods are gone. Acting on the first lets no retry be counted in between.
+    failed = _cond(conditions, "Failed")
+    if not (failed and failed.get("status") == "True"):
+        failed = _cond(conditions, "FailureTarget")
+    return JobView(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        owner_uid=owner,
+        created=meta.get("creationTimestamp"),
+        deleting=bool(meta.get("deletionTimestamp")),
+        active=int(status.get("active") or 0),
+        ready=int(status.get("ready") or 0),
+        failed=int(status.get("failed") or 0),
+        succeeded=int(status.get("succeeded") or 0),
+        complete=bool(complete and complete.get("status") == "True"),
+        failed_condition=({"reason": failed.get("reason"), "message": failed.get("message")}
+                          if failed and failed.get("status") == "True" else None),
+    )
+
+
+def summarize_pod(body: Mapping[str, Any]) -> PodView:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    conditions = status.get("conditions") or []
+    sched = _cond(conditions, "PodScheduled")
+    unschedulable = None
+    if sched and sched.get("status") == "False":
+        unschedulable = sched.get("message") or sched.get("reason") or "Unschedulable"
+    disruption = _cond(conditions, "DisruptionTarget")
+    exit_code = exit_reason = exit_message = started = None
+    for cs in status.get("containerStatuses") or ():
+        if cs.get("name") != CONTAINER and len(status.get("containerStatuses")) > 1:
+            continue
+        state = cs.get("state") or {}
+        if "terminated" in state:
+            t = state["terminated"] or {}
+            exit_code = t.get("exitCode")
+            exit_reason = t.get("reason")
+            exit_message = t.get("message")
+            started = t.get("startedAt")
+        elif "running" in state:
+            started = (state["running"] or {}).get("startedAt")
+    return PodView(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        created=meta.get("creationTimestamp"),
+        deleting=bool(meta.get("deletionTimestamp")),
+        phase=status.get("phase") or "Pending",
+        node=spec.get("nodeName"),
+        unschedulable=unschedulable,
+        exit_code=exit_code,
+        exit_reason=exit_reason,
+        exit_message=exit_message,
+        disrupted=bool(disruption and disruption.get("status") == "True"),
+        started=started,
+        job_uid=next((r.get("uid") for r in meta.get("ownerReferences") or ()
+                      if r.get("kind") == "Job" and r.get("controller")), None),
+    )

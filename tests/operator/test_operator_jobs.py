@@ -1,0 +1,123 @@
+"""Rendering the worker's batch/v1 Job, without a cluster."""
+import json
+
+from roboaug_api.models import AugmentationJobSpec
+from roboaug_operator.config import parse_config
+from roboaug_operator.jobs import job_name, render_job, worker_spec_json
+from roboaug_operator.pools import select_pool
+from roboaug_worker.errors import PERMANENT_EXIT_CODES
+
+from _operator_factories import CR_UID, JOB_ID, PROJECT, cr
+
+
+def render(spec=None, config=None, name="aug-demo"):
+    c = cr(name=name, spec=spec)
+    cfg = parse_config(config or {})
+    s = AugmentationJobSpec.model_validate(c["spec"])
+    return render_job(c, s, JOB_ID, cfg, select_pool(cfg, s.augmentation_type))
+
+
+def env_of(job):
+    return {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_name_is_deterministic_and_fits_a_label():
+    assert job_name("aug-demo") == "aug-demo-worker"
+    long = "a" * 100 + ".b"
+    assert job_name(long) == job_name(long)
+    assert len(job_name(long)) <= 63 and job_name(long).endswith("-worker")
+    assert job_name("a" * 100 + "x") != job_name("a" * 100 + "y")  # hash keeps them apart
+    gw = "aug-" + JOB_ID
+    assert job_name(gw) == gw + "-worker"
+
+
+def test_owner_labels_and_policy():
+    j = render()
+    meta = j["metadata"]
+    assert meta["name"] == "aug-demo-worker" and meta["namespace"] == "ns1"
+    assert meta["ownerReferences"] == [{
+        "apiVersion": "roboaug.dev/v1alpha1", "kind": "AugmentationJob", "name": "aug-demo",
+        "uid": CR_UID, "controller": True, "blockOwnerDeletion": True}]
+    for labels in (meta["labels"], j["spec"]["template"]["metadata"]["labels"]):
+        assert labels["roboaug.dev/job-id"] == JOB_ID
+        assert labels["roboaug.dev/project-id"] == PROJECT
+        assert labels["app.kubernetes.io/managed-by"] == "roboaug-operator"
+    spec = j["spec"]
+    assert spec["backoffLimit"] == 3 and spec["ttlSecondsAfterFinished"] == 86400
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob"
+    assert set(rules[0]["onExitCodes"]["values"]) == {int(c) for c in PERMANENT_EXIT_CODES}
+    assert rules[0]["onExitCodes"]["containerName"] == "worker"
+    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+
+
+def test_pod_template_security_and_command():
+    pod = render()["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "roboaug-worker"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = pod["containers"][0]
+    assert c["command"] == ["python", "-m", "roboaug_worker"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert {"/scratch", "/tmp"} <= mounts
+    assert {v["name"] for v in pod["volumes"]} == {"scratch", "tmp"}
+    assert all("emptyDir" in v for v in pod["volumes"])
+
+
+def test_env_carries_spec_and_token_only_by_reference():
+    j = render(spec={"hub_token_secret": {"name": "my-hf", "key": "tok"}})
+    env = env_of(j)
+    spec = json.loads(env["ROBOAUG_SPEC"]["value"])
+    assert spec["dataset_id"] == "lerobot/pusht" and spec["augment_copies"] == 3
+    assert "cancel_requested" not in spec
+    assert env["ROBOAUG_JOB_ID"]["value"] == JOB_ID
+    assert env["ROBOAUG_CR_NAME"]["value"] == "aug-demo"
+    assert env["ROBOAUG_CR_NAMESPACE"]["value"] == "ns1"
+    assert env["ROBOAUG_OUTPUT_DATASET_ID"]["value"] == "lerobot/pusht-augmented-7d0f5a52"
+    assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "my-hf", "key": "tok"}}}
+    assert all("value" not in e or e["name"] != "HF_TOKEN" for e in env.values())
+
+
+def test_default_token_secret_and_none():
+    assert env_of(render())["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "roboaug-hf-token", "key": "token"}
+    assert "HF_TOKEN" not in env_of(render(config={"hub_token_secret": None}))
+
+
+def test_pool_placement_and_extras():
+    cfg = {"pools": {"cpu": {"node_selector": {"roboaug.dev/pool": "cpu"}, "image": "reg/w:1",
+                             "pod_labels": {"team": "x"}, "pod_annotations": {"a": "b"},
+                             "resources": {"requests": {"cpu": 1}}},
+                     "gpu": {"node_selector": {"roboaug.dev/pool": "gpu"},
+                             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                             "resources": {"limits": {"nvidia.com/gpu": 1}}}},
+           "worker_env": {"LOG_LEVEL": "debug"}}
+    j = render(config=cfg)
+    tpl = j["spec"]["template"]
+    assert tpl["spec"]["nodeSelector"] == {"roboaug.dev/pool": "cpu"}
+    assert tpl["spec"]["containers"][0]["image"] == "reg/w:1"
+    assert tpl["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "1"}}
+    assert tpl["metadata"]["labels"]["team"] == "x" and tpl["metadata"]["annotations"]["a"] == "b"
+    assert env_of(j)["LOG_LEVEL"]["value"] == "debug"
+    gpu_cfg = parse_config(cfg)
+    from roboaug_operator.pools import PoolChoice
+    c = cr()
+    s = AugmentationJobSpec.model_validate(c["spec"])
+    g = render_job(c, s, JOB_ID, gpu_cfg, PoolChoice("gpu", gpu_cfg.pools["gpu"]))
+    gspec = g["spec"]["template"]["spec"]
+    assert gspec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert gspec["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+
+
+def test_pod_labels_cannot_override_ours():
+    j = render(config={"pools": {"cpu": {"pod_labels": {"roboaug.dev/job-id": "spoof"}}},
+                       "routing": {"deterministic": "cpu"}})
+    assert j["spec"]["template"]["metadata"]["labels"]["roboaug.dev/job-id"] == JOB_ID
+
+
+def test_worker_spec_json_is_stable():
+    s = AugmentationJobSpec.model_validate(cr()["spec"])
+    assert worker_spec_json(s) == worker_spec_json(AugmentationJobSpec.model_validate(cr()["spec"]))

@@ -1,0 +1,289 @@
+"""decide(): observed state -> plan, for every path of the issue, without a cluster."""
+import copy
+import random
+
+from roboaug_api.models import GENERATIVE_DISABLED_MESSAGE, AugmentationJobStatus
+from roboaug_operator.config import parse_config
+from roboaug_operator.phases import check
+from roboaug_operator.reconcile import Observed, decide
+
+from _operator_factories import CPU_NODE, CR_UID, JOB_ID, at, cr, job, pod
+
+CFG = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60})
+
+
+def run(c, now=1.0, **obs):
+    plan = decide(Observed(cr=c, now=at(now), **obs), CFG)
+    assert check(plan.new_status) == [], check(plan.new_status)
+    AugmentationJobStatus.model_validate(plan.new_status)
+    return plan
+
+
+def applied(c, plan):
+    """The CR as it reads after the plan's status write (the worker's progress is kept)."""
+    c = copy.deepcopy(c)
+    progress = c["status"].get("progress")
+    c["status"] = copy.deepcopy(plan.new_status)
+    if progress is not None:
+        c["status"]["progress"] = progress
+    c["metadata"]["resourceVersion"] = str(int(c["metadata"]["resourceVersion"]) + 1)
+    return c
+
+
+def names(c):
+    return [p["name"] for p in c["status"]["phases"]]
+
+
+def test_new_cr_creates_the_job_then_schedules():
+    c = cr()
+    p = run(c)
+    assert p.create_job["metadata"]["name"] == "aug-demo-worker"
+    assert p.status["status"] == "queued" and p.status["job_id"] == JOB_ID
+    assert p.status["created_at"] == c["metadata"]["creationTimestamp"]
+    assert p.labels == {}  # the gateway already labelled it
+    c = applied(c, p)
+    p = run(c, job=job())
+    assert p.create_job is None and p.status["current_phase"] == "scheduling"
+    assert p.status["job_name"] == "aug-demo-worker"
+    assert ("Normal", "Scheduling") in [e[:2] for e in p.events]
+    assert p.transitions[0][:2] == ("queued", "scheduling")
+
+
+def test_kubectl_cr_gets_uid_as_job_id_and_labels():
+    c = cr(spec={"job_id": None}, labels={})
+    p = run(c)
+    assert p.status["job_id"] == CR_UID
+    assert p.labels == {"roboaug.dev/job-id": CR_UID, "roboaug.dev/project-id": c["spec"]["project_id"]}
+    env = {e["name"]: e.get("value") for e in p.create_job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ROBOAUG_JOB_ID"] == CR_UID
+
+
+def test_unschedulable_reason_then_pending_timeout():
+    c = applied(cr(), run(cr()))
+    why = "0/3 nodes are available: 1 Insufficient nvidia.com/gpu, 2 node(s) didn't match Pod's node affinity/selector."
+    p = run(c, now=10, job=job(), pods=[pod(unschedulable=why)])
+    assert p.delete_job is None and 40 < p.requeue_after <= 51
+    sched = p.new_status["phases"][-1]
+    assert sched["name"] == "scheduling" and sched["events"][-1]["message"] == why
+    assert ("Warning", "Unschedulable", why) in p.events
+    c = applied(c, p)
+    again = run(c, now=20, job=job(), pods=[pod(unschedulable=why)])
+    assert again.status == {}  # same reason is not repeated
+    p = run(c, now=61.5, job=job(), pods=[pod(unschedulable=why)])
+    assert p.delete_job == "aug-demo-worker"
+    assert p.new_status["status"] == "failed" and p.finished == "failed"
+    assert p.new_status["error"] == f"no node could run the worker within 60s: {why}"
+    assert names(applied(c, p)) == ["queued", "scheduling", "failed"]
+
+
+def test_spec_pending_timeout_overrides_config():
+    c = applied(cr(spec={"pending_timeout_seconds": 300}), run(cr(spec={"pending_timeout_seconds": 300})))
+    assert run(c, now=200, job=job(), pods=[pod()]).delete_job is None
+
+
+def test_running_pod_sets_node_facts_then_progress_then_completion():
+    c = applied(cr(), run(cr()))
+    c = applied(c, run(c, job=job()))
+    p = run(c, now=5, job=job(), pods=[pod(phase="Running", node="cpu-0")], node_labels=CPU_NODE)
+    assert p.status["current_phase"] == "downloading" and p.status["status"] == "running"
+    assert (p.status["instance_type"], p.status["region"]) == ("c7i.4xlarge", "us-east-1")
+    assert p.queue_wait == 5.0
+    c = applied(c, p)
+    c["status"]["progress"] = {"phase": "augmenting", "episodes_done": 3, "episodes_total": 10,
+                               "frames_done": 300, "frames_total": 1000, "updated_at": "2025-03-01T12:00:06Z"}
+    p = run(c, now=6, job=job(), pods=[pod(phase="Running", node="cpu-0")], node_labels=CPU_NODE)
+    c = applied(c, p)
+    assert names(c)[-1] == "augmenting"
+    assert c["status"]["phases"][-1]["events"][-1]["data"]["episodes_done"] == 3
+    # nothing new observed -> nothing to write (no churn on the CR)
+    assert run(c, now=7, job=job(), pods=[pod(phase="Running", node="cpu-0")], node_labels=CPU_NODE).empty
+    c["status"]["progress"] = dict(c["status"]["progress"], phase="uploading",
+                                   output_dataset_id="lerobot/pusht-aug-custom")
+    c = applied(c, run(c, now=8, job=job(), pods=[pod(phase="Running", node="cpu-0")], node_labels=CPU_NODE))
+    p = run(c, now=9, job=job(complete=True, active=0), pods=[pod(phase="Succeeded", node="cpu-0")],
+            node_labels=CPU_NODE)
+    assert p.finished == "completed"
+    c = applied(c, p)
+    assert names(c) == ["queued", "scheduling", "downloading", "augmenting", "uploading", "completed"]
+    assert c["status"]["augmented_dataset_id"] == "lerobot/pusht-aug-custom"
+    assert run(c, now=10, job=job(complete=True, active=0)).empty  # terminal: stays put
+
+
+def test_completion_without_progress_uses_the_naming_rule():
+    c = applied(cr(), run(cr()))
+    p = run(c, job=job(complete=True, active=0), pods=[pod(phase="Succeeded", node="cpu-0")])
+    c = applied(c, p)
+    assert names(c) == ["queued", "scheduling", "downloading", "completed"]
+    assert c["status"]["augmented_dataset_id"] == "lerobot/pusht-augmented-7d0f5a52"
+
+
+def test_one_failed_pod_is_a_retry_then_completes():
+    c = applied(cr(), run(cr()))
+    c = applied(c, run(c, job=job(), pods=[pod(phase="Running", node="cpu-0")]))
+    bad = pod(name="p1", phase="Failed", node="cpu-0", exit_code=75,
+              exit_message="roboaug-worker: error[75 network]: Hub answered 503")
+    p = run(c, now=4, job=job(failed=1), pods=[bad, pod(name="p2", created=4)])
+    assert p.retries == 1 and p.new_status["attempt"] == 1
+    ev = p.new_status["phases"][-1]["events"][-1]
+    assert ev["status"] == "retry" and ev["retry_attempt"] == 1
+    assert "code 75 (network, retryable)" in ev["error"]
+    assert any(e[1] == "Retry" for e in p.events)
+    c = applied(c, p)
+    assert run(c, now=5, job=job(failed=1), pods=[bad, pod(name="p2", created=4)]).retries == 0
+    p = run(c, now=6, job=job(failed=1, complete=True, active=0),
+            pods=[bad, pod(name="p2", created=4, phase="Succeeded", node="cpu-1")])
+    c = applied(c, p)
+    assert c["status"]["status"] == "completed" and c["status"]["attempt"] == 1
+    assert c["status"]["phases"][-1]["events"][0]["retry_attempt"] == 1
+
+
+def test_permanent_exit_code_fails_at_once_with_code_and_message():
+    c = applied(cr(), run(cr()))
+    bad = pod(phase="Failed", node="cpu-0", exit_code=10,
+              exit_message="roboaug-worker: error[10 dataset_not_found]: lerobot/nope does not exist")
+    p = run(c, job=job(failed=1, active=0, failed_condition={"reason": "PodFailurePolicy", "message": "..."}),
+            pods=[bad])
+    assert p.finished == "failed" and p.retries == 0
+    err = p.new_status["error"]
+    assert err.startswith("worker exited with code 10 (dataset_not_found, permanent): ")
+    assert "lerobot/nope does not exist" in err
+    assert p.new_status["attempt"] == 0
+    assert p.new_status["phases"][-1]["events"][0]["data"]["exit_code"] == 10
+
+
+def test_backoff_exhausted():
+    c = applied(cr(), run(cr()))
+    pods = [pod(name=f"p{i}", created=i, phase="Failed", node="cpu-0", exit_code=70) for i in range(3)]
+    p = run(c, job=job(failed=3, active=0, failed_condition={"reason": "BackoffLimitExceeded", "message": "x"}),
+            pods=pods)
+    assert p.new_status["error"].endswith("(gave up after 3 attempts)")
+
+
+def test_disrupted_pod_is_not_a_retry():
+    c = applied(cr(), run(cr()))
+    p = run(c, job=job(failed=0), pods=[pod(name="p1", phase="Failed", node="cpu-0", disrupted=True),
+                                        pod(name="p2", created=3)])
+    assert p.retries == 0 and p.new_status["attempt"] == 0
+    assert any(e["status"] == "disrupted" for e in p.new_status["phases"][-1]["events"])
+
+
+def test_cancel_deletes_the_job():
+    c = applied(cr(), run(cr()))
+    c = applied(c, run(c, job=job(), pods=[pod(phase="Running", node="cpu-0")]))
+    c["spec"]["cancel_requested"] = True
+    p = run(c, job=job(), pods=[pod(phase="Running", node="cpu-0")])
+    assert p.delete_job == "aug-demo-worker" and p.finished == "cancelled"
+    assert p.new_status["status"] == "cancelled" and p.new_status["error"] is None
+    c = applied(c, p)
+    # the delete failed last time and the Job is still there: delete again, history unchanged
+    again = run(c, job=job())
+    assert again.delete_job == "aug-demo-worker" and again.status == {}
+    assert run(c, job=job(deleting=True)).delete_job is None
+
+
+def test_cancel_before_any_job():
+    p = run(cr(spec={"cancel_requested": True}))
+    assert p.create_job is None and p.delete_job is None and p.new_status["status"] == "cancelled"
+
+
+def test_generative_fails_with_the_gateway_message_and_no_job():
+    p = run(cr(spec={"augmentation_type": "generative"}))
+    assert p.create_job is None and p.finished == "failed"
+    assert p.new_status["error"] == GENERATIVE_DISABLED_MESSAGE
+
+
+def test_invalid_spec_names_the_field():
+    p = run(cr(spec={"augment_transforms": "lighting,sparkles"}))
+    assert p.create_job is None
+    assert p.new_status["error"].startswith("invalid spec: spec.augment_transforms")
+    assert "sparkles" in p.new_status["error"]
+
+
+def test_foreign_job_is_not_adopted():
+    c = applied(cr(), run(cr()))
+    p = run(c, job=job(owner="someone-else"))
+    assert p.finished == "failed" and "not owned by this AugmentationJob" in p.new_status["error"]
+    p = run(c, job=job(owner="old-cr-uid", deleting=True))
+    assert p.finished is None and p.requeue_after and p.create_job is None
+
+
+def test_refused_job_creation_fails_clearly():
+    p = run(cr(), create_error='Job.batch "x" is invalid: spec.template.spec.containers[0].image: Required value')
+    assert p.finished == "failed" and p.new_status["error"].startswith("cannot create the worker Job: ")
+
+
+def test_restart_with_existing_job_and_empty_status_adopts():
+    p = run(cr(), job=job(), pods=[pod(phase="Running", node="cpu-0")], node_labels=CPU_NODE)
+    assert p.create_job is None
+    assert [ph["name"] for ph in p.new_status["phases"]] == ["queued", "scheduling", "downloading"]
+
+
+def test_random_observation_sequences_keep_invariants():
+    """Whatever order the cluster reports things in, every written status is consistent."""
+    rng = random.Random(1234)
+    for _trial in range(150):
+        c = cr(spec={"cancel_requested": False})
+        failed = 0
+        for step in range(12):
+            now = step + 1.0
+            choice = rng.random()
+            kw = {}
+            if choice < 0.1:
+                c["spec"]["cancel_requested"] = True
+            j = job(failed=failed)
+            pods = []
+            r = rng.random()
+            if r < 0.2:
+                pods = [pod(unschedulable="0/3 nodes are available")]
+            elif r < 0.5:
+                pods = [pod(phase="Running", node="cpu-0")]
+            elif r < 0.6:
+                failed += 1
+                j = job(failed=failed)
+                pods = [pod(name="f", phase="Failed", node="cpu-0", exit_code=75), pod(name="n", created=2)]
+            elif r < 0.7:
+                j = job(failed=failed, complete=True, active=0)
+            elif r < 0.75:
+                j = job(failed=failed + 1, active=0, failed_condition={"reason": "PodFailurePolicy"})
+                pods = [pod(phase="Failed", node="cpu-0", exit_code=12)]
+            if rng.random() < 0.3:
+                c["status"]["progress"] = {"phase": rng.choice(["downloading", "augmenting", "uploading"]),
+                                           "episodes_done": step, "episodes_total": 12, "frames_done": step,
+                                           "frames_total": 12, "updated_at": "2025-03-01T12:00:00Z"}
+            kw = dict(job=j if step else None, pods=pods if step else [], node_labels=CPU_NODE)
+            plan = run(c, now=now * 7, **kw)
+            c = applied(c, plan)
+
+
+def test_pending_timeout_without_any_pod_says_so():
+    c = applied(cr(), run(cr()))
+    p = run(c, now=70, job=job(), pods=[])
+    assert p.finished == "failed" and "the Job controller created no pod" in p.new_status["error"]
+
+
+def test_permanent_failure_seen_before_the_job_condition_is_not_a_retry():
+    c = applied(cr(), run(cr()))
+    bad = pod(phase="Failed", node="cpu-0", exit_code=13, exit_message="no camera")
+    p = run(c, job=job(failed=1, active=0), pods=[bad])
+    assert p.finished == "failed" and p.retries == 0 and p.new_status["attempt"] == 0
+    assert "code 13 (no_camera_feature, permanent)" in p.new_status["error"]
+
+
+def test_failures_beyond_the_backoff_limit_are_not_retries():
+    c = applied(cr(), run(cr()))
+    pods = [pod(name=f"p{i}", created=i, phase="Failed", node="cpu-0", exit_code=70) for i in range(3)]
+    p = run(c, job=job(failed=3, active=0), pods=pods)  # Failed condition not seen yet
+    assert p.new_status["attempt"] == CFG.backoff_limit == 2
+
+
+def test_failure_target_condition_counts_as_failed():
+    from roboaug_operator.observe import summarize_job
+    v = summarize_job({"metadata": {"name": "j", "uid": "u"}, "status": {"failed": 1, "conditions": [
+        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "m"}]}})
+    assert v.failed_condition == {"reason": "BackoffLimitExceeded", "message": "m"} and v.finished
+
+
+def test_instance_type_falls_back_to_the_pool_when_the_node_has_no_label():
+    c = applied(cr(), run(cr()))
+    p = run(c, job=job(), pods=[pod(phase="Running", node="bare-0")], node_labels={"bare-0": {}})
+    assert p.new_status["instance_type"] == "c7i.4xlarge" and p.new_status.get("region") is None
