@@ -20,7 +20,10 @@ Sensor noise must differ from frame to frame, and albumentations' `images=` reus
 for every frame of the clip, so its noise transform is called once per frame. Ours and theirs
 are timed alternately, best of the repeats, to be fair to both on a busy machine. OpenCV runs single-threaded in every process
 (`cv2.setNumThreads(1)`): the worker scales by spreading episodes over processes, which the last
-table measures (frames/s of our kernels with one process and with two).
+table measures (frames/s of our kernels with one process and with two), by wall clock and by
+CPU time: on a machine other people load, wall-clock scaling reads their load, while frames per
+CPU-second of the busiest worker is what an idle machine would give, and "cpu/frame 2 vs 1" shows
+whether two processes cost more CPU per frame (contention, duplicated work) than one.
 """
 
 from __future__ import annotations
@@ -123,29 +126,36 @@ def timed_pair(first, second, repeats: int) -> tuple[list[float], list[float]]:
 _SHARED: dict = {}  # set before the pool forks, so workers share the frames instead of rebuilding them
 
 
-def _process_share(args) -> int:
+def _process_share(args) -> tuple[int, float]:
+    """(frames done, this worker's CPU seconds for them)."""
     config, episodes, first = args
     cv2.setNumThreads(1)
     spec, clip = make_spec(config), _SHARED["clip"]
-    done = 0
+    done, cpu0 = 0, time.process_time()
     for episode in range(first, first + episodes):
         done += run_ours(spec, clip, range(2), episode=episode)
-    return done
+    return done, time.process_time() - cpu0
 
 
-def process_scaling(config: str, height: int, width: int, frames: int, episodes: int) -> tuple[float, float]:
-    """(fps with one process doing all episodes, fps with two processes doing half each)."""
+def process_scaling(config: str, height: int, width: int, frames: int, episodes: int) -> dict:
+    """Frames/s with one process doing all episodes and with two doing half each, by wall clock
+    and by CPU time: `cpu_fps` is frames over the busiest worker's CPU seconds (what an idle
+    machine would give), `cpu_per_frame` the CPU cost per frame (equal in both if nothing is
+    duplicated or contended)."""
     _SHARED["clip"] = make_clip(frames, height, width)
     ctx = mp.get_context("fork")
-    results = []
+    out: dict = {}
     for procs in (1, 2):
         with ctx.Pool(procs) as pool:
             pool.map(_process_share, [(config, 1, 0)] * procs)  # warm up: imports, tables, buffers
             share = episodes // procs
             start = time.perf_counter()
-            done = sum(pool.map(_process_share, [(config, share, i * share) for i in range(procs)]))
-            results.append(done / (time.perf_counter() - start))
-    return results[0], results[1]
+            parts = pool.map(_process_share, [(config, share, i * share) for i in range(procs)])
+            wall = time.perf_counter() - start
+        done = sum(p[0] for p in parts)
+        out[procs] = {"fps": done / wall, "cpu_fps": done / max(p[1] for p in parts),
+                      "cpu_per_frame": sum(p[1] for p in parts) / done}
+    return out
 
 
 def main(argv=None) -> int:
@@ -181,11 +191,15 @@ def main(argv=None) -> int:
             print(f"{w}x{h:<5} {config:>13} {ours:10.1f} {theirs:10.1f} {ours / theirs:6.2f}x"
                   f" {ours_cpu:13.1f} {theirs_cpu:12.1f} {ours_cpu / theirs_cpu:9.2f}x", flush=True)
 
-    print(f"\n{'size':>9} {'pipeline':>13} {'1 proc fps':>11} {'2 proc fps':>11} {'speedup':>8}")
+    print(f"\n{'size':>9} {'pipeline':>13} {'1 proc fps':>11} {'2 proc fps':>11} {'speedup':>8}"
+          f" {'1 proc cpu-fps':>15} {'2 proc cpu-fps':>15} {'cpu speedup':>12} {'cpu/frame 2 vs 1':>17} {'load':>5}")
     for (h, w) in SIZES:
         frames, episodes = plan[(h, w)][3]
-        one, two = process_scaling("gauss+motion", h, w, frames, episodes)
-        print(f"{w}x{h:<5} {'gauss+motion':>13} {one:11.1f} {two:11.1f} {two / one:7.2f}x", flush=True)
+        r = process_scaling("gauss+motion", h, w, frames, episodes)
+        one, two = r[1], r[2]
+        print(f"{w}x{h:<5} {'gauss+motion':>13} {one['fps']:11.1f} {two['fps']:11.1f} {two['fps'] / one['fps']:7.2f}x"
+              f" {one['cpu_fps']:15.1f} {two['cpu_fps']:15.1f} {two['cpu_fps'] / one['cpu_fps']:11.2f}x"
+              f" {two['cpu_per_frame'] / one['cpu_per_frame'] - 1:+16.1%} {os.getloadavg()[0]:5.1f}", flush=True)
     print(f"\nmin kernel/albumentations ratio: {min(ratios):.2f}x wall, {min(cpu_ratios):.2f}x cpu "
           f"(target >= 2x); load average at end: {os.getloadavg()[0]:.2f}")
     return 0

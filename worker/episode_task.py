@@ -66,7 +66,10 @@ class EpisodeResult:
     segments: dict[str, tuple[str, int]] = field(default_factory=dict)
     images: dict[str, list[bytes]] = field(default_factory=dict)
     preview: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "augment": 0.0, "encode": 0.0, "stats": 0.0})
+    # wall seconds per phase, plus "cpu": this process's CPU seconds (all its threads, the
+    # encoder's included) for the whole episode and "augment_cpu": CPU seconds in the kernels
+    timings: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "augment": 0.0, "encode": 0.0, "stats": 0.0,
+                                                               "cpu": 0.0, "augment_cpu": 0.0})
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -104,6 +107,9 @@ def _image_chunks(images: tuple[bytes, ...]):
 
 
 def run_episode(task: EpisodeTask) -> EpisodeResult:
+    # OpenCV runs single-threaded here: `pipeline.run_tasks` sets that before it forks workers
+    # (setting it first in a forked child can deadlock)
+    cpu0 = time.process_time()
     result = EpisodeResult(out_index=task.out_index)
     tm = result.timings
     mid = task.length // 2
@@ -115,7 +121,9 @@ def run_episode(task: EpisodeTask) -> EpisodeResult:
         result.params[cam.key] = params.to_dict()
         acc = CameraStatsAccumulator(task.length)
         if cam.kind == "video":
-            source = iter_frames(Path(cam.video_path), cam.from_ts, task.length, task.fps, chunk=CHUNK_FRAMES)
+            # each chunk is done with (augmented into `buffer`, preview copied) before the next
+            source = iter_frames(Path(cam.video_path), cam.from_ts, task.length, task.fps, chunk=CHUNK_FRAMES,
+                                 reuse=True)
             seg_path = Path(task.seg_dir) / f"{cam.key}__{task.out_index:06d}.mp4"
             sink = SegmentEncoder(
                 seg_path, codec=cam.codec, pix_fmt=cam.pix_fmt, width=cam.width, height=cam.height, fps=task.fps
@@ -124,10 +132,15 @@ def run_episode(task: EpisodeTask) -> EpisodeResult:
             source = _image_chunks(cam.images)
             sink, pngs = None, []
         first = 0
+        buffer = None  # one output chunk reused for the whole camera: no fresh pages per chunk
         try:
             for frames in _timed(tm, "decode", source):
                 t0 = time.perf_counter()
-                out = apply_clip(frames, params, np.arange(first, first + len(frames)))
+                if buffer is None or buffer.shape[1:] != frames.shape[1:] or len(buffer) < len(frames):
+                    buffer = np.empty(frames.shape, np.uint8)
+                c0 = time.thread_time()
+                out = apply_clip(frames, params, np.arange(first, first + len(frames)), out=buffer[:len(frames)])
+                tm["augment_cpu"] += time.thread_time() - c0
                 t1 = time.perf_counter()
                 tm["augment"] += t1 - t0
                 # lerobot's rule: stats of the frames handed to the encoder (as for the originals)
@@ -154,4 +167,5 @@ def run_episode(task: EpisodeTask) -> EpisodeResult:
             if sink is not None:  # an error mid-episode: release the encoder without flushing
                 sink.__exit__(RuntimeError, None, None)
         result.stats[cam.key] = acc.result(task.with_quantiles.get(cam.key, False))
+    tm["cpu"] += time.process_time() - cpu0
     return result

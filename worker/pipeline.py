@@ -50,13 +50,26 @@ class RunSummary:
     frames_written: int
     commit: Optional[str] = None
     timings: dict[str, float] = field(default_factory=dict)
+    episode_cpu: list[float] = field(default_factory=list)  # CPU seconds of each episode task, task order
 
 
 # -- parallel map ------------------------------------------------------------------------------
+def _single_threaded_kernels() -> None:
+    """One OpenCV thread: parallelism comes from processes (one episode each), and OpenCV's own
+    pool in each of them would only oversubscribe the cores the others use."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def run_tasks(fn: Callable, tasks: Sequence, processes: int, on_done: Callable[[Any, Any], None]) -> list:
     """fn over tasks, results in task order whatever the completion order (so the output does
     not depend on `processes`); `on_done(task, result)` runs in this process as each finishes."""
     results: list = [None] * len(tasks)
+    # Set here, before any fork, never first in a forked child: a child that resizes OpenCV's
+    # pool while the parent's pool threads were live deadlocks (pthread_cond_destroy on a
+    # condition variable whose waiters exist only in the parent). Forked workers inherit it.
+    _single_threaded_kernels()
     if processes <= 1 or len(tasks) <= 1:
         for i, task in enumerate(tasks):
             results[i] = fn(task)
@@ -65,7 +78,8 @@ def run_tasks(fn: Callable, tasks: Sequence, processes: int, on_done: Callable[[
     # fork where there is one (no codec is open here yet, and it saves each worker the imports);
     # spawn elsewhere
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context(method)) as pool:
+    initializer = _single_threaded_kernels if method == "spawn" else None  # a fresh interpreter
+    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context(method), initializer=initializer) as pool:
         futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
         try:
             for fut in as_completed(futures):
@@ -184,9 +198,10 @@ def augment_lerobot(root: Path, stage: Path, spec, opts: RunOptions, reporter: P
     provenance.write_card(stage, spec=spec, source=source_id, fmt=f"LeRobot {ds.version}", base_yaml=base,
                           counts={"episodes": out_eps, "augmented episodes": len(plan)}, cameras=ds.camera_keys)
     shutil.rmtree(seg_dir, ignore_errors=True)
-    timings = {k: sum(r.timings[k] for r in results_list) for k in ("decode", "augment", "encode", "stats")}
+    timings = {k: sum(r.timings[k] for r in results_list) for k in ("decode", "augment", "encode", "stats", "cpu", "augment_cpu")}
     timings.update(augment_wall=t1 - t0, write_wall=time.perf_counter() - t1)
-    return RunSummary("", f"lerobot-{ds.version}", len(plan), frames_total, timings=timings)
+    return RunSummary("", f"lerobot-{ds.version}", len(plan), frames_total, timings=timings,
+                      episode_cpu=[r.timings["cpu"] for r in results_list])
 
 
 # -- image datasets --------------------------------------------------------------------------

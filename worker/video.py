@@ -70,12 +70,15 @@ def probe(path: Path) -> VideoInfo:
 
 
 def iter_frames(
-    path: Path, start_s: float, count: int, fps: int | Fraction, *, chunk: int = 16, threads: int = 1
+    path: Path, start_s: float, count: int, fps: int | Fraction, *, chunk: int = 16, threads: int = 1,
+    reuse: bool = False,
 ) -> Iterator[np.ndarray]:
     """Yield the `count` frames starting at `start_s` as RGB uint8 chunks (n<=chunk, H, W, 3).
 
     Frames must sit on the 1/fps grid (within the loader's 1e-4 s); a missing, extra or off-grid
     frame is a corrupt video, since the loader would return the wrong frame for it.
+    `reuse`: every chunk is a view of one buffer, overwritten by the next chunk (for consumers
+    that are done with a chunk before asking for the next): no fresh pages faulted in per chunk.
     """
     fps = Fraction(fps)
     try:
@@ -91,6 +94,7 @@ def iter_frames(
         if start_s > 0:
             container.seek(int(Fraction(start_s) / tb), stream=stream, backward=True, any_frame=False)
         buf: list[np.ndarray] = []
+        store: np.ndarray | None = None  # the reused chunk buffer (reuse=True)
         expected = 0
         for frame in container.decode(stream):
             if frame.pts is None:
@@ -105,13 +109,20 @@ def iter_frames(
                 raise _corrupt(path, f"frame at {t:.6f}s is off the 1/{fps} grid")
             if k != expected:
                 raise _corrupt(path, f"frame {expected} of the episode at {start_s:.4f}s is missing")
-            buf.append(frame.to_ndarray(format="rgb24"))
+            rgb = frame.to_ndarray(format="rgb24")
+            if reuse:
+                if store is None:
+                    store = np.empty((chunk, *rgb.shape), np.uint8)
+                store[len(buf)] = rgb
+                buf.append(store[len(buf)])
+            else:
+                buf.append(rgb)
             expected += 1
             if len(buf) == chunk:
-                yield np.stack(buf)
+                yield store if reuse else np.stack(buf)
                 buf = []
         if buf:
-            yield np.stack(buf)
+            yield store[:len(buf)] if reuse else np.stack(buf)
         if expected != count:
             raise _corrupt(path, f"expected {count} frames from {start_s:.4f}s, decoded {expected}")
     except av.error.FFmpegError as exc:
