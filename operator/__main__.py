@@ -43,7 +43,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"roboaug-operator: {e}", file=sys.stderr)
         return 2
     logs.configure(cfg.log_format, cfg.log_level)
-    kube = Kube(load_api_client(args.kubeconfig, pool_size=cfg.api_concurrency))
+    # Three thread pools share the client (status writes, Job creates, Events) plus the leader
+    # lease: size the connection pool for all of them, or urllib3 discards and re-handshakes.
+    kube = Kube(load_api_client(args.kubeconfig, pool_size=2 * cfg.api_concurrency + 4))
     metrics.serve(cfg.metrics_port)
 
     elector = None

@@ -134,6 +134,10 @@ class OperatorConfig(_Strict):
     metrics_port: Optional[int] = Field(9090, ge=0, le=65535, description="Prometheus /metrics; null = off.")
     resync_seconds: float = Field(30, gt=0, description="How often every unfinished job is looked at anyway.")
     api_concurrency: int = Field(16, ge=1, le=256, description="Parallel Kubernetes API calls.")
+    status_yield_seconds: float = Field(
+        5.0, ge=0, le=60,
+        description="Under a burst of new jobs, status writes and Events wait (at most this long) "
+                    "while Job creations are in flight, so new jobs start sooner. 0 = never wait.")
     log_format: str = Field("json", pattern=r"^(json|text)$")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 

@@ -21,7 +21,6 @@ the CR holds; `roboaug_api.models.AugmentationJobStatus` validates it.
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -56,6 +55,16 @@ def job_status_for(phase: str) -> str:
     raise ValueError(f"unknown phase {phase!r}")
 
 
+def _copy_json(value: Any) -> Any:
+    """Deep copy of JSON-shaped data (dicts, lists, scalars): what a CR status is made of, at a
+    fraction of `copy.deepcopy`'s cost, which runs on every reconcile pass."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
+
+
 class PhaseError(ValueError):
     """A transition the rules above forbid (a bug in the caller, never user input)."""
 
@@ -64,7 +73,7 @@ class History:
     """Mutable view over a status dict; `status` is a private copy, read it back with `.status`."""
 
     def __init__(self, status: Optional[dict] = None):
-        self.status: dict[str, Any] = copy.deepcopy(status or {})
+        self.status: dict[str, Any] = _copy_json(status or {})
         self.status.setdefault("phases", [])
         self.transitions: list[tuple[str, str, Optional[float]]] = []
         """(from, to, seconds spent in `from`) for each transition made through this object."""

@@ -166,6 +166,7 @@ health_port: {{ int .Values.operator.healthPort }}
 metrics_port: {{ int .Values.operator.metricsPort }}
 resync_seconds: {{ .Values.operator.resyncSeconds }}
 api_concurrency: {{ int .Values.operator.apiConcurrency }}
+status_yield_seconds: {{ .Values.operator.statusYieldSeconds }}
 log_format: {{ .Values.logFormat | quote }}
 log_level: {{ .Values.logLevel | quote }}
 {{- end }}

@@ -1,0 +1,143 @@
+"""The controller's scheduling rules, without a cluster: a fake Kube records the calls and kopf's
+indexes are plain dicts of lists."""
+import asyncio
+import threading
+import time
+
+from _operator_factories import at, cr, job
+
+from roboaug_operator import controller as controller_mod
+from roboaug_operator.config import OperatorConfig
+from roboaug_operator.controller import Controller
+
+
+class FakeKube:
+    """Records calls; creating a Job named in `slow` blocks until `release` is set (a Job POST
+    still in flight)."""
+
+    def __init__(self, slow=()):
+        self.calls: list[tuple[str, float]] = []
+        self.slow = set(slow)
+        self.release = threading.Event()
+        self.rv = 100
+
+    def _log(self, what):
+        self.calls.append((what, time.monotonic()))
+
+    def create_job(self, ns, body):
+        self._log("create " + body["metadata"]["name"])
+        if body["metadata"]["name"] in self.slow:
+            self.release.wait(10)
+            self._log("created " + body["metadata"]["name"])
+        return {"metadata": {"name": body["metadata"]["name"], "uid": "job-uid-1",
+                             "ownerReferences": body["metadata"]["ownerReferences"]}}
+
+    def patch_cr_status(self, ns, name, status, rv):
+        """A merge patch onto the CR as the test built it (`_cr`)."""
+        self._log("status " + name)
+        self.rv += 1
+        body = _cr(name)
+        body["metadata"]["resourceVersion"] = str(self.rv)
+        body["status"] = {k: v for k, v in status.items() if v is not None}
+        return body
+
+    def patch_cr_labels(self, ns, name, labels):
+        raise AssertionError("the CRs in these tests carry their labels")
+
+    def post_event(self, *a):
+        self._log("event")
+
+    def node_labels(self, name):
+        return {}
+
+
+def _cr(name):
+    body = cr(name=name)
+    body["metadata"]["uid"] = "u-" + name
+    return body
+
+
+def _controller(kube, **config):
+    ctl = Controller(OperatorConfig(**config), kube, clock=lambda: at(5))
+    ctl.bind({}, {}, {})
+    return ctl
+
+
+def test_unchanged_inputs_skip_decide_but_a_timer_poke_decides(monkeypatch):
+    kube = FakeKube()
+    ctl = _controller(kube)
+    body = _cr("aug-a")
+    key = ("ns1", "aug-a")
+    ctl.crs[key] = [body]
+    ctl.jobs[key] = [job(name="aug-a-worker", owner="u-aug-a")]
+    calls = []
+    real = controller_mod.decide
+    monkeypatch.setattr(controller_mod, "decide", lambda obs, cfg: calls.append(1) or real(obs, cfg))
+
+    async def run():
+        await ctl.poke(key)
+        first = len(calls)
+        assert first >= 1
+        # What kopf would show after our own write: the CR we wrote, at its new version.
+        ctl.crs[key] = [ctl._written.get(key, body)]
+        await ctl.poke(key)  # the write's own watch event: decided once more (new version)
+        settled = len(calls)
+        await ctl.poke(key)  # a Pod/Job event that changed nothing decide reads
+        await ctl.poke(key)
+        assert len(calls) == settled
+        await ctl.poke(key, force=True)  # timers and the sweep decide regardless
+        assert len(calls) == settled + 1
+
+    asyncio.run(run())
+
+
+def test_status_writes_wait_for_job_creations_in_flight():
+    kube = FakeKube(slow={"aug-b-worker"})
+    ctl = _controller(kube, status_yield_seconds=5)
+    a, b = ("ns1", "aug-a"), ("ns1", "aug-b")
+    ctl.crs[a], ctl.crs[b] = [_cr("aug-a")], [_cr("aug-b")]
+
+    async def run():
+        creating_b = asyncio.ensure_future(ctl.poke(b))  # b's Job POST hangs
+        await asyncio.sleep(0.2)
+        poke_a = asyncio.ensure_future(ctl.poke(a))      # a's Job is created at once ...
+        await asyncio.sleep(0.3)
+        names = [c for c, _ in kube.calls]
+        assert "create aug-a-worker" in names
+        assert "status aug-a" not in names, names         # ... its status waits for b's create
+        kube.release.set()
+        await asyncio.wait_for(asyncio.gather(creating_b, poke_a), 5)
+        names = [c for c, _ in kube.calls]
+        assert names.index("created aug-b-worker") < names.index("status aug-a")
+        assert "status aug-b" in names
+
+    asyncio.run(run())
+
+
+def test_status_writes_do_not_wait_without_creations_or_when_disabled():
+    for limit in (0, 5):
+        kube = FakeKube()
+        ctl = _controller(kube, status_yield_seconds=limit)
+        key = ("ns1", "aug-a")
+        ctl.crs[key] = [_cr("aug-a")]
+        if limit == 0:  # a creation in flight forever: with the wait switched off, no delay
+            ctl._creating += 1
+            ctl._creates_idle.clear()
+        started = time.monotonic()
+        asyncio.run(ctl.poke(key))
+        assert time.monotonic() - started < 2
+        assert [c for c, _ in kube.calls][:2] == ["create aug-a-worker", "status aug-a"]
+
+
+def test_a_status_write_waits_at_most_status_yield_seconds():
+    kube = FakeKube()
+    ctl = _controller(kube, status_yield_seconds=0.5)
+    key = ("ns1", "aug-a")
+    ctl.crs[key] = [_cr("aug-a")]
+    ctl._creating += 1  # another job's create that never finishes
+    ctl._creates_idle.clear()
+    started = time.monotonic()
+    asyncio.run(ctl.poke(key))
+    took = time.monotonic() - started
+    assert 0.4 < took < 3, took
+    assert "status aug-a" in [c for c, _ in kube.calls]
