@@ -9,7 +9,8 @@ For 96x96 (pusht-like) and 480x640 it prints, from one run each:
 - end-to-end frames/s next to the codec-only pipeline (decode -> encode of the same frames with
   the same settings, no augmentation, no dataset writing) and their ratio;
 - output video size relative to the input (noise makes video larger);
-- throughput with 2 processes relative to 1 (episodes spread over both cores).
+- throughput with 2 processes relative to 1 (episodes spread over both cores), and relative to
+  1 process held to one core (os.sched_setaffinity), the per-core scaling.
 - CPU seconds (getrusage, this process and its reaped pool workers) next to every wall figure:
   on a machine other people load, wall time measures their load as much as ours. The
   augmentation's share of CPU comes from thread CPU time around the kernels; "at most N x on an
@@ -123,6 +124,16 @@ def bench_size(label: str, h: int, w: int, lengths: tuple[int, ...], base: Path)
     load.append(os.getloadavg()[0])
     wall2, s2, out2, cpu2 = _run_pipeline(src, work, 2)
     load.append(os.getloadavg()[0])
+    # One process held to one core (the encoder's threads too: they inherit the affinity): the
+    # baseline for "spread over both cores". Unpinned, one process already keeps ~1.3 cores busy
+    # (SVT-AV1's pipeline threads overlap the kernels), which caps 2-vs-1 processes near 1.55x
+    # on two cores whatever the worker does.
+    cpus = sorted(os.sched_getaffinity(0))
+    try:
+        os.sched_setaffinity(0, {cpus[0]})
+        wall1c, _s1c, _out1c, _cpu1c = _run_pipeline(src, work / "one_core", 1)
+    finally:
+        os.sched_setaffinity(0, set(cpus))
     codec_wall, codec_frames, codec_cpu = _codec_only(src, work)
     t = s1.timings
     frames = s1.frames_written
@@ -149,6 +160,9 @@ def bench_size(label: str, h: int, w: int, lengths: tuple[int, ...], base: Path)
         "fps_codec_only_1proc": codec_frames / codec_wall,
         "end_to_end_over_codec_only": (frames / wall1) / (codec_frames / codec_wall),
         "two_over_one_process": wall1 / wall2,
+        "fps_end_to_end_1proc_1core": frames / wall1c,
+        "two_cores_over_one_core": wall1c / wall2,
+        "cores_busy_1proc": cpu1["total"] / wall1,
         "output_over_input_size": out_bytes / in_bytes,
         "shares": shares,
         "cpu_s_1proc": cpu1["total"], "cpu_s_2proc": cpu2["total"], "cpu_s_2proc_parent": cpu2["parent"],
@@ -191,7 +205,8 @@ def main(argv=None) -> int:
         plan = [("96x96", 96, 96, (30, 30)), ("480x640", 480, 640, (6, 6))]
         rss_lengths = (300, 60)
     else:
-        plan = [("96x96", 96, 96, (300,) * 4), ("480x640", 480, 640, (60,) * 4)]
+        # 8 episodes: enough for 2 workers to balance (copies differ in cost: blur and noise kinds)
+        plan = [("96x96", 96, 96, (300,) * 8), ("480x640", 480, 640, (60,) * 8)]
         rss_lengths = (2000, 200)
     preset = os.environ.get("ROBOAUG_SVTAV1_PRESET", "12")
     base = Path(tempfile.mkdtemp(prefix="roboaug-bench-"))
@@ -215,6 +230,9 @@ def main(argv=None) -> int:
         print(f"  2 processes: {r['fps_end_to_end_2proc']:.1f} frames/s = {r['two_over_one_process']:.2f}x 1 process (wall); "
               f"CPU {r['cpu_s_2proc']:.1f} s (parent {r['cpu_s_2proc_parent']:.2f} s); on an idle 2-core machine at most "
               f"{r['two_over_one_ideal_idle']:.2f}x (parent + busier worker's CPU vs all CPU)")
+        print(f"  1 process keeps {r['cores_busy_1proc']:.2f} cores busy; held to 1 core it does "
+              f"{r['fps_end_to_end_1proc_1core']:.1f} frames/s: 2 processes on 2 cores = "
+              f"{r['two_cores_over_one_core']:.2f}x 1 process on 1 core")
         print(f"  load average (1 min) before/between/after: {' / '.join(f'{x:.1f}' for x in r['load_average'])}")
         print(f"  output video size / input: {r['output_over_input_size']:.2f}")
     long_n, short_n = rss_lengths

@@ -18,7 +18,8 @@ def test_bench_quick_prints_every_figure(tmp_path):
     res = subprocess.run([sys.executable, str(REPO / "bench/bench_pipeline.py"), "--quick", "--json", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    for words in ("wall-time shares", "codec-only", "2 processes", "output video size / input", "peak RSS"):
+    for words in ("wall-time shares", "codec-only", "2 processes", "1 process on 1 core",
+                  "output video size / input", "peak RSS"):
         assert words in res.stdout
     figures = json.loads(out.read_text())
     assert [r["size"] for r in figures["sizes"]] == ["96x96", "480x640"]
@@ -26,4 +27,5 @@ def test_bench_quick_prints_every_figure(tmp_path):
         assert abs(sum(r["shares"].values()) - 1) < 1e-6
         assert r["fps_end_to_end_1proc"] > 0 and r["fps_codec_only_1proc"] > 0
         assert r["output_over_input_size"] > 0
+        assert r["fps_end_to_end_1proc_1core"] > 0 and r["two_cores_over_one_core"] > 0
     assert all(v > 0 for v in figures["peak_rss_mib"].values())

@@ -79,6 +79,29 @@ def test_neutral_temperature_and_zero_shifts_are_identity():
     assert np.array_equal(F.adjust_lighting(frame, 0, 0, 6500), frame)
 
 
+@pytest.mark.parametrize("brightness, contrast, kelvin", [
+    (0, 0, 6500), (15, -10, 4000), (-15, 10, 6500), (40, 50, 2500), (-100, -100, 9000), (7, 3, 3333),
+])
+def test_affine_pass_matches_the_table_within_one_level(brightness, contrast, kelvin):
+    """The pipeline's affine pass (float32, round half to even) and the float64 table (round half
+    up) agree on every input level of every channel, except by one level at rounding ties."""
+    levels = np.tile(np.arange(256, dtype=np.uint8)[:, None], (1, 3))[None]  # (1, 256, 3)
+    fast = F.adjust_lighting(levels, brightness, contrast, kelvin)[0].T.astype(int)
+    table = F.lighting_lut(brightness, contrast, kelvin).astype(int)
+    scale, offset = F.lighting_affine(brightness, contrast, kelvin)
+    y = scale[:, None] * np.arange(256)[None, :] + offset[:, None]
+    near_tie = np.abs(y - np.floor(y) - 0.5) < 1e-3
+    assert np.abs(fast - table).max() <= 1
+    assert not ((fast != table) & ~near_tie).any()
+
+
+@pytest.mark.parametrize("scale, offset", [((1, 1), (0, 0, 0)), ((1, 1, float("inf")), (0, 0, 0)),
+                                           ((1, 1, 1), (0, float("nan"), 0))])
+def test_affine_kernel_refuses_bad_coefficients(scale, offset):
+    with pytest.raises(ValueError, match="scale, offset"):
+        F.apply_affine(grey(), scale, offset)
+
+
 @pytest.mark.parametrize("kelvin", [1500, 3000, 4500, 6000])
 def test_low_temperature_warms(kelvin):
     out = F.adjust_lighting(grey(), 0, 0, kelvin).reshape(-1, 3).mean(axis=0)

@@ -88,6 +88,9 @@ class LightingParams:
     contrast: float  # percent
     temperature_k: float  # kelvin, 6500 = neutral
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        return F.lighting_affine(self.brightness, self.contrast, self.temperature_k)
+
     def lut(self) -> np.ndarray:
         return F.lighting_lut(self.brightness, self.contrast, self.temperature_k)
 
@@ -444,19 +447,19 @@ def apply_clip(frames: np.ndarray, params: CopyParams, frame_indices: np.ndarray
         clip = out
     if clip.shape[0] == 0:
         return clip
-    lut = params.lighting.lut() if params.lighting is not None else None
+    affine = params.lighting.affine() if params.lighting is not None else None
     occ = params.occlusion
     textures = [p.texture() for p in occ.patches] if occ is not None and occ.kind == "overlay" else None
     draws = _noise_draws(params.noise, params, indices, clip.shape[1:]) if params.noise is not None else None
     step = max(1, BLOCK_BYTES // clip[0].nbytes)
     for start in range(0, clip.shape[0], step):
         block = clip[start:start + step]
-        if lut is None:
+        if affine is None:
             np.copyto(block, frames[start:start + step])
         for name in params.transforms:
             if name == "lighting":
-                # first in APPLY_ORDER: the table pass copies the frames into the block as it maps them
-                F.apply_lut(frames[start:start + step], lut, out=block)
+                # first in APPLY_ORDER: the affine pass copies the frames into the block as it maps them
+                F.apply_affine(frames[start:start + step], *affine, out=block)
             elif name == "occlusion":
                 if textures is None:
                     F.fill_rectangles(block, [p.box for p in occ.patches], [p.colour for p in occ.patches], out=block)
