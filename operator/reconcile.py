@@ -249,6 +249,9 @@ def decide(obs: Observed, config: OperatorConfig) -> Plan:
         plan.events.append(("Warning", "Retry",
                             f"attempt {n_failed} started" + (f" after: {last_failure.describe()}" if last_failure else "")))
 
+    if progress and progress.get("pod") and current is not None and progress["pod"] != current.name:
+        progress = None  # written by an earlier attempt's pod: not news about the current one
+
     if ran and h.phase in QUEUED_PHASES:
         h.advance("downloading", now, f"worker started on node {current.node}",
                   data={"pod": current.name, "node": current.node,

@@ -50,12 +50,14 @@ class ProgressReporter:
         *,
         patch: Optional[Callable[[dict], None]] = None,
         attempt: int = 0,
+        pod: Optional[str] = None,
         min_interval: float = MIN_INTERVAL_S,
         stream=None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._patch = patch
         self.attempt = attempt
+        self.pod = pod
         self.min_interval = min_interval
         self._stream = stream if stream is not None else sys.stdout
         self._clock = clock
@@ -75,7 +77,7 @@ class ProgressReporter:
             except Exception as exc:  # no kubeconfig: progress still goes to stdout
                 print(json.dumps({"event": "progress_patch_unavailable", "error": type(exc).__name__ + ": " + str(exc)}),
                       file=sys.stderr)
-        return cls(patch=patch, attempt=attempt, **kw)
+        return cls(patch=patch, attempt=attempt, pod=os.environ.get("ROBOAUG_POD_NAME") or None, **kw)
 
     def update(
         self,
@@ -102,7 +104,7 @@ class ProgressReporter:
         self._last_time, self._last_phase = now, phase
         progress = Progress(
             phase=phase, episodes_done=episodes_done, episodes_total=episodes_total,
-            frames_done=frames_done, frames_total=frames_total, message=message, attempt=self.attempt,
+            frames_done=frames_done, frames_total=frames_total, message=message, attempt=self.attempt, pod=self.pod,
             updated_at=dt.datetime.now(dt.timezone.utc), output_dataset_id=output_dataset_id,
         )
         body: dict[str, Any] = progress.model_dump(mode="json", exclude_none=True)

@@ -99,6 +99,9 @@ class Progress(BaseModel):
     frames_total: int = Field(0, ge=0)
     message: Optional[str] = Field(None, max_length=1000)
     attempt: int = Field(0, ge=0, description="Retry attempt of the pod that wrote this.")
+    pod: Optional[str] = Field(None, max_length=253,
+                               description="The worker pod that wrote this; the operator ignores progress "
+                                           "of a pod that is no longer the job's current one.")
     updated_at: datetime = Field(description="When the worker wrote this.")
     output_dataset_id: Optional[str] = Field(None, description="Where the worker wrote the result.")
 

@@ -137,6 +137,25 @@ def test_one_failed_pod_is_a_retry_then_completes():
     assert c["status"]["phases"][-1]["events"][0]["retry_attempt"] == 1
 
 
+def test_progress_of_an_earlier_attempts_pod_is_ignored():
+    c = applied(cr(), run(cr()))
+    c = applied(c, run(c, job=job(), pods=[pod(name="p1", phase="Running", node="cpu-0")]))
+    # p1 reported "uploading", then failed; p2 (the retry) has not reported anything yet
+    c["status"]["progress"] = {"phase": "uploading", "episodes_done": 9, "episodes_total": 10,
+                               "pod": "p1", "updated_at": "2025-03-01T12:00:03Z"}
+    bad = pod(name="p1", phase="Failed", node="cpu-0", exit_code=75, exit_message="Hub answered 503")
+    p = run(c, now=4, job=job(failed=1), pods=[bad, pod(name="p2", created=4, phase="Running", node="cpu-1")])
+    c = applied(c, p)
+    assert c["status"]["current_phase"] == "downloading", names(c)
+    assert "uploading" not in names(c) and "augmenting" not in names(c)
+    # once p2 reports, its progress counts
+    c["status"]["progress"] = {"phase": "augmenting", "episodes_done": 1, "episodes_total": 10,
+                               "pod": "p2", "updated_at": "2025-03-01T12:00:05Z"}
+    c = applied(c, run(c, now=5, job=job(failed=1), pods=[bad, pod(name="p2", created=4, phase="Running",
+                                                                     node="cpu-1")]))
+    assert c["status"]["current_phase"] == "augmenting"
+
+
 def test_permanent_exit_code_fails_at_once_with_code_and_message():
     c = applied(cr(), run(cr()))
     bad = pod(phase="Failed", node="cpu-0", exit_code=10,

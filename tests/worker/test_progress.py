@@ -65,10 +65,12 @@ def test_progress_reaches_the_cr_status(cluster, namespace, crd, k8s, monkeypatc
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     monkeypatch.setenv("ROBOAUG_CR_NAME", name)
     monkeypatch.setenv("ROBOAUG_CR_NAMESPACE", namespace)
+    monkeypatch.setenv("ROBOAUG_POD_NAME", "aug-x-worker-abcde")  # the Job's downward-API env
     r = ProgressReporter.from_env(stream=io.StringIO())
     r.update("augmenting", episodes_done=3, episodes_total=8, frames_done=30, frames_total=80, force=True)
     assert r.patch_failures == 0
     obj = k8s.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     assert obj["status"]["progress"]["episodes_done"] == 3
     assert obj["status"]["progress"]["phase"] == "augmenting"
+    assert obj["status"]["progress"]["pod"] == "aug-x-worker-abcde"  # the CRD keeps it (not pruned)
     assert obj["status"]["current_phase"] == "augmenting"  # the operator's fields are untouched
