@@ -76,7 +76,6 @@ class Controller:
         self._keys: dict[Key, _KeyState] = {}
         self._written: dict[Key, dict] = {}
         self._created: dict[Key, JobView] = {}  # Jobs we created that the watch has not shown yet
-        self.ready = False  # kopf has populated every index (see handlers)
         self.crs: Any = None
         self.jobs: Any = None
         self.pods: Any = None

@@ -91,9 +91,6 @@ class LightingParams:
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
         return F.lighting_affine(self.brightness, self.contrast, self.temperature_k)
 
-    def lut(self) -> np.ndarray:
-        return F.lighting_lut(self.brightness, self.contrast, self.temperature_k)
-
 
 @dataclass(frozen=True)
 class Patch:
