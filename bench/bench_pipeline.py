@@ -5,12 +5,14 @@
 
 For 96x96 (pusht-like) and 480x640 it prints, from one run each:
 - shares of the pipeline's wall time spent decoding, in the augmentation kernels, encoding,
-  computing camera stats (decoding the encoded segment back) and writing the dataset;
+  computing camera stats (of the augmented frames, as they go to the encoder) and writing the
+  dataset;
 - end-to-end frames/s next to the codec-only pipeline (decode -> encode of the same frames with
   the same settings, no augmentation, no dataset writing) and their ratio;
 - output video size relative to the input (noise makes video larger);
 - throughput with 2 processes relative to 1 (episodes spread over both cores), and relative to
-  1 process held to one core (os.sched_setaffinity), the per-core scaling.
+  1 process held to one core (os.sched_setaffinity), the per-core scaling. The 2 workers are
+  held to a CPU each when the machine has exactly 2 (ROBOAUG_PIN_WORKERS, default auto).
 - CPU seconds (getrusage, this process and its reaped pool workers) next to every wall figure:
   on a machine other people load, wall time measures their load as much as ours. The
   augmentation's share of CPU comes from thread CPU time around the kernels; "at most N x on an
@@ -68,16 +70,27 @@ def _cpu() -> tuple[float, float]:
     return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-def _run_pipeline(src: Path, work: Path, processes: int) -> tuple[float, pipeline.RunSummary, Path, dict]:
-    """(wall s, summary, output, cpu) with cpu = CPU seconds of this process and of the pool's workers."""
+def _run_pipeline(src: Path, work: Path, processes: int, pin: str | None = None
+                  ) -> tuple[float, pipeline.RunSummary, Path, dict]:
+    """(wall s, summary, output, cpu) with cpu = CPU seconds of this process and of the pool's workers.
+    `pin`: ROBOAUG_PIN_WORKERS for this run (None: as set)."""
     out = work / f"out_p{processes}"
     shutil.rmtree(out, ignore_errors=True)
     opts = pipeline.RunOptions(job_id=JOB, workdir=work / f"wd_p{processes}", processes=processes)
     opts.workdir.mkdir(parents=True, exist_ok=True)
-    (me0, kids0), t0 = _cpu(), time.perf_counter()
-    summary = pipeline.run(_spec(src, out), opts, ProgressReporter(stream=io.StringIO()))
-    wall = time.perf_counter() - t0
-    me1, kids1 = _cpu()
+    saved = os.environ.get("ROBOAUG_PIN_WORKERS")
+    if pin is not None:
+        os.environ["ROBOAUG_PIN_WORKERS"] = pin
+    try:
+        (me0, kids0), t0 = _cpu(), time.perf_counter()
+        summary = pipeline.run(_spec(src, out), opts, ProgressReporter(stream=io.StringIO()))
+        wall = time.perf_counter() - t0
+        me1, kids1 = _cpu()
+    finally:
+        if saved is None:
+            os.environ.pop("ROBOAUG_PIN_WORKERS", None)
+        else:
+            os.environ["ROBOAUG_PIN_WORKERS"] = saved
     return wall, summary, out, {"parent": me1 - me0, "workers": kids1 - kids0, "total": me1 - me0 + kids1 - kids0}
 
 
@@ -122,8 +135,11 @@ def bench_size(label: str, h: int, w: int, lengths: tuple[int, ...], base: Path)
     load = [os.getloadavg()[0]]
     wall1, s1, out1, cpu1 = _run_pipeline(src, work, 1)
     load.append(os.getloadavg()[0])
+    pinned_by_default = pipeline.worker_cores(2) is not None
     wall2, s2, out2, cpu2 = _run_pipeline(src, work, 2)
     load.append(os.getloadavg()[0])
+    # the other placement, for comparison: unpinned where the default pins, pinned elsewhere
+    wall2o, _s2o, _out2o, cpu2o = _run_pipeline(src, work / "other", 2, pin="0" if pinned_by_default else "1")
     # One process held to one core (the encoder's threads too: they inherit the affinity): the
     # baseline for "spread over both cores". Unpinned, one process already keeps ~1.3 cores busy
     # (SVT-AV1's pipeline threads overlap the kernels), which caps 2-vs-1 processes near 1.55x
@@ -160,6 +176,8 @@ def bench_size(label: str, h: int, w: int, lengths: tuple[int, ...], base: Path)
         "fps_codec_only_1proc": codec_frames / codec_wall,
         "end_to_end_over_codec_only": (frames / wall1) / (codec_frames / codec_wall),
         "two_over_one_process": wall1 / wall2,
+        "two_processes_pinned_by_default": pinned_by_default,
+        "fps_end_to_end_2proc_other_placement": frames / wall2o, "cpu_s_2proc_other_placement": cpu2o["total"],
         "fps_end_to_end_1proc_1core": frames / wall1c,
         "two_cores_over_one_core": wall1c / wall2,
         "cores_busy_1proc": cpu1["total"] / wall1,
@@ -230,6 +248,10 @@ def main(argv=None) -> int:
         print(f"  2 processes: {r['fps_end_to_end_2proc']:.1f} frames/s = {r['two_over_one_process']:.2f}x 1 process (wall); "
               f"CPU {r['cpu_s_2proc']:.1f} s (parent {r['cpu_s_2proc_parent']:.2f} s); on an idle 2-core machine at most "
               f"{r['two_over_one_ideal_idle']:.2f}x (parent + busier worker's CPU vs all CPU)")
+        placed, other = ("pinned", "unpinned") if r["two_processes_pinned_by_default"] else ("unpinned", "pinned")
+        print(f"  2 processes, workers {placed} (the default here) vs {other}: {r['fps_end_to_end_2proc']:.1f} vs "
+              f"{r['fps_end_to_end_2proc_other_placement']:.1f} frames/s ({r['fps_end_to_end_2proc'] / r['fps_end_to_end_2proc_other_placement']:.2f}x), "
+              f"CPU {r['cpu_s_2proc']:.1f} vs {r['cpu_s_2proc_other_placement']:.1f} s")
         print(f"  1 process keeps {r['cores_busy_1proc']:.2f} cores busy; held to 1 core it does "
               f"{r['fps_end_to_end_1proc_1core']:.1f} frames/s: 2 processes on 2 cores = "
               f"{r['two_cores_over_one_core']:.2f}x 1 process on 1 core")

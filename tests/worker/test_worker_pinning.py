@@ -1,0 +1,52 @@
+"""Pool workers held to one CPU each when the worker owns exactly as many CPUs as workers."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from roboaug_worker import pipeline
+from roboaug_worker.errors import WorkerError
+
+linux_only = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs sched_getaffinity (Linux)")
+
+
+@linux_only
+@pytest.mark.parametrize("mode, cpus, processes, expected", [
+    ("auto", {4, 7}, 2, [4, 7]),           # exclusive cpuset the size of the pool: pinned
+    ("auto", set(range(16)), 2, None),     # a shared node: left to the kernel
+    ("auto", {0, 1}, 1, None),             # one process: nothing to spread
+    ("1", set(range(4)), 2, [0, 1]),
+    ("1", {3}, 2, [3, 3]),                 # fewer CPUs than workers: round robin
+    ("0", {0, 1}, 2, None),
+])
+def test_worker_cores(monkeypatch, mode, cpus, processes, expected):
+    monkeypatch.setenv("ROBOAUG_PIN_WORKERS", mode)
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(cpus))
+    assert pipeline.worker_cores(processes) == expected
+
+
+def test_bad_pin_setting_names_the_variable(monkeypatch):
+    monkeypatch.setenv("ROBOAUG_PIN_WORKERS", "yes")
+    with pytest.raises(WorkerError, match="ROBOAUG_PIN_WORKERS must be auto, 0 or 1"):
+        pipeline.worker_cores(2)
+
+
+def _affinity(_task):
+    return sorted(os.sched_getaffinity(0)), os.getpid()
+
+
+@linux_only
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _p: ())(0)) < 2, reason="needs 2 CPUs")
+def test_pool_workers_run_on_their_own_cpu(monkeypatch):
+    monkeypatch.setenv("ROBOAUG_PIN_WORKERS", "1")
+    cpus = sorted(os.sched_getaffinity(0))
+    results = pipeline.run_tasks(_affinity, list(range(6)), 2, lambda task, result: None)
+    by_pid = {pid: tuple(aff) for aff, pid in results}
+    assert all(len(aff) == 1 for aff in by_pid.values())
+    assert {aff[0] for aff in by_pid.values()} <= set(cpus[:2])
+    if len(by_pid) == 2:  # both workers got tasks: each on its own CPU
+        assert len(set(by_pid.values())) == 2
+    assert sorted(os.sched_getaffinity(0)) == cpus  # the parent is left as it was
