@@ -297,6 +297,7 @@ def augment_images(root: Path, stage: Path, spec, opts: RunOptions, reporter: Pr
     card = imgds.read_card_yaml(root)
     if copy_mode:
         card = imgds.scale_split_counts(card, 1 + len(sets))
+        card = imgds.extend_data_files(card, {rel: imgds.augmented_name(rel) for rel in ds.files})
     provenance.write_card(stage, spec=spec, source=source_id, fmt="datasets image dataset", base_yaml=card,
                           counts={"rows": ds.total_rows * ((1 + len(sets)) if copy_mode else 1), "augmented rows": total},
                           cameras=ds.columns)

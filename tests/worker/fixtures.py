@@ -243,23 +243,32 @@ def make_lerobot(
     return root
 
 
-def make_image_dataset(root: Path, rows: int = 6, size: tuple[int, int] = (H, W)) -> Path:
-    """A `datasets` image dataset as push_to_hub lays it out: data/train-00000-of-00001.parquet + card."""
+def make_image_dataset(root: Path, rows: int = 6, size: tuple[int, int] = (H, W),
+                       splits: dict[str, int] | None = None, explicit_files: bool = False) -> Path:
+    """A `datasets` image dataset as push_to_hub lays it out: data/{split}-00000-of-00001.parquet
+    + card. `splits`: rows per split (default: `rows` in train). `explicit_files`: the card lists
+    each file by name instead of push_to_hub's `data/{split}-*` globs (as hand-written cards do)."""
     import datasets
 
     root = Path(root)
-    imgs = [Image.fromarray(frame(0, i, i, *size)) for i in range(rows)]
-    ds = datasets.Dataset.from_dict(
-        {"image": imgs, "label": [i % 3 for i in range(rows)]},
-        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}),
-    )
+    splits = splits or {"train": rows}
     (root / "data").mkdir(parents=True, exist_ok=True)
-    ds.to_parquet(str(root / "data/train-00000-of-00001.parquet"))
+    split_yaml, files_yaml = "", ""
+    for k, (split, n) in enumerate(splits.items()):
+        imgs = [Image.fromarray(frame(k, i, i, *size)) for i in range(n)]
+        ds = datasets.Dataset.from_dict(
+            {"image": imgs, "label": [i % 3 for i in range(n)]},
+            features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}),
+        )
+        ds.to_parquet(str(root / f"data/{split}-00000-of-00001.parquet"))
+        split_yaml += f"  - name: {split}\n    num_bytes: 1234\n    num_examples: {n}\n"
+        path = f"data/{split}-00000-of-00001.parquet" if explicit_files else f"data/{split}-*"
+        files_yaml += f"  - split: {split}\n    path: {path}\n"
     card = (
         "---\n"
         "dataset_info:\n  features:\n  - name: image\n    dtype: image\n  - name: label\n    dtype: int64\n"
-        f"  splits:\n  - name: train\n    num_bytes: 1234\n    num_examples: {rows}\n"
-        "configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n"
+        f"  splits:\n{split_yaml}"
+        f"configs:\n- config_name: default\n  data_files:\n{files_yaml}"
         "---\n\n# fixture\n"
     )
     (root / "README.md").write_text(card)

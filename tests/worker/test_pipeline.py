@@ -114,6 +114,28 @@ def test_image_dataset(sources, tmp_path, mode):
     assert "num_examples: %d" % rows in (out / "README.md").read_text()
 
 
+def test_image_card_listing_files_by_name_reaches_the_augmented_files(tmp_path):
+    """A card whose data_files name each file (not push_to_hub's globs): the output's card lists
+    the augmented files too, so `datasets` loads every row of every split and the recorded split
+    sizes hold."""
+    import datasets
+    import yaml
+
+    import fixtures
+
+    src = fixtures.make_image_dataset(tmp_path / "src", splits={"train": 4, "test": 3}, explicit_files=True)
+    spec = make_spec(src, tmp_path / "out", augment_dataset_mode="copy", augment_copies=1)
+    _ok(run_worker(spec))
+    out = tmp_path / "out"
+    card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert card["configs"][0]["data_files"] == [
+        {"split": "train", "path": ["data/train-00000-of-00001.parquet", "data/train-00000-of-00001-roboaug.parquet"]},
+        {"split": "test", "path": ["data/test-00000-of-00001.parquet", "data/test-00000-of-00001-roboaug.parquet"]},
+    ]
+    loaded = datasets.load_dataset(str(out))  # verifies the recorded split sizes against the rows
+    assert {k: len(v) for k, v in loaded.items()} == {"train": 8, "test": 6}
+
+
 def test_same_seed_same_bytes_other_seed_other_pixels(sources, tmp_path):
     src = sources["multicam"]
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
