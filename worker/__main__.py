@@ -6,7 +6,7 @@
 Spec sources, first found wins: --spec-file, --spec, env ROBOAUG_SPEC_FILE, env ROBOAUG_SPEC (JSON,
 an AugmentationJob spec). The job id is spec.job_id, else env ROBOAUG_JOB_ID. Scratch space:
 --workdir, else env ROBOAUG_WORKDIR, else a temporary folder. Processes: --processes, else env
-ROBOAUG_PROCESSES, else min(2, CPUs); ROBOAUG_PIN_WORKERS (auto, 0, 1) holds each process to a CPU
+ROBOAUG_PROCESSES, else min(2, usable CPUs); ROBOAUG_PIN_WORKERS (auto, 0, 1) holds each process to a CPU
 (auto: when it owns exactly that many). Encoder preset: ROBOAUG_SVTAV1_PRESET. Hub token: env HF_TOKEN (never logged). Progress goes to
 stdout as JSON lines and, with ROBOAUG_CR_NAME / ROBOAUG_CR_NAMESPACE set, to the CR's
 status.progress. Exit codes: roboaug_worker.errors.ExitCode.
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spec-file", help="path of the job spec (JSON or YAML)")
     p.add_argument("--spec", help="the job spec as a JSON string")
     p.add_argument("--workdir", help="scratch folder (default: env ROBOAUG_WORKDIR, else a temporary folder)")
-    p.add_argument("--processes", type=int, help="worker processes (default: env ROBOAUG_PROCESSES, else min(2, CPUs))")
+    p.add_argument("--processes", type=int, help="worker processes (default: env ROBOAUG_PROCESSES, else min(2, usable CPUs))")
     return p
 
 

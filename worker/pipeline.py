@@ -31,7 +31,10 @@ IMAGE_ROWS_PER_TASK = 256
 
 
 def default_processes() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+    """min(2, the CPUs this process may run on): a cpuset smaller than the machine counts, not
+    the machine (os.cpu_count)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, usable))
 
 
 @dataclass

@@ -50,3 +50,10 @@ def test_pool_workers_run_on_their_own_cpu(monkeypatch):
     if len(by_pid) == 2:  # both workers got tasks: each on its own CPU
         assert len(set(by_pid.values())) == 2
     assert sorted(os.sched_getaffinity(0)) == cpus  # the parent is left as it was
+
+
+@linux_only
+@pytest.mark.parametrize("cpus, expected", [({5}, 1), ({0, 3}, 2), (set(range(32)), 2)])
+def test_default_processes_follow_the_cpus_this_process_may_use(monkeypatch, cpus, expected):
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(cpus))
+    assert pipeline.default_processes() == expected
