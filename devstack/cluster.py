@@ -39,6 +39,8 @@ SERVICE_CIDR = "10.0.0.0/24"
 KWOK_FAIL_LABEL = "roboaug.dev/kwok-fail"            # "true" -> pod ends Failed
 KWOK_EXIT_CODE_ANNOTATION = "roboaug.dev/kwok-exit-code"  # failure exit code, default 1
 KWOK_DELAY_ANNOTATION = "roboaug.dev/kwok-delay"     # Go duration Running lasts, default 1s
+KWOK_WAITING_REASON_ANNOTATION = "roboaug.dev/kwok-waiting-reason"    # never starts: waiting reason
+KWOK_WAITING_MESSAGE_ANNOTATION = "roboaug.dev/kwok-waiting-message"  # ... and its message
 KWOK_NODE_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
 
 # Node pools the operator's default configuration expects (docs/architecture.md).

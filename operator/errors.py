@@ -1,4 +1,5 @@
-"""Turns what Kubernetes reports about a failed pod into the text a person reads in status.error.
+"""Turns what Kubernetes reports about a failed (or never started) pod into the text a person
+reads in status.error.
 
 A worker failure is its exit code (named through the worker's contract, `roboaug_worker.errors`)
 plus its last message (the container's termination message, which with
@@ -40,7 +41,10 @@ def last_message(message: Optional[str]) -> Optional[str]:
         return None
     worker_lines = [m.group(0) for line in lines if (m := _WORKER_LINE.search(line))]
     text = worker_lines[-1] if worker_lines else lines[-1]
-    text = redact(text)
+    return _bounded(redact(text))
+
+
+def _bounded(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
@@ -104,3 +108,15 @@ def pending_timeout_text(timeout_s: int, scheduler_message: Optional[str]) -> st
     """status.error when no node took the pod in time, with the scheduler's own words."""
     why = scheduler_message or "the pod was not scheduled (no reason reported by the scheduler)"
     return f"no node could run the worker within {timeout_s}s: {why}"
+
+
+def kubelet_waiting_text(reason: str, message: Optional[str]) -> str:
+    """`CreateContainerConfigError: secret "roboaug-hf-token" not found`: the kubelet's own
+    words, masked (a registry or a templated env value can echo a credential) and bounded."""
+    msg = " ".join((message or "").split())
+    return _bounded(redact(f"{reason}: {msg}" if msg else reason))
+
+
+def start_timeout_text(timeout_s: int, reason: str, message: Optional[str]) -> str:
+    """status.error when the pod got a node but its container never started in time."""
+    return f"the worker container did not start within {timeout_s}s: {kubelet_waiting_text(reason, message)}"

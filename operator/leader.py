@@ -81,6 +81,11 @@ class LeaderElector:
         self.on_lost = on_lost or (lambda: os._exit(1))
         self.clock = clock
         self._stop = threading.Event()
+        # Held for a whole renewal (GET, decide, PUT) and for the release: a renewal that read
+        # the Lease just before a release would otherwise write it back right after it (taking
+        # the released Lease again, so the standby waits out a whole duration) or take the
+        # release's 409 for a lost Lease.
+        self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._last_renew = 0.0
 
@@ -140,7 +145,10 @@ class LeaderElector:
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.cfg.renew_period_seconds):
             try:
-                d = self._try_once()
+                with self._lock:
+                    if self._stop.is_set():  # released meanwhile: nothing to renew
+                        return
+                    d = self._try_once()
                 if not d.acquire:
                     log.error("lost the lease to %s; exiting", d.holder)
                     self.on_lost()
@@ -157,10 +165,12 @@ class LeaderElector:
         """Give the lease up (clean shutdown) so a standby takes over immediately."""
         self._stop.set()
         try:
-            lease = self.kube.request("GET", self.path, resource="leases")
-            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                lease["spec"]["holderIdentity"] = None
-                lease["spec"]["renewTime"] = _micro(datetime(1970, 1, 1, tzinfo=timezone.utc))
-                self.kube.request("PUT", self.path, lease, resource="leases")
+            with self._lock:
+                lease = self.kube.request("GET", self.path, resource="leases")
+                if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                    lease["spec"]["holderIdentity"] = None
+                    lease["spec"]["renewTime"] = _micro(datetime(1970, 1, 1, tzinfo=timezone.utc))
+                    self.kube.request("PUT", self.path, lease, resource="leases")
+                    log.info("released lease %s/%s", self.namespace, self.cfg.lease_name)
         except Exception as e:
             log.warning("could not release the lease: %s", e)

@@ -53,6 +53,10 @@ class PodView:
     disrupted: bool
     started: Optional[str] = field(default=None)
     job_uid: Optional[str] = field(default=None)  # the Job that owns the pod
+    # The worker container's `state.waiting` (ContainerCreating, ImagePullBackOff...): the only
+    # word from the kubelet about a container that was placed but never starts.
+    waiting_reason: Optional[str] = field(default=None)
+    waiting_message: Optional[str] = field(default=None)
 
 
 def cr_name_of(body: Mapping[str, Any]) -> Optional[str]:
@@ -104,7 +108,7 @@ def summarize_pod(body: Mapping[str, Any]) -> PodView:
     if sched and sched.get("status") == "False":
         unschedulable = sched.get("message") or sched.get("reason") or "Unschedulable"
     disruption = _cond(conditions, "DisruptionTarget")
-    exit_code = exit_reason = exit_message = started = None
+    exit_code = exit_reason = exit_message = started = waiting_reason = waiting_message = None
     for cs in status.get("containerStatuses") or ():
         if cs.get("name") != CONTAINER and len(status.get("containerStatuses")) > 1:
             continue
@@ -117,6 +121,10 @@ def summarize_pod(body: Mapping[str, Any]) -> PodView:
             started = t.get("startedAt")
         elif "running" in state:
             started = (state["running"] or {}).get("startedAt")
+        elif "waiting" in state:
+            w = state["waiting"] or {}
+            waiting_reason = w.get("reason")
+            waiting_message = w.get("message")
     return PodView(
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
@@ -132,4 +140,6 @@ def summarize_pod(body: Mapping[str, Any]) -> PodView:
         started=started,
         job_uid=next((r.get("uid") for r in meta.get("ownerReferences") or ()
                       if r.get("kind") == "Job" and r.get("controller")), None),
+        waiting_reason=waiting_reason,
+        waiting_message=waiting_message,
     )

@@ -30,7 +30,8 @@ from roboaug_api.models import (
 )
 
 from .config import OperatorConfig
-from .errors import PodFailure, job_failure_text, pending_timeout_text
+from .errors import (PodFailure, job_failure_text, kubelet_waiting_text, pending_timeout_text,
+                     start_timeout_text)
 from .jobs import job_name, output_dataset_id, render_job
 from .observe import JobView, PodView
 from .phases import QUEUED_PHASES, History, parse_ts
@@ -40,6 +41,17 @@ LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 LABEL_REGION = "topology.kubernetes.io/region"
 NO_POD_REASON = ("the Job controller created no pod (see the Job's events: a missing ServiceAccount "
                  "or an exhausted ResourceQuota are the usual causes)")
+# Kubelet `state.waiting` reasons of a container that will not start without someone fixing
+# something (a missing Secret or key, a wrong image); ContainerCreating / PodInitializing are
+# the normal way to start and are left alone. The operator cannot check Secrets itself (no RBAC
+# on them, by design), so the kubelet's words are what the user gets.
+CANNOT_START_REASONS = frozenset({
+    "CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff",
+    "InvalidImageName", "ErrImageNeverPull",
+})
+# Per pod. ErrImagePull and ImagePullBackOff alternate, and a pull error can name a different
+# address each time: a bound keeps the CR small (status.error carries the last word anyway).
+MAX_WAITING_EVENTS = 10
 _TRANSITION_EVENTS = {  # phase entered -> (Event type, reason)
     "scheduling": ("Normal", "Scheduling"),
     "downloading": ("Normal", "Downloading"),
@@ -274,8 +286,8 @@ def decide(obs: Observed, config: OperatorConfig) -> Plan:
         h.complete(now, f"augmented dataset: {out}", data={"augmented_dataset_id": out})
         return finish()
 
+    timeout = spec.pending_timeout_seconds or config.pending_timeout_seconds
     if current is None or not current.node:
-        timeout = spec.pending_timeout_seconds or config.pending_timeout_seconds
         reason = current.unschedulable if current else NO_POD_REASON
         if current is not None and reason:
             seen = [e for e in h.current["events"] if e["status"] == "unschedulable"]
@@ -289,6 +301,25 @@ def decide(obs: Observed, config: OperatorConfig) -> Plan:
             return fail(pending_timeout_text(timeout, reason), "no node could take the worker pod",
                         {"pending_seconds": round(waited, 1), "timeout_seconds": timeout,
                          "scheduler": reason})
+        plan.requeue_after = max(0.5, timeout - waited)
+    elif current.phase == "Pending" and current.waiting_reason in CANNOT_START_REASONS:
+        # Placed, but the kubelet cannot start the container: the same budget as an unplaced
+        # pod, so a missing Hub-token Secret fails the job instead of leaving it queued forever.
+        said = kubelet_waiting_text(current.waiting_reason, current.waiting_message)
+        seen = [e.get("message") for e in h.current["events"]
+                if e["status"] == "container_waiting" and (e.get("data") or {}).get("pod") == current.name]
+        if said not in seen and len(seen) < MAX_WAITING_EVENTS:
+            h.event("container_waiting", now, said,
+                    data={"pod": current.name, "node": current.node, "reason": current.waiting_reason})
+            plan.events.append(("Warning", "ContainerWaiting", said))
+        since = parse_ts(current.created) or now
+        waited = (now - since).total_seconds()
+        if waited >= timeout:
+            plan.delete_job = job.name
+            return fail(start_timeout_text(timeout, current.waiting_reason, current.waiting_message),
+                        "the worker container could not start",
+                        {"pending_seconds": round(waited, 1), "timeout_seconds": timeout,
+                         "pod": current.name, "node": current.node, "kubelet_reason": current.waiting_reason})
         plan.requeue_after = max(0.5, timeout - waited)
     return finish()
 

@@ -260,7 +260,8 @@ class AugmentationJobCreateRequest(BaseModel):
     )
     pending_timeout_seconds: Optional[int] = Field(
         None, ge=30, le=7 * 24 * 3600,
-        description="Fail the job if no node takes its pod within this many seconds (operator default when unset).",
+        description=("Fail the job if no node takes its pod, or its container does not start there (a missing "
+                     "Secret, an image that cannot be pulled), within this many seconds (operator default when unset)."),
     )
 
     # -- field rules ------------------------------------------------------------------------

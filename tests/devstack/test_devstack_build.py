@@ -69,6 +69,7 @@ def test_stage_set_is_valid_yaml_with_our_knobs():
     stages = list(yaml.safe_load_all(STAGES_FILE.read_text()))
     names = {s["metadata"]["name"] for s in stages}
     assert {"roboaug-node-initialize", "roboaug-node-heartbeat", "roboaug-pod-ready",
-            "roboaug-pod-complete", "roboaug-pod-fail", "roboaug-pod-delete"} <= names
+            "roboaug-pod-complete", "roboaug-pod-fail", "roboaug-pod-delete",
+            "roboaug-pod-waiting"} <= names
     assert all(s["kind"] == "Stage" for s in stages)
     assert "roboaug.dev/kwok-fail" in STAGES_FILE.read_text()

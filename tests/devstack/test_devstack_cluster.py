@@ -1,9 +1,12 @@
 """The local control plane behaves like a cluster: pools, scheduling, Jobs through kwok."""
+import time
+
 import pytest
 from kubernetes import client
 
 from roboaug_devstack.cluster import (KWOK_DELAY_ANNOTATION, KWOK_EXIT_CODE_ANNOTATION,
-                                      KWOK_FAIL_LABEL)
+                                      KWOK_FAIL_LABEL, KWOK_WAITING_MESSAGE_ANNOTATION,
+                                      KWOK_WAITING_REASON_ANNOTATION)
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +122,30 @@ def test_gpu_pod_that_does_not_fit_stays_pending(cluster, k8s, namespace):
     assert cond.reason == "Unschedulable"
     assert "nvidia.com/gpu" in cond.message
     assert pods_of(k8s, namespace, "gpu")[0].status.phase == "Pending"
+
+
+def test_waiting_annotation_keeps_a_bound_pod_from_starting(cluster, k8s, namespace):
+    msg = 'secret "roboaug-hf-token" not found'
+    k8s.batch.create_namespaced_job(namespace, job("stuck", annotations={
+        KWOK_WAITING_REASON_ANNOTATION: "CreateContainerConfigError",
+        KWOK_WAITING_MESSAGE_ANNOTATION: msg, KWOK_DELAY_ANNOTATION: "0s"}))
+
+    def waiting():
+        for p in pods_of(k8s, namespace, "stuck"):
+            for cs in p.status.container_statuses or []:
+                if cs.state and cs.state.waiting:
+                    return p
+        return None
+
+    pod = cluster.wait_for(waiting, 30, what="container waiting")
+    w = pod.status.container_statuses[0].state.waiting
+    assert (w.reason, w.message) == ("CreateContainerConfigError", msg)
+    assert pod.spec.node_name in ("cpu-0", "cpu-1") and pod.status.phase == "Pending"
+    time.sleep(3)  # the ready/complete stages must leave it alone
+    pod = pods_of(k8s, namespace, "stuck")[0]
+    assert pod.status.phase == "Pending" and not pod.status.pod_ip
+    assert pod.status.container_statuses[0].state.waiting.reason == "CreateContainerConfigError"
+    assert not job_condition(k8s, namespace, "stuck", "Complete")
 
 
 def test_deleting_a_running_pod_removes_it(cluster, k8s, namespace):

@@ -39,10 +39,12 @@ def job(name="aug-demo-worker", owner=CR_UID, created=1, failed=0, active=1, com
 
 
 def pod(name="aug-demo-worker-abcde", created=1, phase="Pending", node=None, unschedulable=None,
-        exit_code=None, exit_reason=None, exit_message=None, disrupted=False):
+        exit_code=None, exit_reason=None, exit_message=None, disrupted=False, waiting_reason=None,
+        waiting_message=None):
     return PodView(name=name, uid=f"uid-{name}", created=iso(created), deleting=False, phase=phase,
                    node=node, unschedulable=unschedulable, exit_code=exit_code, exit_reason=exit_reason,
-                   exit_message=exit_message, disrupted=disrupted, job_uid="job-uid-1")
+                   exit_message=exit_message, disrupted=disrupted, job_uid="job-uid-1",
+                   waiting_reason=waiting_reason, waiting_message=waiting_message)
 
 
 CPU_NODE = {"cpu-0": {"node.kubernetes.io/instance-type": "c7i.4xlarge",

@@ -1,98 +1,24 @@
 """The operator as a separate process against a real control plane (apiserver, job controller,
 scheduler, GC) with kwok nodes: every path of issue 4's test list.
 
-kwok knobs used (devstack/kwok/stages.yaml): pod label `roboaug.dev/kwok-fail=true` makes a pod
-fail, annotation `roboaug.dev/kwok-exit-code` gives its exit code and `roboaug.dev/kwok-delay`
-how long it stays Running. The operator config's `pod_labels` / `pod_annotations` put them on the
-worker pods, exactly as a production config would put any label there.
+kwok knobs used: see `_cluster_helpers` (fail, exit code, delay, a container that never starts).
+The operator config's `pod_labels` / `pod_annotations` put them on the worker pods, exactly as a
+production config would put any label there.
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
 from roboaug_api.models import GENERATIVE_DISABLED_MESSAGE
-from roboaug_operator.phases import check
+
+from _cluster_helpers import (GROUP, KWOK_DELAY, KWOK_EXIT, KWOK_FAIL, KWOK_WAITING_MESSAGE,
+                              KWOK_WAITING_REASON, PLURAL, VERSION, WAIT, OperatorProcess,
+                              assert_consistent, base_config, create_cr, events_of, final, jobs_of,
+                              phase_names, pods_of, wait_cr)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-GROUP, VERSION, PLURAL = "roboaug.dev", "v1alpha1", "augmentationjobs"
-PROJECT = "2489e9ad-2ee2-8e00-8ec9-32d5f69181c0"
-KWOK_FAIL = "roboaug.dev/kwok-fail"
-KWOK_EXIT = "roboaug.dev/kwok-exit-code"
-KWOK_DELAY = "roboaug.dev/kwok-delay"
-WAIT = 180  # seconds; generous: CI machines are small and shared
-
-
-def base_config(namespace: str, **over) -> dict:
-    cpu = {"node_selector": {"roboaug.dev/pool": "cpu"},
-           "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-           "image": "example.invalid/roboaug-worker:test",
-           "pod_annotations": {KWOK_DELAY: "2s"}}
-    cpu.update(over.pop("cpu", {}))
-    cfg = {
-        "namespaces": [namespace],
-        "pools": {"cpu": cpu,
-                  "gpu": {"node_selector": {"roboaug.dev/pool": "gpu"},
-                          "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                          "resources": {"limits": {"nvidia.com/gpu": "1"}}}},
-        "hub_token_secret": None,
-        "backoff_limit": 2,
-        "pending_timeout_seconds": 600,
-        "leader_election": {"enabled": True, "lease_namespace": namespace,
-                            "lease_duration_seconds": 4, "renew_period_seconds": 1},
-        "health_port": None,
-        "metrics_port": None,
-        "resync_seconds": 5,
-        "log_format": "json",
-    }
-    cfg.update(over)
-    return cfg
-
-
-class OperatorProcess:
-    """`python -m roboaug_operator` in its own process group, logs in a file."""
-
-    def __init__(self, cluster, config: dict, workdir: Path):
-        self.cluster = cluster
-        self.path = workdir / "operator.yaml"
-        self.path.write_text(yaml.safe_dump(config))
-        self.log = workdir / "operator.log"
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> "OperatorProcess":
-        env = self.cluster.env()
-        env["ROBOAUG_OPERATOR_CONFIG"] = str(self.path)
-        self.starts += 1
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "roboaug_operator"], env=env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up, no lease release, like a node dying."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.log.read_text().splitlines()[-n:]) if self.log.exists() else ""
 
 
 @pytest.fixture
@@ -110,55 +36,6 @@ def operator(cluster, crd, namespace, k8s, tmp_path):
     for op in started:
         op.stop()
         print(f"--- operator log ({op.log}) ---\n{op.tail(60)}")
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def create_cr(k8s, ns, name, **spec):
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AugmentationJob",
-            "metadata": {"name": name},
-            "spec": {"project_id": PROJECT, "dataset_id": "lerobot/pusht", **spec}}
-    return k8s.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
-
-
-def get_cr(k8s, ns, name):
-    return k8s.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
-
-
-def wait_cr(cluster, k8s, ns, name, pred, what, timeout=WAIT, op=None):
-    def probe():
-        cr = get_cr(k8s, ns, name)
-        return cr if pred(cr.get("status") or {}) else None
-    try:
-        return cluster.wait_for(probe, timeout, interval=0.5, what=f"{name}: {what}")
-    except AssertionError:
-        status = (get_cr(k8s, ns, name).get("status") or {})
-        raise AssertionError(f"{name}: {what} not reached; status={status}\n"
-                             f"operator log:\n{op.tail() if op else ''}") from None
-
-
-def final(status):
-    return status.get("status") in ("completed", "failed", "cancelled")
-
-
-def phase_names(status):
-    return [p["name"] for p in status.get("phases") or []]
-
-
-def jobs_of(k8s, ns):
-    return k8s.batch.list_namespaced_job(ns).items
-
-
-def pods_of(k8s, ns):
-    return k8s.core.list_namespaced_pod(ns).items
-
-
-def events_of(k8s, ns, name):
-    evs = k8s.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
-    return {e.reason for e in evs}
-
-
-def assert_consistent(status):
-    assert check(status) == [], check(status)
 
 
 # -- tests --------------------------------------------------------------------------------------
@@ -200,6 +77,30 @@ def test_no_gpu_node_fits_pending_timeout(operator, cluster, k8s, namespace):
     assert any(e["status"] == "unschedulable" and "Insufficient nvidia.com/gpu" in e["message"]
                for e in sched["events"])
     cluster.wait_for(lambda: not jobs_of(k8s, namespace), 60, what="the Job to be deleted")
+
+
+def test_container_that_never_starts_fails_with_the_kubelets_words(operator, cluster, k8s, namespace):
+    # The pod gets a node, but its container stays `waiting` (kwok plays a kubelet that cannot
+    # find the Hub-token Secret); the operator cannot read Secrets, so the kubelet's words are
+    # the diagnosis.
+    said = 'CreateContainerConfigError: secret "roboaug-hf-token" not found'
+    op = operator(cpu={"pod_annotations": {KWOK_WAITING_REASON: "CreateContainerConfigError",
+                                           KWOK_WAITING_MESSAGE: 'secret "roboaug-hf-token" not found'}},
+                  hub_token_secret={"name": "roboaug-hf-token", "key": "token"}, pending_timeout_seconds=8)
+    create_cr(k8s, namespace, "nosecret")
+    st = wait_cr(cluster, k8s, namespace, "nosecret", final, "final status", op=op)["status"]
+    assert st["status"] == "failed", st
+    assert_consistent(st)
+    assert st["error"] == f"the worker container did not start within 8s: {said}"
+    assert phase_names(st) == ["queued", "scheduling", "failed"]
+    sched = next(p for p in st["phases"] if p["name"] == "scheduling")
+    waits = [e for e in sched["events"] if e["status"] == "container_waiting"]
+    assert len(waits) == 1 and waits[0]["message"] == said, sched["events"]
+    assert waits[0]["data"]["node"] in ("cpu-0", "cpu-1")
+    assert st["attempt"] == 0 and not any(e["status"] == "retry" for p in st["phases"] for e in p["events"])
+    cluster.wait_for(lambda: not jobs_of(k8s, namespace), 60, what="the Job to be deleted")
+    cluster.wait_for(lambda: {"ContainerWaiting", "Failed"} <= events_of(k8s, namespace, "nosecret"),
+                     30, what="Events on the CR")
 
 
 def test_one_failed_pod_is_retried_then_completes(operator, cluster, k8s, namespace):

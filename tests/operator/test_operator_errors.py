@@ -1,6 +1,6 @@
 """Classifying worker failures into status.error, without a cluster."""
-from roboaug_operator.errors import (PodFailure, job_failure_text, last_message, pending_timeout_text,
-                                     redact)
+from roboaug_operator.errors import (PodFailure, job_failure_text, kubelet_waiting_text, last_message,
+                                     pending_timeout_text, redact, start_timeout_text)
 
 
 def test_permanent_exit_code_with_worker_line():
@@ -40,3 +40,16 @@ def test_job_failure_texts():
         "Job failed: DeadlineExceeded: Job was active longer"
     assert pending_timeout_text(60, "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.") == \
         "no node could run the worker within 60s: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+
+
+def test_kubelet_waiting_texts():
+    assert kubelet_waiting_text("CreateContainerConfigError", 'secret "roboaug-hf-token" not found') == \
+        'CreateContainerConfigError: secret "roboaug-hf-token" not found'
+    assert kubelet_waiting_text("ImagePullBackOff", None) == "ImagePullBackOff"
+    assert kubelet_waiting_text("ErrImagePull", "a\n  b") == "ErrImagePull: a b"
+    assert len(kubelet_waiting_text("ErrImagePull", "x" * 5000)) == 500
+    masked = kubelet_waiting_text("CreateContainerError", "env HF_TOKEN=hf_ABCDEFGHIJKLMNOP")
+    assert "ABCDEFGHIJKLMNOP" not in masked and masked.startswith("CreateContainerError: env HF_TOKEN=")
+    assert start_timeout_text(60, "CreateContainerConfigError", "couldn't find key token in Secret ns/s") == (
+        "the worker container did not start within 60s: CreateContainerConfigError: "
+        "couldn't find key token in Secret ns/s")

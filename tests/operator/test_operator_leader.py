@@ -1,7 +1,12 @@
 """The leader Lease's decision rule, without a cluster."""
+import copy
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
-from roboaug_operator.leader import evaluate
+from roboaug_operator.config import LeaderElection
+from roboaug_operator.kube import ApiError
+from roboaug_operator.leader import LeaderElector, evaluate
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -43,3 +48,58 @@ def test_released_lease_is_free():
     spec = {"holderIdentity": None, "renewTime": stamp(datetime(1970, 1, 1, tzinfo=timezone.utc)),
             "leaseDurationSeconds": 15}
     assert evaluate(spec, "a", NOW, 15).acquire
+
+
+class FakeLeases:
+    """The Lease API as the apiserver answers it: resourceVersion-guarded PUTs. A GET from the
+    renew thread can be held at the gate, to freeze a renewal in flight."""
+
+    def __init__(self):
+        self.lease = None
+        self.rv = 0
+        self.lock = threading.Lock()
+        self.gate = None                      # threading.Event, when armed
+        self.renew_waiting = threading.Event()
+
+    def request(self, method, path, body=None, resource=None):
+        if method == "GET" and self.gate is not None and threading.current_thread().name == "lease-renew":
+            self.renew_waiting.set()
+            self.gate.wait(10)
+        with self.lock:
+            if method == "GET":
+                if self.lease is None:
+                    raise ApiError(404, "Not Found", {})
+                return copy.deepcopy(self.lease)
+            if method == "POST" and self.lease is not None:
+                raise ApiError(409, "Conflict", {})
+            if method == "PUT" and body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
+                raise ApiError(409, "Conflict", {"message": "the object has been modified"})
+            self.rv += 1
+            self.lease = copy.deepcopy(body)
+            self.lease["metadata"]["resourceVersion"] = str(self.rv)
+            return copy.deepcopy(self.lease)
+
+
+def test_release_does_not_race_a_renewal_in_flight():
+    # SIGTERM while the renew thread is between its GET and its PUT: the release must not be
+    # undone by that renewal (the standby would then wait a whole lease duration), nor make the
+    # renewal think the lease was lost (exit status 1 on a clean shutdown).
+    kube = FakeLeases()
+    lost = []
+    el = LeaderElector(kube, LeaderElection(lease_duration_seconds=15, renew_period_seconds=0.05), "ns",
+                       identity="a", on_lost=lambda: lost.append(True))
+    el.acquire()
+    assert kube.lease["spec"]["holderIdentity"] == "a"
+    kube.gate = threading.Event()
+    el.start_renewing()
+    assert kube.renew_waiting.wait(5)
+    releasing = threading.Thread(target=el.release)
+    releasing.start()
+    time.sleep(0.3)
+    kube.gate.set()
+    releasing.join(10)
+    el._thread.join(10)
+    assert not releasing.is_alive() and not el._thread.is_alive()
+    assert kube.lease["spec"]["holderIdentity"] is None
+    assert evaluate(kube.lease["spec"], "b", datetime.now(timezone.utc), 15).acquire
+    assert lost == []

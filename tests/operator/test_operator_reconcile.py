@@ -5,7 +5,7 @@ import random
 from roboaug_api.models import GENERATIVE_DISABLED_MESSAGE, AugmentationJobStatus
 from roboaug_operator.config import parse_config
 from roboaug_operator.phases import check
-from roboaug_operator.reconcile import Observed, decide
+from roboaug_operator.reconcile import MAX_WAITING_EVENTS, Observed, decide
 
 from _operator_factories import CPU_NODE, CR_UID, JOB_ID, at, cr, job, pod
 
@@ -74,6 +74,116 @@ def test_unschedulable_reason_then_pending_timeout():
     assert p.new_status["status"] == "failed" and p.finished == "failed"
     assert p.new_status["error"] == f"no node could run the worker within 60s: {why}"
     assert names(applied(c, p)) == ["queued", "scheduling", "failed"]
+
+
+SECRET_MISSING = 'secret "roboaug-hf-token" not found'
+
+
+def waiting(reason="CreateContainerConfigError", message=SECRET_MISSING, **kw):
+    """A pod bound to a node whose container the kubelet cannot start."""
+    return pod(node="cpu-0", waiting_reason=reason, waiting_message=message, **kw)
+
+
+def test_container_that_cannot_start_is_reported_once_per_message():
+    c = applied(cr(), run(cr()))
+    c = applied(c, run(c, now=2, job=job(), pods=[pod(node="cpu-0", waiting_reason="ContainerCreating")]))
+    assert names(c) == ["queued", "scheduling"]
+    p = run(c, now=10, job=job(), pods=[waiting()])
+    said = f"CreateContainerConfigError: {SECRET_MISSING}"
+    ev = p.new_status["phases"][-1]["events"][-1]
+    assert (ev["status"], ev["message"]) == ("container_waiting", said)
+    assert ev["data"] == {"pod": "aug-demo-worker-abcde", "node": "cpu-0", "reason": "CreateContainerConfigError"}
+    assert p.events == [("Warning", "ContainerWaiting", said)]
+    assert p.delete_job is None and 50 < p.requeue_after <= 51  # the timeout, from pod creation at 1 s
+    c = applied(c, p)
+    assert run(c, now=20, job=job(), pods=[waiting()]).empty  # same words: nothing new
+    other = "couldn't find key token in Secret ns1/roboaug-hf-token"
+    p = run(c, now=30, job=job(), pods=[waiting(message=other)])
+    assert p.events == [("Warning", "ContainerWaiting", f"CreateContainerConfigError: {other}")]
+    c = applied(c, p)
+    # going back to a message already reported (ErrImagePull <-> ImagePullBackOff do) adds nothing
+    assert run(c, now=31, job=job(), pods=[waiting()]).empty
+    evs = [e for e in c["status"]["phases"][-1]["events"] if e["status"] == "container_waiting"]
+    assert len(evs) == 2 and c["status"]["status"] == "queued"
+
+
+def test_container_waiting_events_are_bounded_per_pod():
+    c = applied(cr(), run(cr()))
+    for i in range(MAX_WAITING_EVENTS + 5):
+        c = applied(c, run(c, now=2 + i, job=job(), pods=[waiting(reason="ErrImagePull", message=f"dial 10.0.0.{i}")]))
+    evs = [e for e in c["status"]["phases"][-1]["events"] if e["status"] == "container_waiting"]
+    assert len(evs) == MAX_WAITING_EVENTS
+
+
+def test_normal_container_start_is_not_an_event_nor_a_timeout():
+    c = applied(cr(), run(cr()))
+    c = applied(c, run(c, job=job()))
+    for reason in ("ContainerCreating", "PodInitializing", None):
+        p = run(c, now=500, job=job(), pods=[pod(node="cpu-0", waiting_reason=reason)])
+        assert p.events == [] and p.delete_job is None and p.finished is None
+        assert p.requeue_after is None
+        assert not any(e["status"] == "container_waiting" for e in p.new_status["phases"][-1]["events"])
+
+
+def test_container_that_cannot_start_fails_after_the_pending_timeout():
+    c = applied(cr(), run(cr()))
+    c = applied(c, run(c, now=10, job=job(), pods=[waiting()]))
+    p = run(c, now=61.5, job=job(), pods=[waiting()])
+    assert p.delete_job == "aug-demo-worker" and p.finished == "failed" and p.retries == 0
+    err = p.new_status["error"]
+    assert err == f"the worker container did not start within 60s: CreateContainerConfigError: {SECRET_MISSING}"
+    assert p.new_status["attempt"] == 0
+    c = applied(c, p)
+    assert names(c) == ["queued", "scheduling", "failed"]
+    assert c["status"]["phases"][-1]["events"][0]["data"]["kubelet_reason"] == "CreateContainerConfigError"
+    assert ("Warning", "Failed", err) in p.events
+
+
+def test_spec_pending_timeout_applies_to_a_container_that_cannot_start():
+    c = applied(cr(spec={"pending_timeout_seconds": 300}), run(cr(spec={"pending_timeout_seconds": 300})))
+    bad_image = waiting(reason="ImagePullBackOff", message='Back-off pulling image "example.invalid/w:1"')
+    assert run(c, now=200, job=job(), pods=[bad_image]).finished is None
+    p = run(c, now=302, job=job(), pods=[bad_image])
+    assert p.finished == "failed"
+    assert p.new_status["error"].startswith("the worker container did not start within 300s: ImagePullBackOff: ")
+
+
+def test_kubelet_message_is_masked():
+    c = applied(cr(), run(cr()))
+    leak = ('failed to pull image "registry.example/w:1": authorization failed: '
+            'Authorization: Bearer abcdefghijklmnop1234, token=hf_AbCdEfGhIjKlMnOp')
+    c = applied(c, run(c, now=10, job=job(), pods=[waiting(reason="ErrImagePull", message=leak)]))
+    p = run(c, now=70, job=job(), pods=[waiting(reason="ErrImagePull", message=leak)])
+    texts = [p.new_status["error"]] + [e["message"] for ph in p.new_status["phases"] for e in ph["events"]
+                                       if e["message"]] + [m for _t, _r, m in p.events]
+    assert any("ErrImagePull" in t for t in texts)
+    for t in texts:
+        assert "abcdefghijklmnop1234" not in t and "hf_AbCdEfGhIjKlMnOp" not in t, t
+    assert "Bearer ***" in p.new_status["error"]
+
+
+def test_summarize_pod_keeps_the_worker_containers_waiting_state():
+    from roboaug_operator.observe import summarize_pod
+    body = {"metadata": {"name": "p", "uid": "u", "creationTimestamp": "2025-03-01T12:00:01Z"},
+            "spec": {"nodeName": "cpu-0"},
+            "status": {"phase": "Pending", "containerStatuses": [
+                {"name": "sidecar", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "x"}}},
+                {"name": "worker", "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                                         "message": SECRET_MISSING}}}]}}
+    v = summarize_pod(body)
+    assert (v.waiting_reason, v.waiting_message) == ("CreateContainerConfigError", SECRET_MISSING)
+    assert v.node == "cpu-0" and v.exit_code is None
+    # a lone container is the worker whatever its name (same rule as for terminated state)
+    body["status"]["containerStatuses"] = [{"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}]
+    assert (summarize_pod(body).waiting_reason, summarize_pod(body).waiting_message) == ("ContainerCreating", None)
+    body["status"]["containerStatuses"] = [{"name": "worker", "state": {"running": {"startedAt": "t"}}}]
+    assert summarize_pod(body).waiting_reason is None and summarize_pod(body).started == "t"
+    # a new waiting message is a new view: the controller's unchanged-inputs shortcut sees it
+    body["status"]["containerStatuses"] = [{"name": "worker", "state": {"waiting": {
+        "reason": "CreateContainerConfigError", "message": "m1"}}}]
+    first = summarize_pod(body)
+    body["status"]["containerStatuses"][0]["state"]["waiting"]["message"] = "m2"
+    assert summarize_pod(body) != first
 
 
 def test_spec_pending_timeout_overrides_config():
@@ -265,6 +375,10 @@ def test_random_observation_sequences_keep_invariants():
             elif r < 0.75:
                 j = job(failed=failed + 1, active=0, failed_condition={"reason": "PodFailurePolicy"})
                 pods = [pod(phase="Failed", node="cpu-0", exit_code=12)]
+            elif r < 0.85:
+                pods = [pod(node="cpu-0", waiting_reason=rng.choice(["ErrImagePull", "ImagePullBackOff",
+                                                                     "ContainerCreating"]),
+                            waiting_message=f"pull failed {step % 3}")]
             if rng.random() < 0.3:
                 c["status"]["progress"] = {"phase": rng.choice(["downloading", "augmenting", "uploading"]),
                                            "episodes_done": step, "episodes_total": 12, "frames_done": step,
