@@ -48,6 +48,7 @@ class Decision:
 
 def evaluate(spec: Optional[dict], identity: str, now: datetime, duration: float) -> Decision:
     """Given the Lease's current spec (None: no Lease yet), should `identity` write it?"""
+    held_before = bool(spec)  # a Lease someone has held (maybe released since), not a new one
     spec = dict(spec or {})
     holder = spec.get("holderIdentity")
     renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
@@ -61,7 +62,8 @@ def evaluate(spec: Optional[dict], identity: str, now: datetime, duration: float
         "leaseDurationSeconds": int(max(1, round(duration))),
         "renewTime": _micro(now),
         "acquireTime": spec.get("acquireTime") if mine and spec.get("acquireTime") else _micro(now),
-        "leaseTransitions": int(spec.get("leaseTransitions") or 0) + (0 if mine or not holder else 1),
+        # as client-go counts: every change of holder, a released Lease's included
+        "leaseTransitions": int(spec.get("leaseTransitions") or 0) + (0 if mine or not held_before else 1),
     }
     return Decision(True, new, 0.0, holder)
 

@@ -44,10 +44,12 @@ def test_own_lease_is_renewed_keeping_acquire_time():
     assert d.spec["renewTime"] == stamp(NOW)
 
 
-def test_released_lease_is_free():
+def test_released_lease_is_free_and_taking_it_is_a_transition():
     spec = {"holderIdentity": None, "renewTime": stamp(datetime(1970, 1, 1, tzinfo=timezone.utc)),
-            "leaseDurationSeconds": 15}
-    assert evaluate(spec, "a", NOW, 15).acquire
+            "leaseDurationSeconds": 15, "leaseTransitions": 3}
+    d = evaluate(spec, "a", NOW, 15)
+    assert d.acquire and d.spec["leaseTransitions"] == 4
+    assert evaluate(None, "a", NOW, 15).spec["leaseTransitions"] == 0  # a new Lease: no change of holder
 
 
 class FakeLeases:
