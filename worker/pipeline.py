@@ -90,7 +90,11 @@ def _init_pool_worker(fresh_interpreter: bool, cores) -> None:
     if fresh_interpreter:  # spawn: nothing inherited from the parent
         _single_threaded_kernels()
     if cores is not None:
-        os.sched_setaffinity(0, {cores.get()})
+        core = cores.get()
+        try:
+            os.sched_setaffinity(0, {core})
+        except OSError:  # the cpuset changed under us: a placement hint is not worth a failed job
+            pass
 
 
 def run_tasks(fn: Callable, tasks: Sequence, processes: int, on_done: Callable[[Any, Any], None]) -> list:

@@ -57,3 +57,19 @@ def test_pool_workers_run_on_their_own_cpu(monkeypatch):
 def test_default_processes_follow_the_cpus_this_process_may_use(monkeypatch, cpus, expected):
     monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(cpus))
     assert pipeline.default_processes() == expected
+
+
+def _refuse_affinity(pid, cpus):
+    raise OSError(22, "Invalid argument")
+
+
+def _square(x):
+    return x * x
+
+
+@linux_only
+def test_a_refused_pin_does_not_fail_the_run(monkeypatch):
+    """Pinning is a hint: a CPU that left the cpuset meanwhile must not break the pool."""
+    monkeypatch.setenv("ROBOAUG_PIN_WORKERS", "1")
+    monkeypatch.setattr(os, "sched_setaffinity", _refuse_affinity)  # inherited by the forked workers
+    assert pipeline.run_tasks(_square, [1, 2, 3, 4], 2, lambda task, result: None) == [1, 4, 9, 16]
