@@ -72,7 +72,7 @@ def worker_cores(processes: int) -> Optional[list[int]]:
     as there are workers (an exclusive cpuset, such as the kubelet's static CPU manager gives a
     Guaranteed pod, or a small machine); "1" always pins (round robin); "0" never. A worker
     held to one CPU keeps its encoder's threads there too: measured on 2 cores, 2 processes need
-    5-7 % less CPU for the same frames (bench/bench_pipeline.py). On a shared node, whose CPUs
+    5-11 % less CPU for the same frames (bench/bench_pipeline.py). On a shared node, whose CPUs
     other pods also use, pinning would tie a worker to a CPU someone else may be busy on.
     """
     mode = os.environ.get("ROBOAUG_PIN_WORKERS", "auto").strip().lower()
@@ -105,6 +105,7 @@ def run_tasks(fn: Callable, tasks: Sequence, processes: int, on_done: Callable[[
     # pool while the parent's pool threads were live deadlocks (pthread_cond_destroy on a
     # condition variable whose waiters exist only in the parent). Forked workers inherit it.
     _single_threaded_kernels()
+    cores = worker_cores(processes)  # read first: a bad setting is refused even when unused
     if processes <= 1 or len(tasks) <= 1:
         for i, task in enumerate(tasks):
             results[i] = fn(task)
@@ -114,7 +115,6 @@ def run_tasks(fn: Callable, tasks: Sequence, processes: int, on_done: Callable[[
     # spawn elsewhere
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
     ctx = get_context(method)
-    cores = worker_cores(processes)
     queue = None
     if cores:
         queue = ctx.SimpleQueue()

@@ -32,6 +32,8 @@ def test_bad_pin_setting_names_the_variable(monkeypatch):
     monkeypatch.setenv("ROBOAUG_PIN_WORKERS", "yes")
     with pytest.raises(WorkerError, match="ROBOAUG_PIN_WORKERS must be auto, 0 or 1"):
         pipeline.worker_cores(2)
+    with pytest.raises(WorkerError, match="ROBOAUG_PIN_WORKERS"):  # also where one process makes it moot
+        pipeline.run_tasks(_square, [1], 1, lambda task, result: None)
 
 
 def _affinity(_task):
