@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from roboaug_worker.video import open_encoder
+
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr otherwise
 
 TASK = "Push the T-shaped block onto the T-shaped target."
@@ -74,6 +76,7 @@ def write_sample_dataset(root: Path, episodes: int = 3, length: int = 30) -> Pat
         stream.width = stream.height = SIZE
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, FPS)
+        open_encoder(stream)  # SVT-AV1 would leave this process in SCHED_FIFO (see there)
         pts = 0
         for ep in range(episodes):
             frames, states, actions = [], [], []

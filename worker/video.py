@@ -155,6 +155,36 @@ def encoder_settings(codec: str) -> tuple[str, dict[str, str]]:
 
 
 _MUX_OPTIONS = {"fflags": "+bitexact"}  # no encoder-version tags or creation times in the file
+_REALTIME = {getattr(os, "SCHED_FIFO", -1), getattr(os, "SCHED_RR", -1)}
+
+
+def open_encoder(stream) -> None:
+    """Open `stream`'s encoder now, and keep this process's threads in normal scheduling.
+
+    SVT-AV1, when it may (as root), puts the thread that opens it in SCHED_FIFO priority 99, and
+    its own threads, created from that one, inherit it. Busy real-time threads starve everything
+    else on their CPUs: a process this one starts afterwards inherits the policy too (measured:
+    a local control plane started after an encoder spun both cores and never answered). Threads
+    that were real-time before the encoder opened are left as they were.
+    """
+    if not hasattr(os, "sched_getscheduler") or not os.path.isdir("/proc/self/task"):
+        stream.codec_context.open()
+        return
+    before = {tid: _policy(tid) for tid in os.listdir("/proc/self/task")}
+    stream.codec_context.open()
+    for tid in os.listdir("/proc/self/task"):
+        if _policy(tid) in _REALTIME and before.get(tid) not in _REALTIME:
+            try:
+                os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+            except OSError:  # the thread ended meanwhile
+                pass
+
+
+def _policy(tid: str) -> int | None:
+    try:
+        return os.sched_getscheduler(int(tid))
+    except OSError:
+        return None
 
 
 class SegmentEncoder:
@@ -170,6 +200,7 @@ class SegmentEncoder:
             name, rate=Fraction(fps), options={**options, "flags": "+bitexact"}
         )
         self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
+        open_encoder(self._stream)
 
     def write(self, frames: np.ndarray) -> None:
         for rgb in frames:

@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from roboaug_worker.video import open_encoder
+
 H, W, FPS = 32, 48, 10
 TASKS = ["pick the cube", "push the block"]
 ENCODERS = {
@@ -47,6 +49,7 @@ def encode(path: Path, frames: list[np.ndarray], codec: str = "av1", fps: int = 
     with av.open(str(path), "w", format="mp4") as c:
         s = c.add_stream(name, rate=Fraction(fps), options=opts)
         s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        open_encoder(s)  # keeps the test process (and the clusters it starts later) out of SCHED_FIFO
         for i, f in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(f, format="rgb24")
             vf.pts = i

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
+import pytest
 
 from roboaug_worker.video import SegmentEncoder, iter_frames
 
@@ -36,3 +42,25 @@ def test_frames_match_pyav_per_frame_conversion(tmp_path):
     assert ours.tobytes() == reference.tobytes()
     tail = np.concatenate(list(iter_frames(seg, 0.6, 6, 10, chunk=5)))
     assert tail.tobytes() == reference[6:].tobytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler") or not os.path.isdir("/proc/self/task"),
+                    reason="thread scheduling policies are Linux's")
+def test_opening_an_av1_encoder_leaves_every_thread_in_normal_scheduling(tmp_path):
+    """SVT-AV1 (as root) puts its opener and its threads in SCHED_FIFO 99; processes started
+    afterwards would inherit it. Run in a child so a regression cannot leak into this session."""
+    script = textwrap.dedent("""
+        import os, sys, numpy as np
+        from pathlib import Path
+        from roboaug_worker.video import SegmentEncoder
+        enc = SegmentEncoder(Path(sys.argv[1]), codec="av1", pix_fmt="yuv420p", width=64, height=64, fps=10)
+        enc.write(np.zeros((3, 64, 64, 3), np.uint8))
+        policies = {os.sched_getscheduler(int(t)) for t in os.listdir("/proc/self/task")}
+        enc.close()
+        print("POLICIES", sorted(policies), os.sched_getscheduler(0))
+    """)
+    res = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.mp4")], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "SVT_LOG": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    line = next(l for l in res.stdout.splitlines() if l.startswith("POLICIES"))
+    assert line == f"POLICIES [{os.SCHED_OTHER}] {os.SCHED_OTHER}", line
