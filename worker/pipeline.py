@@ -71,8 +71,9 @@ def worker_cores(processes: int) -> Optional[list[int]]:
     ROBOAUG_PIN_WORKERS: "auto" (default) pins when this process may run on exactly as many CPUs
     as there are workers (an exclusive cpuset, such as the kubelet's static CPU manager gives a
     Guaranteed pod, or a small machine); "1" always pins (round robin); "0" never. A worker
-    held to one CPU keeps its encoder's threads there too: measured on 2 cores, 2 processes need
-    5-11 % less CPU for the same frames (bench/bench_pipeline.py). On a shared node, whose CPUs
+    held to one CPU keeps its encoder's threads there too: measured on 2 cores, 2 pinned processes
+    did 4-13 % more frames per second than unpinned ones, with 1-9 % less CPU
+    (bench/bench_pipeline.py; the gain is largest at small frames). On a shared node, whose CPUs
     other pods also use, pinning would tie a worker to a CPU someone else may be busy on.
     """
     mode = os.environ.get("ROBOAUG_PIN_WORKERS", "auto").strip().lower()
