@@ -37,8 +37,8 @@ import time
 import cv2
 import numpy as np
 
-from roboaug_api.models import AugmentationJobSpec
-from roboaug_worker.transforms import apply_clip, functional as F, sample_copy_params
+from roboaug.api.models import AugmentationJobSpec
+from roboaug.worker.transforms import apply_clip, functional as F, sample_copy_params
 
 SIZES = ((96, 96), (480, 640))
 PROJECT = "00000000-0000-0000-0000-000000000000"

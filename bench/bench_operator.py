@@ -15,7 +15,7 @@ Prints (and with --json writes) these figures:
                       the benchmark's own creates included) / N, for context
   cpu_steal_s         CPU time the hypervisor gave other guests during the burst (a VM's noise)
 Targets (issue 4): CR -> Job p95 < 2 s, all N completed, RSS < 300 MB.
-The operator runs as a separate process (`python -m roboaug_operator`), as in production.
+The operator runs as a separate process (`python -m roboaug.operator`), as in production.
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def run_bench(api, kubeconfig: Path, n: int, timeout: float, workdir: Path, env:
     log = open(workdir / "operator.log", "w")
     op_env = dict(env, KUBECONFIG=str(kubeconfig), ROBOAUG_OPERATOR_CONFIG=str(cfg_path))
     prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
-    proc = subprocess.Popen([sys.executable, *prof, "-m", "roboaug_operator"], env=op_env, stdout=log,
+    proc = subprocess.Popen([sys.executable, *prof, "-m", "roboaug.operator"], env=op_env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     peak = {"rss": 0}
@@ -357,7 +357,7 @@ def main(argv=None) -> int:
         if args.kubeconfig:
             kubeconfig = args.kubeconfig
         else:
-            from roboaug_devstack.cluster import DEFAULT_NODES, LocalCluster
+            from roboaug.devstack.cluster import DEFAULT_NODES, LocalCluster
 
             nodes = [d for d in DEFAULT_NODES if d["labels"].get("roboaug.dev/pool") != "cpu"]
             template = next(d for d in DEFAULT_NODES if d["labels"].get("roboaug.dev/pool") == "cpu")

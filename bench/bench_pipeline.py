@@ -42,20 +42,18 @@ from pathlib import Path
 
 os.environ.setdefault("SVT_LOG", "1")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "worker"))
 
-import fixtures  # noqa: E402  (the generated-dataset helpers the tests use)
-
-from roboaug_worker import pipeline  # noqa: E402
-from roboaug_worker.progress import ProgressReporter  # noqa: E402
-from roboaug_worker.video import SegmentEncoder, iter_frames, probe  # noqa: E402
+from roboaug.devstack import synthetic as fixtures  # noqa: E402
+from roboaug.worker import pipeline  # noqa: E402
+from roboaug.worker.progress import ProgressReporter  # noqa: E402
+from roboaug.worker.video import SegmentEncoder, iter_frames, probe  # noqa: E402
 
 PROJECT = "00000000-0000-4000-8000-000000000001"
 JOB = "00000000-0000-4000-8000-00000000beef"
 
 
 def _spec(src: Path, out: Path):
-    from roboaug_api.models import AugmentationJobSpec
+    from roboaug.api.models import AugmentationJobSpec
 
     return AugmentationJobSpec.model_validate({
         "project_id": PROJECT, "job_id": JOB, "dataset_id": f"file://{src}", "output_dataset_id": f"file://{out}",
@@ -196,7 +194,7 @@ def bench_size(label: str, h: int, w: int, lengths: tuple[int, ...], base: Path)
 # (frame-generating) process's peak instead of its own.
 _RSS_CHILD = """
 import sys
-from roboaug_worker.__main__ import run
+from roboaug.worker.__main__ import run
 run(["--spec", sys.argv[1], "--processes", "1", "--workdir", sys.argv[2]])
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print("RSS_KB", hwm.split()[1])

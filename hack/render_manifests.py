@@ -5,9 +5,9 @@
 
 Why generated: the plain manifests are the chart with its default values (release `roboaug` in
 namespace `roboaug`), so `kubectl apply -k manifests/` and `helm install` give the same objects.
-The CRD comes from manifests/crd/ (generated from the models by `python -m roboaug_api.crd`),
+The CRD comes from manifests/crd/ (generated from the models by `python -m roboaug.api.crd`),
 hence `crds.install=false` here. Needs helm: the devstack-built one
-(`python -m roboaug_devstack build`) or one on PATH.
+(`python -m roboaug.devstack build`) or one on PATH.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def find_helm() -> str | None:
     """The devstack-built helm, else one on PATH, else None."""
     try:
         sys.path.insert(0, str(REPO))
-        from roboaug_devstack import build  # installed editable in the venv
+        from roboaug.devstack import build  # installed editable in the venv
 
         candidate = build.bin_dir() / "helm"
         if candidate.is_file() and os.access(candidate, os.X_OK):
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     helm = find_helm()
     if not helm:
-        print("helm not found: run `python -m roboaug_devstack build` or put helm on PATH",
+        print("helm not found: run `python -m roboaug.devstack build` or put helm on PATH",
               file=sys.stderr)
         return 2
     text = render(helm)

@@ -2,7 +2,7 @@
 
 Sections (add new fixtures to the section they belong to, or a new section at the end):
   1. Cluster: `cluster` (session), `namespace` (per test), `crd` (session), `k8s` (per test:
-     typed API clients). Backed by the dev-only local control plane (`roboaug_devstack`), or by
+     typed API clients). Backed by the dev-only local control plane (`roboaug.devstack`), or by
      an existing cluster when ROBOAUG_TEST_KUBECONFIG points at its kubeconfig.
 
 Tests that use `cluster` get the `cluster` marker automatically, so `pytest -m "not cluster"`
@@ -63,7 +63,7 @@ class ClusterHandle:
             return str(self.bin_dir / name)
         found = shutil.which(name)
         if not found:
-            pytest.skip(f"{name} is not available (run `python -m roboaug_devstack build`)")
+            pytest.skip(f"{name} is not available (run `python -m roboaug.devstack build`)")
         return found
 
     def env(self) -> dict:
@@ -116,12 +116,12 @@ class ClusterHandle:
 
 
 def _cluster_skip_reason() -> str | None:
-    from roboaug_devstack import build
+    from roboaug.devstack import build
 
     if build.is_built() or build.go_ok():
         return None
     return ("no cluster: set ROBOAUG_TEST_KUBECONFIG to an existing cluster's kubeconfig, or "
-            "install Go >= %d.%d and run `python -m roboaug_devstack build` "
+            "install Go >= %d.%d and run `python -m roboaug.devstack build` "
             "(builds etcd, kube-apiserver, ... into ~/.cache/roboaug)" % build.MIN_GO)
 
 
@@ -130,7 +130,7 @@ def cluster(request):
     """A real Kubernetes API for the whole session (see ClusterHandle)."""
     existing = os.environ.get("ROBOAUG_TEST_KUBECONFIG")
     if existing:
-        from roboaug_devstack import build
+        from roboaug.devstack import build
 
         bdir = build.bin_dir() if build.is_built() else None
         yield ClusterHandle(Path(existing), local=None, bin_dir=bdir)
@@ -138,7 +138,7 @@ def cluster(request):
     reason = _cluster_skip_reason()
     if reason:
         pytest.skip(reason)
-    from roboaug_devstack.cluster import LocalCluster
+    from roboaug.devstack.cluster import LocalCluster
 
     local = LocalCluster(node_agent=True)  # builds on demand (minutes, once per machine)
     local.start()
@@ -235,7 +235,7 @@ def pytest_collection_finish(session):
     if not any("cluster" in getattr(i, "fixturenames", ()) or i.get_closest_marker("cluster")
                for i in session.items):
         return
-    from roboaug_devstack import build
+    from roboaug.devstack import build
 
     if build.is_built() or not build.go_ok():
         return

@@ -2,13 +2,13 @@
 
 import yaml
 
-from roboaug_api import crd
-from roboaug_api.models import RANGE_PAIRS, AugmentationJobSpec
+from roboaug.api import crd
+from roboaug.api.models import RANGE_PAIRS, AugmentationJobSpec
 
 
 def test_committed_crd_files_match_the_generator():
     stale = [str(p) for p, text in crd.outputs().items() if not p.exists() or p.read_text() != text]
-    assert not stale, f"regenerate with `python -m roboaug_api.crd`: {stale}"
+    assert not stale, f"regenerate with `python -m roboaug.api.crd`: {stale}"
 
 
 def _walk(node, path=""):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from roboaug_api.models import (
+from roboaug.api.models import (
     RANGE_PAIRS,
     AugmentationJobCreateRequest,
     AugmentationJobSpec,
@@ -17,7 +17,7 @@ from roboaug_api.models import (
     default_output_dataset_id,
     parse_transforms,
 )
-from roboaug_api.models.spec import ODD_FIELDS
+from roboaug.api.models.spec import ODD_FIELDS
 
 SEED_000 = Path(__file__).resolve().parents[2].parent / "shared" / "seeds" / "000_e70a4a65b8331aef.txt"
 PROJECT = "2489E9AD-2EE2-8E00-8EC9-32D5F69181C0"

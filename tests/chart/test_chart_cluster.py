@@ -15,8 +15,8 @@ import uuid
 import pytest
 import yaml
 
-from chart_cases import TOGGLES, with_namespace
-from conftest import CHART, MANIFESTS, helm_template, parse_docs
+from tests.chart.chart_cases import TOGGLES, with_namespace
+from tests.chart.helpers import CHART, MANIFESTS, helm_template, parse_docs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -285,13 +285,13 @@ def test_operator_and_gateway_work_with_only_their_chart_rbac(cluster, namespace
     logs = {n: open(tmp_path / f"{n}.log", "w+") for n in ("operator", "gateway")}
     procs = {
         "operator": subprocess.Popen(
-            [sys.executable, "-m", "roboaug_operator", "--config", str(tmp_path / "operator.yaml"),
+            [sys.executable, "-m", "roboaug.operator", "--config", str(tmp_path / "operator.yaml"),
              "--kubeconfig", str(tmp_path / "operator.kubeconfig")],
             stdout=logs["operator"], stderr=subprocess.STDOUT, cwd=tmp_path,
             # kopf logs in from $KUBECONFIG (in a pod: the ServiceAccount token), not --kubeconfig.
             env={**env, "KUBECONFIG": str(tmp_path / "operator.kubeconfig")}),
         "gateway": subprocess.Popen(
-            [sys.executable, "-m", "roboaug_api.gateway", "--host", "127.0.0.1"],
+            [sys.executable, "-m", "roboaug.api.gateway", "--host", "127.0.0.1"],
             stdout=logs["gateway"], stderr=subprocess.STDOUT, cwd=tmp_path, env=env),
     }
     try:

@@ -3,34 +3,50 @@
 What is checked: multi-stage with binary-only installs and no compiler in the final stage,
 pinned base images (exact version tag or digest), a numeric non-root USER, no secrets in ENV /
 ARG / LABEL, OCI labels, HEALTHCHECK (operator) or an explicit HEALTHCHECK NONE (batch worker),
-the command's module exists in the source tree, the pip extras are the pyproject extras meant
-for that image, the constraints file matches the test environment, .dockerignore keeps
-non-source files out.
+the command's module exists in the source tree, each image installs exactly its components
+(and their resolved dependency closure holds nothing another component needs: no OpenCV, PyAV or
+pyarrow in the operator image, no kopf or FastAPI in the worker image), the constraints file
+matches the test environment, .dockerignore keeps non-source files out.
 """
 from __future__ import annotations
 
-import ast
+import importlib.util
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import REPO
+from tests.chart.helpers import REPO
 
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-SETUP_FOLDERS = ast.literal_eval(
-    re.search(r"FOLDERS = (\{.*?\})", (REPO / "setup.py").read_text(), re.S).group(1))
+def _load_constraints_tool():
+    spec = importlib.util.spec_from_file_location("image_constraints", REPO / "hack" / "image_constraints.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-# image -> (Dockerfile, the pyproject extras it must install, default command module)
+
+CONSTRAINTS = _load_constraints_tool()
+# image -> (Dockerfile, default command module); what each installs is CONSTRAINTS.IMAGES
 IMAGES = {
-    "operator": ("Dockerfile.operator", {"operator", "gateway"}, "roboaug_operator"),
-    "worker": ("Dockerfile.worker", {"worker"}, "roboaug_worker"),
+    "operator": ("Dockerfile.operator", "roboaug.operator"),
+    "worker": ("Dockerfile.worker", "roboaug.worker"),
 }
+# Distributions an image must never carry: another component's heavy or unrelated dependencies.
+FORBIDDEN = {
+    "operator": {"opencv-python-headless", "av", "pyarrow", "numpy", "huggingface-hub", "datasets",
+                 "roboaug-worker", "roboaug-devstack"},
+    "worker": {"kopf", "fastapi", "uvicorn", "starlette", "pydantic-settings", "prometheus-client",
+               "datasets", "roboaug-operator", "roboaug-devstack"},
+}
+
+
+def component_folder(module: str) -> str:
+    """`roboaug.operator` -> operator/src/roboaug/operator: import path = file path."""
+    return f"{module.split('.')[1]}/src/{module.replace('.', '/')}"
 COMPILERS = re.compile(r"\b(gcc|g\+\+|clang|build-essential|make|cmake|cargo|rustc|"
                        r"python3?-dev|libpython3[\d.]*-dev|pkg-config|gfortran)\b")
 SECRETISH = re.compile(r"(token|secret|password|passwd|api[_-]?key|credential|private[_-]?key|"
@@ -115,8 +131,8 @@ def exec_form(arg: str) -> list[str]:
 @pytest.fixture(params=sorted(IMAGES), ids=sorted(IMAGES))
 def image(request):
     name = request.param
-    path, extras, module = IMAGES[name]
-    return name, parse(REPO / path), extras, module
+    path, module = IMAGES[name]
+    return name, parse(REPO / path), CONSTRAINTS.IMAGES[path], module
 
 
 def test_multi_stage_with_a_separate_build_stage(image):
@@ -196,32 +212,44 @@ def test_command_module_exists(image):
     _, df, _, module = image
     cmd = exec_form([c for s in df.final_chain() for c in s.all("CMD")][-1])
     assert cmd[:2] == ["python", "-m"] and cmd[2] == module
-    assert (REPO / SETUP_FOLDERS[module] / "__main__.py").is_file(), \
-        f"{module} has no __main__.py ({SETUP_FOLDERS[module]}/__main__.py)"
+    assert (REPO / component_folder(module) / "__main__.py").is_file(), \
+        f"{module} has no __main__.py ({component_folder(module)}/__main__.py)"
 
 
 def test_gateway_module_exists_for_the_second_command():
-    # The chart runs the gateway from the operator image with `python -m roboaug_api.gateway`.
-    assert (REPO / SETUP_FOLDERS["roboaug_api"] / "gateway" / "__main__.py").is_file()
+    # The chart runs the gateway from the operator image with `python -m roboaug.api.gateway`.
+    assert (REPO / component_folder("roboaug.api.gateway") / "__main__.py").is_file()
 
 
-def test_installs_exactly_the_pyproject_extras(image):
-    _, df, extras, _ = image
-    declared = set(PYPROJECT["project"]["optional-dependencies"])
-    assert extras <= declared, f"extras {extras - declared} are not in pyproject.toml"
+def test_installs_exactly_its_components(image):
+    _, df, roots, _ = image
     runs = " ".join(df.stage("build").all("RUN"))
-    found = re.findall(r"roboaug-\*\.whl\)\[([\w,]+)\]", runs)
-    assert [set(f.split(",")) for f in found] == [extras]
+    wheels = re.findall(r"/wheels/(roboaug_\w+)-\*\.whl\)\"?(?:\[([\w,]+)\])?", runs)
+    installed = {(dist.replace("_", "-"), tuple(sorted(x for x in extras.split(",") if x)))
+                 for dist, extras in wheels}
+    assert installed == {(dist, tuple(sorted(extras))) for dist, extras in roots}
+    built = re.search(r"pip wheel --no-deps --wheel-dir /wheels ((?:\./\w+ ?)+)", runs).group(1).split()
+    assert sorted(f.strip("./") for f in built) == sorted(d.removeprefix("roboaug-") for d, _ in roots)
     assert "-c hack/constraints.txt" in runs
 
 
-def test_copied_sources_cover_the_wheel():
-    # The wheel is built from the folders setup.py maps; the images need api, operator, worker.
-    for name, (path, _, _) in IMAGES.items():
-        copies = " ".join(parse(REPO / path).stage("build").all("COPY"))
-        for folder in ("api/", "operator/", "worker/", "pyproject.toml", "setup.py", "README.md",
-                       "hack/constraints.txt"):
-            assert folder in copies, f"{path} does not COPY {folder}"
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_image_dependency_closure_holds_only_what_it_runs(name):
+    """The resolved closure of what the image installs (from the installed metadata of each
+    component) carries none of another component's dependencies."""
+    path, _ = IMAGES[name]
+    closure = set(CONSTRAINTS.closure(CONSTRAINTS.IMAGES[path]))
+    assert closure, "empty closure: are the components installed (./dev setup)?"
+    assert not closure & FORBIDDEN[name], f"{path} pulls in {sorted(closure & FORBIDDEN[name])}"
+
+
+def test_copied_sources_cover_the_wheels(image):
+    _, df, roots, _ = image
+    copies = " ".join(df.stage("build").all("COPY"))
+    for dist, _ in roots:
+        folder = dist.removeprefix("roboaug-")
+        assert f"{folder}/" in copies, f"does not COPY {folder}/"
+    assert "hack/constraints.txt" in copies
 
 
 def test_dockerignore_is_an_allow_list():
@@ -229,15 +257,17 @@ def test_dockerignore_is_an_allow_list():
              if l.strip() and not l.startswith("#")]
     assert lines[0] == "*", "start from ignoring everything"
     allowed = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
-    assert allowed == {"pyproject.toml", "setup.py", "README.md", "hack/constraints.txt",
-                       "api", "operator", "worker"}
-    # Everything a Dockerfile COPYs must be allowed in.
-    for path, _, _ in IMAGES.values():
+    assert allowed == {"hack/constraints.txt", "api/pyproject.toml", "api/src", "operator/pyproject.toml",
+                       "operator/src", "worker/pyproject.toml", "worker/src"}
+    # Everything a Dockerfile COPYs must be allowed in (a component folder through its parts).
+    for path, _ in IMAGES.values():
         for copy in parse(REPO / path).stage("build").all("COPY"):
             if copy.startswith("--from"):
                 continue
             for src in shlex.split(copy)[:-1]:
-                assert src.rstrip("/") in allowed, f"{path} copies {src}, which .dockerignore drops"
+                src = src.rstrip("/")
+                assert src in allowed or {f"{src}/pyproject.toml", f"{src}/src"} <= allowed, \
+                    f"{path} copies {src}, which .dockerignore drops"
 
 
 def test_worker_cuda_variant_is_selectable():
@@ -274,7 +304,7 @@ def test_image_builds_and_runs_as_non_root(name):
                            capture_output=True, text=True, timeout=1800)
     assert build.returncode == 0, build.stderr[-4000:]
     out = subprocess.run([engine, "run", "--rm", "--read-only", "--entrypoint", "python", tag, "-c",
-                          "import os, roboaug_api, roboaug_worker, roboaug_operator; print(os.getuid())"],
+                          "import os, roboaug.api, roboaug.worker, roboaug.operator; print(os.getuid())"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1000"

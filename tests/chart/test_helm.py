@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import yaml
 
-from chart_cases import TOGGLES, with_namespace
-from conftest import CHART, helm_template
+from tests.chart.chart_cases import TOGGLES, with_namespace
+from tests.chart.helpers import CHART, helm_template
 
 NS = "roboaug"
 
@@ -169,11 +169,11 @@ def test_api_keys_mounted_as_a_directory_for_rotation(render):
 
 def test_gateway_env_matches_its_settings(render):
     # Every ROBOAUG_GATEWAY_* variable the chart sets is a field of the gateway's Settings.
-    from roboaug_api.gateway.settings import Settings
+    from roboaug.api.gateway.settings import Settings
 
     spec = render().get("Deployment", "roboaug-gateway")["spec"]["template"]["spec"]
     c = spec["containers"][0]
-    assert c["command"] == ["python", "-m", "roboaug_api.gateway"]
+    assert c["command"] == ["python", "-m", "roboaug.api.gateway"]
     fields = set(Settings.model_fields)
     for env in c["env"]:
         assert env["name"].startswith("ROBOAUG_GATEWAY_")
@@ -189,7 +189,7 @@ def test_gateway_env_matches_its_settings(render):
 def test_operator_runs_its_module_with_the_config_file(render):
     docs = render()
     c = docs.get("Deployment", "roboaug-operator")["spec"]["template"]["spec"]["containers"][0]
-    assert c["command"] == ["python", "-m", "roboaug_operator"]
+    assert c["command"] == ["python", "-m", "roboaug.operator"]
     env = {e["name"]: e.get("value") for e in c["env"]}
     mount = next(m for m in c["volumeMounts"] if m["name"] == "config")
     assert env["ROBOAUG_OPERATOR_CONFIG"] == mount["mountPath"] + "/config.yaml"
@@ -257,14 +257,14 @@ def test_gateway_and_worker_rbac_is_least_privilege(render):
 
 
 def _operator_config(docs):
-    from roboaug_operator.config import parse_config
+    from roboaug.operator.config import parse_config
 
     text = docs.get("ConfigMap", "roboaug-operator")["data"]["config.yaml"]
     return parse_config(yaml.safe_load(text))
 
 
 def test_configmap_parses_with_the_operator_loader(render, tmp_path, monkeypatch):
-    from roboaug_operator.config import CONFIG_ENV, load_config
+    from roboaug.operator.config import CONFIG_ENV, load_config
 
     docs = render()
     cfg = _operator_config(docs)
@@ -286,7 +286,7 @@ def test_configmap_parses_with_the_operator_loader(render, tmp_path, monkeypatch
 
 def test_chart_default_pools_equal_the_operator_defaults(render):
     # The chart and an operator run without a config file must place work identically.
-    from roboaug_operator.config import parse_config
+    from roboaug.operator.config import parse_config
 
     chart = _operator_config(render())
     bare = parse_config({})

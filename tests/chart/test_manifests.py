@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from conftest import MANIFESTS, REPO, parse_docs
+from tests.chart.helpers import MANIFESTS, REPO, parse_docs
 
 KUSTOMIZATION = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
 
@@ -53,7 +53,7 @@ def test_kustomize_build(kubectl_bin):
 
 
 def test_crd_in_manifests_equals_the_chart_template_body():
-    # Both are generated from the models by `python -m roboaug_api.crd`; here we only check the
+    # Both are generated from the models by `python -m roboaug.api.crd`; here we only check the
     # chart template wraps the same CRD (api/ tests own the drift check against the models).
     template = (REPO / "charts" / "roboaug" / "templates" / "crd.yaml").read_text()
     crd = yaml.safe_load((MANIFESTS / "crd" / "roboaug.dev_augmentationjobs.yaml").read_text())

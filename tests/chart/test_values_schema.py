@@ -10,8 +10,8 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from chart_cases import TOGGLES, with_namespace
-from conftest import CHART, deep_merge
+from tests.chart.chart_cases import TOGGLES, with_namespace
+from tests.chart.helpers import CHART, deep_merge
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import yaml
 
-from roboaug_devstack import build
-from roboaug_devstack.cluster import DEFAULT_NODES, STAGES_FILE, node_manifest
+from roboaug.devstack import build
+from roboaug.devstack.cluster import DEFAULT_NODES, STAGES_FILE, node_manifest
 
 GOMOD = """module k8s.io/kubernetes
 

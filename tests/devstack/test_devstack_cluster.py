@@ -4,7 +4,7 @@ import time
 import pytest
 from kubernetes import client
 
-from roboaug_devstack.cluster import (KWOK_DELAY_ANNOTATION, KWOK_EXIT_CODE_ANNOTATION,
+from roboaug.devstack.cluster import (KWOK_DELAY_ANNOTATION, KWOK_EXIT_CODE_ANNOTATION,
                                       KWOK_FAIL_LABEL, KWOK_WAITING_MESSAGE_ANNOTATION,
                                       KWOK_WAITING_REASON_ANNOTATION)
 
@@ -36,7 +36,7 @@ def job_condition(k8s, ns, name, typ):
 
 
 def test_server_version_is_stamped(cluster):
-    from roboaug_devstack.build import K8S_VERSION
+    from roboaug.devstack.build import K8S_VERSION
 
     if cluster.local is None:
         pytest.skip("existing cluster: any version")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from roboaug_devstack.nodeagent import LOG_ANNOTATION, NODE_TAINT, PID_ANNOTATION
+from roboaug.devstack.nodeagent import LOG_ANNOTATION, NODE_TAINT, PID_ANNOTATION
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from roboaug_devstack import build
-from roboaug_devstack.cluster import LocalCluster
-from roboaug_devstack.nodeagent import NODE_TAINT, PID_ANNOTATION
+from roboaug.devstack import build
+from roboaug.devstack.cluster import LocalCluster
+from roboaug.devstack.nodeagent import NODE_TAINT, PID_ANNOTATION
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -24,7 +24,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not build.is_built(), reason="needs `python -m roboaug_devstack build`")
+@pytest.mark.skipif(not build.is_built(), reason="needs `python -m roboaug.devstack build`")
 def test_teardown_leaves_no_processes(tmp_path):
     from kubernetes import client
 

@@ -8,7 +8,6 @@ result in one commit. The output is checked with the independent checker of test
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import uuid
@@ -18,7 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from roboaug_api.models import PHASE_ORDER, AugmentationStatusResponse
+from tests.worker import checker
+from roboaug.api.models import PHASE_ORDER, AugmentationStatusResponse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,17 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 SEED_BODY = REPO / "tests" / "gateway" / "seed_000_body.json"
 
 
-def _checker():
-    spec = importlib.util.spec_from_file_location("e2e_checker", REPO / "tests" / "worker" / "checker.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def stack(cluster, crd):
     cluster.require_node_agent()
-    from roboaug_devstack.stack import DevStack
+    from roboaug.devstack.stack import DevStack
 
     ns = f"e2e-{uuid.uuid4().hex[:6]}"
     with DevStack(cluster=cluster.local, namespace=ns) as s:
@@ -55,7 +50,7 @@ def _phases_in_order(phases: list[dict]) -> None:
 
 def _check_output(stack, output_id: str, tmp_path: Path) -> dict:
     dest = stack.download_output(output_id, tmp_path / "out")
-    report = _checker().check_lerobot(dest)
+    report = checker.check_lerobot(dest)
     assert (dest / "meta" / "augmentation.json").is_file()
     assert (dest / "README.md").is_file()
     return json.loads((dest / "meta" / "info.json").read_text())
@@ -109,7 +104,7 @@ def test_rest_seed_000_body_completes(stack, tmp_path):
 def test_gpu_job_with_no_gpu_free_stays_in_scheduling_with_the_reason(cluster, crd):
     """A pool asking for more GPUs than any node has: the pod stays Pending and the CR says why."""
     cluster.require_node_agent()
-    from roboaug_devstack.stack import DevStack
+    from roboaug.devstack.stack import DevStack
 
     ns = f"e2e-gpu-{uuid.uuid4().hex[:6]}"
     big_gpu_pool = {

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway_helpers import ADMIN_KEY, BOUND_KEY, HASHED_KEY, PROJECT
-from roboaug_api.gateway import create_app
-from roboaug_api.gateway.auth import KeyRing
-from roboaug_api.gateway.settings import Settings
-from roboaug_api.gateway.store import MemoryStore
+from tests.gateway.gateway_helpers import ADMIN_KEY, BOUND_KEY, HASHED_KEY, PROJECT
+from roboaug.api.gateway import create_app
+from roboaug.api.gateway.auth import KeyRing
+from roboaug.api.gateway.settings import Settings
+from roboaug.api.gateway.store import MemoryStore
 
 
 @pytest.fixture

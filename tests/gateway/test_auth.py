@@ -10,11 +10,11 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway_helpers import ADMIN_KEY, BOUND_KEY, HASHED_KEY, OTHER_PROJECT, PROJECT, minimal_body, post_job
-from roboaug_api.gateway import create_app
-from roboaug_api.gateway.auth import KeyRing, KeysFileError, parse_keys
-from roboaug_api.gateway.settings import Settings
-from roboaug_api.gateway.store import MemoryStore
+from tests.gateway.gateway_helpers import ADMIN_KEY, BOUND_KEY, HASHED_KEY, OTHER_PROJECT, PROJECT, minimal_body, post_job
+from roboaug.api.gateway import create_app
+from roboaug.api.gateway.auth import KeyRing, KeysFileError, parse_keys
+from roboaug.api.gateway.settings import Settings
+from roboaug.api.gateway.store import MemoryStore
 
 V1_ROUTES = [
     ("POST", "/v1/augmentation"),
@@ -68,7 +68,7 @@ def test_every_stored_digest_is_compared(keys_file, monkeypatch):
         calls.append(1)
         return real(a, b)
 
-    monkeypatch.setattr("roboaug_api.gateway.auth.hmac.compare_digest", counting)
+    monkeypatch.setattr("roboaug.api.gateway.auth.hmac.compare_digest", counting)
     ring = KeyRing(keys_file, 0)
     assert ring.authenticate(ADMIN_KEY) is not None  # the first entry
     assert len(calls) == 3

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway_helpers import ADMIN_KEY, minimal_body, post_job, seed_body_text
-from roboaug_api.gateway import create_app, service
-from roboaug_api.gateway.auth import KeyRing
-from roboaug_api.gateway.settings import Settings
-from roboaug_api.gateway.store import (
+from tests.gateway.gateway_helpers import ADMIN_KEY, minimal_body, post_job, seed_body_text
+from roboaug.api.gateway import create_app, service
+from roboaug.api.gateway.auth import KeyRing
+from roboaug.api.gateway.settings import Settings
+from roboaug.api.gateway.store import (
     LABEL_IDEMPOTENCY,
     IdempotencyRecord,
     Invalid,
@@ -25,7 +25,7 @@ from roboaug_api.gateway.store import (
     Unavailable,
     idempotency_object_name,
 )
-from roboaug_api.models import GROUP, LABEL_JOB_ID, LABEL_PROJECT_ID, PLURAL, VERSION, AugmentationJobCreateRequest, cr_name
+from roboaug.api.models import GROUP, LABEL_JOB_ID, LABEL_PROJECT_ID, PLURAL, VERSION, AugmentationJobCreateRequest, cr_name
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -148,7 +148,7 @@ def test_idempotency_record_create_is_atomic_and_purgeable(kstore):
     rid = "ab" * 32
     rec = IdempotencyRecord(rid, "f" * 64, uuid.uuid4(), now - timedelta(days=2), now - timedelta(days=1))
     kstore.create_idempotency(rec)
-    from roboaug_api.gateway.store import AlreadyExists
+    from roboaug.api.gateway.store import AlreadyExists
 
     with pytest.raises(AlreadyExists):
         kstore.create_idempotency(rec)

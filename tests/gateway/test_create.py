@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from gateway_helpers import (
+from tests.gateway.gateway_helpers import (
     OTHER_PROJECT,
     PROJECT,
     BOUND_KEY,
@@ -17,7 +17,7 @@ from gateway_helpers import (
     seed_body_from_seed_file,
     seed_body_text,
 )
-from roboaug_api.models import GENERATIVE_DISABLED_MESSAGE, LABEL_JOB_ID, LABEL_PROJECT_ID, cr_name
+from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE, LABEL_JOB_ID, LABEL_PROJECT_ID, cr_name
 
 
 def test_fixture_copy_is_seed_000_byte_for_byte():
@@ -110,7 +110,7 @@ def test_store_down_is_503_with_detail(client, store):
 
 def test_cr_refused_by_store_is_422_and_leaves_nothing(client, store, monkeypatch):
     # The apiserver refusing what the model accepted (schema drift) surfaces as 422 with its message.
-    from roboaug_api.gateway.store import Invalid
+    from roboaug.api.gateway.store import Invalid
 
     def refuse(body):
         raise Invalid('AugmentationJob.roboaug.dev "x" is invalid: spec.dataset_id: Invalid value')

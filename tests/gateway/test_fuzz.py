@@ -25,11 +25,11 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from gateway_helpers import ADMIN_KEY
-from roboaug_api.gateway import create_app
-from roboaug_api.gateway.auth import KeyRing
-from roboaug_api.gateway.settings import Settings
-from roboaug_api.gateway.store import MemoryStore
+from tests.gateway.gateway_helpers import ADMIN_KEY
+from roboaug.api.gateway import create_app
+from roboaug.api.gateway.auth import KeyRing
+from roboaug.api.gateway.settings import Settings
+from roboaug.api.gateway.store import MemoryStore
 
 EXAMPLES = int(os.environ.get("ROBOAUG_FUZZ_EXAMPLES", "60"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 
 from fastapi.testclient import TestClient
 
-from gateway_helpers import ADMIN_KEY, OTHER_PROJECT, minimal_body, post_job, seed_body
-from roboaug_api.gateway import create_app, service
-from roboaug_api.gateway.auth import KeyRing
-from roboaug_api.gateway.store import IdempotencyRecord
-from roboaug_api.models import AugmentationJobCreateRequest, cr_name
+from tests.gateway.gateway_helpers import ADMIN_KEY, OTHER_PROJECT, minimal_body, post_job, seed_body
+from roboaug.api.gateway import create_app, service
+from roboaug.api.gateway.auth import KeyRing
+from roboaug.api.gateway.store import IdempotencyRecord
+from roboaug.api.models import AugmentationJobCreateRequest, cr_name
 
 
 def idem(key: str) -> dict:

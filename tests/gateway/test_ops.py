@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from gateway_helpers import ADMIN_KEY, minimal_body, post_job, seed_body_text
+from tests.gateway.gateway_helpers import ADMIN_KEY, minimal_body, post_job, seed_body_text
 
 
 def test_healthz(client):
@@ -88,7 +88,7 @@ def served(keys_file, tmp_path):
     env = dict(os.environ, ROBOAUG_GATEWAY_STORE="memory", ROBOAUG_GATEWAY_API_KEYS_FILE=str(keys_file),
                ROBOAUG_GATEWAY_NAMESPACE="served", ROBOAUG_GATEWAY_LOG_LEVEL="warning")
     log = open(tmp_path / "gateway.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "roboaug_api.gateway", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "roboaug.api.gateway", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

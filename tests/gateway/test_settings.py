@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from roboaug_api.gateway.settings import Settings
+from roboaug.api.gateway.settings import Settings
 
 
 def test_reads_prefixed_environment(monkeypatch, tmp_path):

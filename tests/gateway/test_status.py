@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from gateway_helpers import OTHER_PROJECT, minimal_body, post_job
-from roboaug_api.models import cr_name
+from tests.gateway.gateway_helpers import OTHER_PROJECT, minimal_body, post_job
+from roboaug.api.models import cr_name
 
 SEED_001_FIELDS = {"job_id", "current_phase", "status", "instance_type", "region", "phases", "error",
                    "augmented_dataset_id", "created_at"}

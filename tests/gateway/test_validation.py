@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_helpers import PROJECT, minimal_body, post_job
-from roboaug_api.models import RANGE_PAIRS
+from tests.gateway.gateway_helpers import PROJECT, minimal_body, post_job
+from roboaug.api.models import RANGE_PAIRS
 
 
 def errors_of(r) -> list[dict]:

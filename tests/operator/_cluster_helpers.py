@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from roboaug_operator.phases import check
+from roboaug.operator.phases import check
 
 GROUP, VERSION, PLURAL = "roboaug.dev", "v1alpha1", "augmentationjobs"
 PROJECT = "2489e9ad-2ee2-8e00-8ec9-32d5f69181c0"
@@ -56,7 +56,7 @@ def base_config(namespace: str, **over) -> dict:
 
 
 class OperatorProcess:
-    """`python -m roboaug_operator` in its own process group, logs in a file.
+    """`python -m roboaug.operator` in its own process group, logs in a file.
 
     `name` keeps replicas apart: their config and log files, and (as $HOSTNAME) the first part
     of their Lease identity, `<name>-<pid>`."""
@@ -72,7 +72,7 @@ class OperatorProcess:
 
     @property
     def identity(self) -> str | None:
-        """Its Lease holderIdentity while it runs (see `roboaug_operator.leader.default_identity`)."""
+        """Its Lease holderIdentity while it runs (see `roboaug.operator.leader.default_identity`)."""
         return f"{self.name}-{self.proc.pid}" if self.proc else None
 
     def alive(self) -> bool:
@@ -84,7 +84,7 @@ class OperatorProcess:
         env["HOSTNAME"] = self.name
         self.starts += 1
         with open(self.log, "a") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "roboaug_operator"], env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "roboaug.operator"], env=env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

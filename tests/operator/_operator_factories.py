@@ -1,7 +1,7 @@
 """Builders shared by the operator's unit tests (plain dicts and views, no cluster)."""
 from datetime import datetime, timedelta, timezone
 
-from roboaug_operator.observe import JobView, PodView
+from roboaug.operator.observe import JobView, PodView
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 CR_UID = "0b5a3c0e-1111-4222-8333-444455556666"

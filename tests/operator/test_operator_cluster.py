@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from roboaug_api.models import GENERATIVE_DISABLED_MESSAGE
+from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE
 
-from _cluster_helpers import (GROUP, KWOK_DELAY, KWOK_EXIT, KWOK_FAIL, KWOK_WAITING_MESSAGE,
+from tests.operator._cluster_helpers import (GROUP, KWOK_DELAY, KWOK_EXIT, KWOK_FAIL, KWOK_WAITING_MESSAGE,
                               KWOK_WAITING_REASON, PLURAL, VERSION, WAIT, OperatorProcess,
                               assert_consistent, base_config, create_cr, events_of, final, jobs_of,
                               phase_names, pods_of, wait_cr)

@@ -1,8 +1,8 @@
 """Operator configuration and pool selection, without a cluster."""
 import pytest
 
-from roboaug_operator.config import ConfigError, load_config, parse_config
-from roboaug_operator.pools import NoPoolError, select_pool
+from roboaug.operator.config import ConfigError, load_config, parse_config
+from roboaug.operator.pools import NoPoolError, select_pool
 
 
 def test_defaults_match_architecture_pools():

@@ -4,11 +4,11 @@ import asyncio
 import threading
 import time
 
-from _operator_factories import at, cr, job
+from tests.operator._operator_factories import at, cr, job
 
-from roboaug_operator import controller as controller_mod
-from roboaug_operator.config import OperatorConfig
-from roboaug_operator.controller import Controller
+from roboaug.operator import controller as controller_mod
+from roboaug.operator.config import OperatorConfig
+from roboaug.operator.controller import Controller
 
 
 class FakeKube:

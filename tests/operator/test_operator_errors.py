@@ -1,5 +1,5 @@
 """Classifying worker failures into status.error, without a cluster."""
-from roboaug_operator.errors import (PodFailure, job_failure_text, kubelet_waiting_text, last_message,
+from roboaug.operator.errors import (PodFailure, job_failure_text, kubelet_waiting_text, last_message,
                                      pending_timeout_text, redact, start_timeout_text)
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from _cluster_helpers import (KWOK_DELAY, OperatorProcess, assert_consistent, base_config, create_cr,
+from tests.operator._cluster_helpers import (KWOK_DELAY, OperatorProcess, assert_consistent, base_config, create_cr,
                               final, jobs_of, lease_holder, phase_names, wait_cr)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

@@ -1,13 +1,13 @@
 """Rendering the worker's batch/v1 Job, without a cluster."""
 import json
 
-from roboaug_api.models import AugmentationJobSpec
-from roboaug_operator.config import parse_config
-from roboaug_operator.jobs import job_name, render_job, worker_spec_json
-from roboaug_operator.pools import select_pool
-from roboaug_worker.errors import PERMANENT_EXIT_CODES
+from roboaug.api.models import AugmentationJobSpec
+from roboaug.operator.config import parse_config
+from roboaug.operator.jobs import job_name, render_job, worker_spec_json
+from roboaug.operator.pools import select_pool
+from roboaug.worker.errors import PERMANENT_EXIT_CODES
 
-from _operator_factories import CR_UID, JOB_ID, PROJECT, cr
+from tests.operator._operator_factories import CR_UID, JOB_ID, PROJECT, cr
 
 
 def render(spec=None, config=None, name="aug-demo"):
@@ -58,7 +58,7 @@ def test_pod_template_security_and_command():
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     c = pod["containers"][0]
-    assert c["command"] == ["python", "-m", "roboaug_worker"]
+    assert c["command"] == ["python", "-m", "roboaug.worker"]
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
@@ -103,7 +103,7 @@ def test_pool_placement_and_extras():
     assert tpl["metadata"]["labels"]["team"] == "x" and tpl["metadata"]["annotations"]["a"] == "b"
     assert env_of(j)["LOG_LEVEL"]["value"] == "debug"
     gpu_cfg = parse_config(cfg)
-    from roboaug_operator.pools import PoolChoice
+    from roboaug.operator.pools import PoolChoice
     c = cr()
     s = AugmentationJobSpec.model_validate(c["spec"])
     g = render_job(c, s, JOB_ID, gpu_cfg, PoolChoice("gpu", gpu_cfg.pools["gpu"]))

@@ -4,9 +4,9 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from roboaug_operator.config import LeaderElection
-from roboaug_operator.kube import ApiError
-from roboaug_operator.leader import LeaderElector, evaluate
+from roboaug.operator.config import LeaderElection
+from roboaug.operator.kube import ApiError
+from roboaug.operator.leader import LeaderElector, evaluate
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -1,10 +1,10 @@
 """Phase-history bookkeeping and its invariants, without a cluster."""
 import pytest
 
-from roboaug_api.models import AugmentationJobStatus
-from roboaug_operator.phases import History, PhaseError, check, job_status_for
+from roboaug.api.models import AugmentationJobStatus
+from roboaug.operator.phases import History, PhaseError, check, job_status_for
 
-from _operator_factories import JOB_ID, at, iso
+from tests.operator._operator_factories import JOB_ID, at, iso
 
 
 def started():

@@ -2,12 +2,12 @@
 import copy
 import random
 
-from roboaug_api.models import GENERATIVE_DISABLED_MESSAGE, AugmentationJobStatus
-from roboaug_operator.config import parse_config
-from roboaug_operator.phases import check
-from roboaug_operator.reconcile import MAX_WAITING_EVENTS, Observed, decide
+from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE, AugmentationJobStatus
+from roboaug.operator.config import parse_config
+from roboaug.operator.phases import check
+from roboaug.operator.reconcile import MAX_WAITING_EVENTS, Observed, decide
 
-from _operator_factories import CPU_NODE, CR_UID, JOB_ID, at, cr, job, pod
+from tests.operator._operator_factories import CPU_NODE, CR_UID, JOB_ID, at, cr, job, pod
 
 CFG = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60})
 
@@ -163,7 +163,7 @@ def test_kubelet_message_is_masked():
 
 
 def test_summarize_pod_keeps_the_worker_containers_waiting_state():
-    from roboaug_operator.observe import summarize_pod
+    from roboaug.operator.observe import summarize_pod
     body = {"metadata": {"name": "p", "uid": "u", "creationTimestamp": "2025-03-01T12:00:01Z"},
             "spec": {"nodeName": "cpu-0"},
             "status": {"phase": "Pending", "containerStatuses": [
@@ -410,7 +410,7 @@ def test_failures_beyond_the_backoff_limit_are_not_retries():
 
 
 def test_failure_target_condition_counts_as_failed():
-    from roboaug_operator.observe import summarize_job
+    from roboaug.operator.observe import summarize_job
     v = summarize_job({"metadata": {"name": "j", "uid": "u"}, "status": {"failed": 1, "conditions": [
         {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "m"}]}})
     assert v.failed_condition == {"reason": "BackoffLimitExceeded", "message": "m"} and v.finished

@@ -1,6 +1,6 @@
 """An independent check of a LeRobot (v2.1 / v3.0) or image dataset, as its loaders see it.
 
-Written from shared/LEROBOT_FORMAT.md, without importing anything from roboaug_worker: it reads
+Written from shared/LEROBOT_FORMAT.md, without importing anything from roboaug.worker: it reads
 the files with pyarrow, json and PyAV, decodes every frame, checks each frame the loader would ask
 for (from_timestamp + k/fps) sits within 1e-4 s, recomputes camera statistics from the decoded
 pixels with lerobot's sampling rule (full numpy, no histograms), recomputes numeric statistics

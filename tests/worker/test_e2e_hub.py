@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 
-from roboaug_devstack.hubserver import WRITE_TOKEN  # noqa: E402
-from roboaug_devstack.hubserver.fixtures import hub_env, local_hub, local_hub_session  # noqa: E402,F401
+from roboaug.devstack.hubserver import WRITE_TOKEN  # noqa: E402
+from roboaug.devstack.hubserver.fixtures import hub_env, local_hub, local_hub_session  # noqa: E402,F401
 
-import checker  # noqa: E402
-import fixtures  # noqa: E402
-from conftest import JOB, PROJECT  # noqa: E402
-from roboaug_api.models import DatasetRef, default_output_dataset_id  # noqa: E402
-from roboaug_worker import hub  # noqa: E402
+from tests.worker import checker
+from roboaug.devstack import synthetic as fixtures
+from tests.worker.helpers import JOB, PROJECT  # noqa: E402
+from roboaug.api.models import DatasetRef, default_output_dataset_id  # noqa: E402
+from roboaug.worker import hub  # noqa: E402
 
 
 def test_hub_to_hub_in_one_commit(local_hub, tmp_path):
@@ -25,7 +25,7 @@ def test_hub_to_hub_in_one_commit(local_hub, tmp_path):
     spec = {"project_id": PROJECT, "job_id": JOB, "dataset_id": "roboaug-test/e2e-src",
             "augment_transforms": "lighting,noise", "augment_copies": 1}
     env = hub_env(local_hub, str(tmp_path / "hf_home"), HF_TOKEN=WRITE_TOKEN, ROBOAUG_WORKDIR=str(tmp_path / "wd"))
-    res = subprocess.run([sys.executable, "-m", "roboaug_worker", "--spec", json.dumps(spec), "--processes", "1"],
+    res = subprocess.run([sys.executable, "-m", "roboaug.worker", "--spec", json.dumps(spec), "--processes", "1"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert WRITE_TOKEN not in res.stdout + res.stderr

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 
-from conftest import make_spec, run_worker
-from roboaug_worker.errors import ExitCode
+from tests.worker.helpers import make_spec, run_worker
+from roboaug.worker.errors import ExitCode
 
 LINE = re.compile(r"^roboaug-worker: error\[(\d+) ([a-z_]+)\]: (.+)$")
 
@@ -130,22 +130,22 @@ def test_spec_sources_and_job_id(sources, tmp_path):
     env = {**os.environ, "ROBOAUG_SPEC": json.dumps(spec), "ROBOAUG_JOB_ID": "abcdef12-0000-4000-8000-000000000000"}
     import subprocess
 
-    res = subprocess.run([sys.executable, "-m", "roboaug_worker"], capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "roboaug.worker"], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "img-augmented-abcdef12" / "meta/augmentation.json").is_file()
     env.pop("ROBOAUG_JOB_ID")
-    res = subprocess.run([sys.executable, "-m", "roboaug_worker"], capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "roboaug.worker"], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == int(ExitCode.INVALID_SPEC) and "ROBOAUG_JOB_ID" in res.stderr
     f = tmp_path / "spec.json"
     f.write_text(json.dumps({**spec, "job_id": "99999999-0000-4000-8000-000000000000"}))
-    res = subprocess.run([sys.executable, "-m", "roboaug_worker", "--spec-file", str(f)], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "roboaug.worker", "--spec-file", str(f)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "img-augmented-99999999").is_dir()
 
 
 def test_unexpected_exception_is_internal_with_traceback(monkeypatch, capsys, tmp_path, sources):
-    from roboaug_worker import __main__ as cli
-    from roboaug_worker import pipeline
+    from roboaug.worker import __main__ as cli
+    from roboaug.worker import pipeline
 
     def boom(*a, **k):
         raise KeyError("bug")
@@ -159,8 +159,8 @@ def test_unexpected_exception_is_internal_with_traceback(monkeypatch, capsys, tm
 
 
 def test_memory_error_is_out_of_memory(monkeypatch, capsys, tmp_path, sources):
-    from roboaug_worker import __main__ as cli
-    from roboaug_worker import pipeline
+    from roboaug.worker import __main__ as cli
+    from roboaug.worker import pipeline
 
     def oom(*a, **k):
         raise MemoryError()

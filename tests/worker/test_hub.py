@@ -1,8 +1,8 @@
-"""The worker's Hub path (roboaug_worker.hub) with the real huggingface_hub client against the
+"""The worker's Hub path (roboaug.worker.hub) with the real huggingface_hub client against the
 local Hub test server (devstack/hubserver): one-commit upload checked byte for byte in the server's
 store and through download(), revision pinning, and the exit-code mapping of failures.
 
-The Xet variants run in a subprocess (roboaug_devstack.hubserver.driver) because huggingface_hub reads
+The Xet variants run in a subprocess (roboaug.devstack.hubserver.driver) because huggingface_hub reads
 HF_HUB_DISABLE_XET once, at import.
 """
 
@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 
-from roboaug_devstack.hubserver import READ_TOKEN, WRITE_TOKEN  # noqa: E402
-from roboaug_devstack.hubserver.fixtures import LFS_THRESHOLD, hub_env, local_hub, local_hub_session  # noqa: E402,F401
+from roboaug.devstack.hubserver import READ_TOKEN, WRITE_TOKEN  # noqa: E402
+from roboaug.devstack.hubserver.fixtures import LFS_THRESHOLD, hub_env, local_hub, local_hub_session  # noqa: E402,F401
 
-from roboaug_api.models import DatasetRef  # noqa: E402
-from roboaug_worker import hub  # noqa: E402
-from roboaug_worker.errors import ExitCode, WorkerError  # noqa: E402
+from roboaug.api.models import DatasetRef  # noqa: E402
+from roboaug.worker import hub  # noqa: E402
+from roboaug.worker.errors import ExitCode, WorkerError  # noqa: E402
 
 TESTS = Path(__file__).resolve().parents[1]
 BAD_TOKEN = "hf_thisTokenIsNotKnownToTheHub0123456789"
@@ -60,7 +60,7 @@ def run_driver(local_hub, tmp_path: Path, *args: str, token: str | None = WRITE_
     e = hub_env(local_hub, str(tmp_path / "hf_home_sub"), PYTHONPATH=str(TESTS), **env)
     if token:
         e["HF_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "roboaug_devstack.hubserver.driver", *args], env=e, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "roboaug.devstack.hubserver.driver", *args], env=e, capture_output=True,
                           text=True, timeout=180)
 
 
@@ -291,9 +291,9 @@ def test_token_from_env(monkeypatch):
 
 # -- a worker-sized dataset ---------------------------------------------------------------------------
 def test_lerobot_layout_round_trips(local_hub, tmp_path):
-    import fixtures  # tests/worker/fixtures.py, on sys.path through tests/worker/conftest.py
+    from roboaug.devstack import synthetic as fixtures
 
-    from roboaug_worker import lerobot
+    from roboaug.worker import lerobot
 
     src = fixtures.make_lerobot(tmp_path / "src", "v3.0", lengths=(5, 4, 6), episodes_per_file=2,
                                 cameras={"observation.images.top": "av1", "observation.images.wrist": "h264"})

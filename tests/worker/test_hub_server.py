@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 
-from roboaug_devstack.hubserver import READ_TOKEN, WRITE_TOKEN  # noqa: E402
-from roboaug_devstack.hubserver.fixtures import TREE_PAGE_SIZE, local_hub, local_hub_session  # noqa: E402,F401
+from roboaug.devstack.hubserver import READ_TOKEN, WRITE_TOKEN  # noqa: E402
+from roboaug.devstack.hubserver.fixtures import TREE_PAGE_SIZE, local_hub, local_hub_session  # noqa: E402,F401
 
 from huggingface_hub import CommitOperationAdd, HfApi  # noqa: E402
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # noqa: E402

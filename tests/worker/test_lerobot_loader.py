@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import make_spec, run_worker
+from tests.worker.helpers import make_spec, run_worker
 
 HERE = Path(__file__).resolve().parent
 LEROBOT_VENV = Path(os.environ.get("ROBOAUG_LEROBOT_VENV") or Path.home() / ".cache/roboaug/lerobot-venv")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roboaug_api.models import AugmentationJobSpec
-from roboaug_worker.transforms import apply_clip, functional as F, sample_copy_params
-from roboaug_worker.transforms import sampling as S
+from roboaug.api.models import AugmentationJobSpec
+from roboaug.worker.transforms import apply_clip, functional as F, sample_copy_params
+from roboaug.worker.transforms import sampling as S
 
 PROJECT = "00000000-0000-0000-0000-0000000000ab"
 

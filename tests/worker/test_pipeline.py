@@ -1,4 +1,4 @@
-"""End to end through `python -m roboaug_worker` on generated and real datasets, each output
+"""End to end through `python -m roboaug.worker` on generated and real datasets, each output
 verified by the independent checker."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-import checker
-from conftest import G1, make_spec, run_worker, tree_digest
+from tests.worker import checker
+from tests.worker.helpers import G1, make_spec, run_worker, tree_digest
 
 N_TRANSFORMS = 4
 

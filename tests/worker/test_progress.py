@@ -7,7 +7,7 @@ import json
 import uuid
 
 
-from roboaug_worker.progress import ProgressReporter
+from roboaug.worker.progress import ProgressReporter
 
 
 class Clock:
@@ -50,7 +50,7 @@ def test_patch_failure_never_fails_the_job(capsys):
 
 def test_progress_reaches_the_cr_status(cluster, namespace, crd, k8s, monkeypatch):
     """The reporter merge-patches status.progress of a real AugmentationJob and touches nothing else."""
-    from roboaug_api.models import GROUP, PLURAL, VERSION
+    from roboaug.api.models import GROUP, PLURAL, VERSION
 
     name = f"aug-{uuid.uuid4()}"
     body = {

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from roboaug_worker import stats
-from roboaug_worker.errors import ExitCode, WorkerError
-from roboaug_worker.video import SegmentEncoder, concat_segments, encoder_settings, iter_frames, probe
+from roboaug.worker import stats
+from roboaug.worker.errors import ExitCode, WorkerError
+from roboaug.worker.video import SegmentEncoder, concat_segments, encoder_settings, iter_frames, probe
 
 
 @pytest.mark.parametrize("n,h,w", [(7, 20, 30), (250, 16, 24), (40, 320, 480)])

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from roboaug_api.models import APPLY_ORDER, AugmentationJobSpec
-from roboaug_worker.transforms import apply_clip, functional as F, sample_copy_params
+from roboaug.api.models import APPLY_ORDER, AugmentationJobSpec
+from roboaug.worker.transforms import apply_clip, functional as F, sample_copy_params
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "00000000-0000-0000-0000-0000000000aa"

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from roboaug_worker.video import SegmentEncoder, iter_frames
+from roboaug.worker.video import SegmentEncoder, iter_frames
 
 
 def test_reused_chunks_equal_fresh_chunks(tmp_path):
@@ -52,7 +52,7 @@ def test_opening_an_av1_encoder_leaves_every_thread_in_normal_scheduling(tmp_pat
     script = textwrap.dedent("""
         import os, sys, numpy as np
         from pathlib import Path
-        from roboaug_worker.video import SegmentEncoder
+        from roboaug.worker.video import SegmentEncoder
         enc = SegmentEncoder(Path(sys.argv[1]), codec="av1", pix_fmt="yuv420p", width=64, height=64, fps=10)
         enc.write(np.zeros((3, 64, 64, 3), np.uint8))
         policies = {os.sched_getscheduler(int(t)) for t in os.listdir("/proc/self/task")}

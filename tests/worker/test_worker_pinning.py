@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from roboaug_worker import pipeline
-from roboaug_worker.errors import WorkerError
+from roboaug.worker import pipeline
+from roboaug.worker.errors import WorkerError
 
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs sched_getaffinity (Linux)")
 

@@ -1,0 +1,268 @@
+"""What the routes do, as plain functions over a `JobStore` (testable without HTTP or a cluster)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+from pydantic import ValidationError
+
+from roboaug.api.models import (
+    GENERATIVE_DISABLED_MESSAGE,
+    GROUP,
+    KIND,
+    LABEL_JOB_ID,
+    LABEL_PROJECT_ID,
+    TERMINAL_STATUSES,
+    VERSION,
+    AugmentationJobCreateRequest,
+    AugmentationJobSpec,
+    AugmentationJobStatus,
+    AugmentationStatusResponse,
+    JobStatus,
+    SecretKeyRef,
+    cr_name,
+)
+
+from .store import AlreadyExists, IdempotencyRecord, Invalid, JobStore, Page, Selector
+
+GENERATIVE_DISABLED = GENERATIVE_DISABLED_MESSAGE  # shared with the operator: one text, either door
+
+
+class GatewayError(Exception):
+    """An error the client caused or must know about; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used before with a different body (answered as a 422)."""
+
+
+class StoredStatusUnreadable(Exception):
+    """The CR's status does not match the model (an operator bug, not the client's)."""
+
+
+# -- create ---------------------------------------------------------------------------------------
+def fingerprint(request: AugmentationJobCreateRequest) -> str:
+    """Digest of the request as validated, so key order, spacing and spelled-out defaults do not
+    make two identical requests look different."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotency_record_id(project_id: uuid.UUID, key: str) -> str:
+    # Scoped by project so two tenants choosing the same key never meet.
+    return hashlib.sha256(f"{str(project_id).lower()}\n{key}".encode()).hexdigest()
+
+
+def build_cr(request: AugmentationJobCreateRequest, job_id: uuid.UUID,
+             hub_token_secret: Optional[SecretKeyRef] = None) -> dict:
+    """The AugmentationJob CR for a request: the spec records every effective value (defaults
+    included), so later default changes never alter a submitted job."""
+    spec = AugmentationJobSpec.model_validate(
+        {**request.model_dump(), "job_id": job_id, "hub_token_secret": hub_token_secret}
+    )
+    labels = {LABEL_JOB_ID: str(job_id).lower(), LABEL_PROJECT_ID: str(request.project_id).lower()}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": cr_name(job_id), "labels": labels},
+        "spec": spec.model_dump(mode="json", exclude_none=True),
+    }
+
+
+def create_message(request: AugmentationJobCreateRequest) -> str:
+    ignored = request.ignored_fields_message()
+    return "Augmentation job queued." + (f" Note: {ignored}." if ignored else "")
+
+
+@dataclass
+class Created:
+    job_id: uuid.UUID
+    message: str
+    replayed: bool = False
+
+
+def create_job(store: JobStore, request: AugmentationJobCreateRequest, *,
+               idempotency_key: Optional[str] = None,
+               hub_token_secret: Optional[SecretKeyRef] = None,
+               ttl_seconds: int = 24 * 3600,
+               now: Optional[datetime] = None) -> Created:
+    """Create the CR; with an idempotency key, at most one CR per (project, key, body).
+
+    The record is created (atomically) before the CR, so two concurrent retries cannot both
+    create a job; if the CR is then refused the record is removed again, leaving nothing behind.
+    A record whose CR is missing (a crash between the two writes) is completed on the next retry.
+    """
+    if request.augmentation_type == "generative":
+        raise GatewayError(400, GENERATIVE_DISABLED)
+    message = create_message(request)
+    if idempotency_key is None:
+        job_id = uuid.uuid4()
+        store.create_job(build_cr(request, job_id, hub_token_secret))
+        return Created(job_id, message)
+
+    now = now or datetime.now(timezone.utc)
+    record_id = idempotency_record_id(request.project_id, idempotency_key)
+    body_print = fingerprint(request)
+    for _ in range(3):  # a lost race or an expired record sends us round again
+        record = store.get_idempotency(record_id)
+        if record is not None and record.expires_at <= now:
+            store.delete_idempotency(record)
+            continue
+        if record is not None:
+            if record.fingerprint != body_print:
+                raise IdempotencyKeyReused()
+            if store.get_job(record.job_id) is None:
+                _create_or_accept(store, build_cr(request, record.job_id, hub_token_secret))
+            return Created(record.job_id, message, replayed=True)
+        record = IdempotencyRecord(record_id, body_print, uuid.uuid4(), now, now + timedelta(seconds=ttl_seconds))
+        try:
+            store.create_idempotency(record)
+        except AlreadyExists:
+            continue
+        try:
+            # AlreadyExists is fine: a concurrent retry saw our record and created this very CR.
+            _create_or_accept(store, build_cr(request, record.job_id, hub_token_secret))
+        except Invalid:
+            # Refused for good: forget the key too. Any other failure (timeout, apiserver down)
+            # may have created the CR after all, so the record stays and a retry completes it.
+            stored = store.get_idempotency(record_id)
+            if stored is not None and stored.job_id == record.job_id:
+                store.delete_idempotency(stored)
+            raise
+        return Created(record.job_id, message)
+    raise GatewayError(409, "Idempotency-Key is being used by concurrent requests; retry")
+
+
+def _create_or_accept(store: JobStore, body: dict) -> None:
+    try:
+        store.create_job(body)
+    except AlreadyExists:
+        pass  # the concurrent retry created it
+
+
+# -- read -----------------------------------------------------------------------------------------
+def job_id_of(obj: dict) -> uuid.UUID:
+    spec = obj.get("spec") or {}
+    meta = obj.get("metadata") or {}
+    for candidate in (spec.get("job_id"), (meta.get("labels") or {}).get(LABEL_JOB_ID), meta.get("uid")):
+        if candidate:
+            try:
+                return uuid.UUID(str(candidate))
+            except ValueError:
+                continue
+    raise StoredStatusUnreadable(f"CR {meta.get('name')!r} has no usable job id")
+
+
+def project_id_of(obj: dict) -> Optional[str]:
+    return (obj.get("spec") or {}).get("project_id")
+
+
+def status_from_cr(obj: dict) -> AugmentationStatusResponse:
+    """Seed 001's response from a CR: the operator's status as stored, queued before it writes one."""
+    raw = obj.get("status") or {}
+    try:
+        stored = AugmentationJobStatus.model_validate(raw)
+    except ValidationError as e:
+        raise StoredStatusUnreadable(f"status of CR {obj.get('metadata', {}).get('name')!r}: {e}") from None
+    data = stored.model_dump(include=set(AugmentationStatusResponse.model_fields))
+    data["job_id"] = data.get("job_id") or job_id_of(obj)
+    data["status"] = data.get("status") or JobStatus.queued.value
+    data["current_phase"] = data.get("current_phase") or data["status"]
+    data["created_at"] = data.get("created_at") or (obj.get("metadata") or {}).get("creationTimestamp")
+    return AugmentationStatusResponse.model_validate(data)
+
+
+def visible(obj: Optional[dict], principal) -> Optional[dict]:
+    """The CR if the caller may see it; a job of another project reads as unknown (404)."""
+    if obj is None or principal is None:
+        return obj
+    return obj if principal.allows(project_id_of(obj) or "") else None
+
+
+def cancel_job(store: JobStore, obj: dict) -> AugmentationStatusResponse:
+    """Ask the operator to cancel; a finished or already-cancelling job is left as it is."""
+    current = status_from_cr(obj)
+    if current.status in {s.value for s in TERMINAL_STATUSES} or (obj.get("spec") or {}).get("cancel_requested"):
+        return current
+    return status_from_cr(store.request_cancel(obj["metadata"]["name"]))
+
+
+# -- list -----------------------------------------------------------------------------------------
+SCAN_LIMIT = 1000
+"""Most CRs one list request examines when filtering by status; the page may then hold fewer
+items than asked, with a cursor to go on."""
+
+
+@dataclass
+class Cursor:
+    continue_token: Optional[str]
+    offset: int
+    resource_version: Optional[str]
+    query: str
+
+    def encode(self) -> str:
+        raw = json.dumps({"c": self.continue_token, "o": self.offset, "rv": self.resource_version,
+                          "q": self.query}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, query: str) -> "Cursor":
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            cursor = cls(raw["c"], int(raw["o"]), raw["rv"], raw["q"])
+            assert cursor.offset >= 0
+            assert cursor.continue_token is None or isinstance(cursor.continue_token, str)
+            assert cursor.resource_version is None or isinstance(cursor.resource_version, str)
+        except Exception:
+            raise GatewayError(400, "cursor: not a cursor this API issued; list again without it") from None
+        if cursor.query != query:
+            raise GatewayError(400, "cursor: issued for different project_id/status/limit filters")
+        return cursor
+
+
+def query_hash(selector: Optional[Selector], status: Optional[str], limit: int) -> str:
+    text = json.dumps([sorted((k, sorted(v)) for k, v in (selector or {}).items()), status, limit])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def list_jobs(store: JobStore, *, selector: Optional[Selector], status: Optional[str], limit: int,
+              cursor: Optional[str]) -> tuple[list[AugmentationStatusResponse], Optional[str]]:
+    """One page of jobs (in CR-name order) and the cursor of the next, None at the end.
+
+    Project filtering is a label selector the apiserver applies; status lives in `.status`, which
+    a CR list cannot select on, so it is filtered here. The cursor is the apiserver's continue
+    token plus how many items of that chunk were already returned.
+    """
+    q = query_hash(selector, status, limit)
+    pos = Cursor.decode(cursor, q) if cursor else Cursor(None, 0, None, q)
+    chunk = limit if status is None else max(limit, 100)
+    found: list[AugmentationStatusResponse] = []
+    scanned = 0
+    token, offset, rv = pos.continue_token, pos.offset, pos.resource_version
+    while True:
+        page: Page = store.list_jobs(selector, chunk, continue_token=token,
+                                     resource_version=rv if token is None and offset else None)
+        rv = rv or page.resource_version
+        for index in range(offset, len(page.items)):
+            scanned += 1
+            item = status_from_cr(page.items[index])
+            if status is None or item.status == status:
+                found.append(item)
+            if len(found) == limit or scanned >= SCAN_LIMIT:
+                if index + 1 < len(page.items):
+                    return found, Cursor(token, index + 1, rv, q).encode()
+                return found, (Cursor(page.continue_token, 0, None, q).encode() if page.continue_token else None)
+        if not page.continue_token:
+            return found, None
+        token, offset = page.continue_token, 0

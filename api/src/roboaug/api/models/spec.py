@@ -1,0 +1,402 @@
+"""The augmentation request and the AugmentationJob spec: the one model every door shares.
+
+The REST gateway validates POST bodies with `AugmentationJobCreateRequest`, the CRD's
+openAPIV3Schema is generated from `AugmentationJobSpec` (see `roboaug.api.crd`), the operator
+reads CR specs through it and the worker receives it as JSON. Field names are seed 000's, unchanged,
+so a `job.yaml` and a POST body read the same.
+
+Bounds are physical limits, not taste: past them a transform stops meaning what its name says
+(a contrast below -100 % inverts the image, a patch wider than the frame is no patch).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Literal, Optional
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+GENERATIVE_DISABLED_MESSAGE = (
+    "generative augmentation (Cosmos Transfer 2.5) is disabled on this deployment; "
+    "use augmentation_type 'deterministic'"
+)
+"""What the gateway answers (400) and what the operator writes into status.error for a
+generative AugmentationJob created with kubectl: one text, whichever door the job came through."""
+
+TRANSFORMS: tuple[str, ...] = ("lighting", "noise", "blur", "occlusion")
+"""Names accepted in `augment_transforms`."""
+
+APPLY_ORDER: tuple[str, ...] = ("lighting", "occlusion", "blur", "noise")
+"""Order in which stacked transforms are applied, whatever order the request lists them in:
+light falls on the scene, an occluder sits in front of it, the lens blurs what it sees and the
+sensor adds noise last."""
+
+HF_REPO_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}"
+HF_REVISION = r"[A-Za-z0-9][A-Za-z0-9_./-]{0,199}"
+DATASET_ID_PATTERN = (
+    rf"^(?:(?:hf://)?{HF_REPO_ID}(?:@{HF_REVISION})?|file:///[^\x00]*)$"
+)
+OUTPUT_ID_PATTERN = rf"^(?:{HF_REPO_ID}|file:///[^\x00]*)$"
+TRANSFORMS_PATTERN = (
+    r"^\s*[A-Za-z]+\s*(,\s*[A-Za-z]+\s*)*$"
+)
+
+
+class AugmentationType(str, Enum):
+    deterministic = "deterministic"
+    generative = "generative"
+
+
+class AugmentMode(str, Enum):
+    stacked = "stacked"
+    independent = "independent"
+
+
+class DatasetMode(str, Enum):
+    copy = "copy"
+    inplace = "inplace"
+
+
+class NoiseType(str, Enum):
+    gaussian = "gaussian"
+    shot = "shot"
+    read = "read"
+    mixed = "mixed"
+
+
+class BlurType(str, Enum):
+    motion = "motion"
+    defocus = "defocus"
+    mixed = "mixed"
+
+
+class OcclusionType(str, Enum):
+    rectangle = "rectangle"
+    overlay = "overlay"
+    mixed = "mixed"
+
+
+class CosmosControlType(str, Enum):
+    edge = "edge"
+    depth = "depth"
+    seg = "seg"
+    vis = "vis"
+
+
+@dataclass(frozen=True)
+class RangePair:
+    """A `<x>_min` / `<x>_max` pair: both within [lo, hi] and min <= max."""
+
+    min_field: str
+    max_field: str
+    lo: float
+    hi: float
+    unit: str
+
+
+# The single list the pydantic validators and the CRD's CEL rules are both generated from.
+RANGE_PAIRS: tuple[RangePair, ...] = (
+    RangePair("augment_brightness_min", "augment_brightness_max", -100, 100, "percent"),
+    RangePair("augment_contrast_min", "augment_contrast_max", -100, 100, "percent"),
+    RangePair("augment_color_temp_min", "augment_color_temp_max", 1000, 40000, "kelvin"),
+    RangePair("noise_gaussian_sigma_min", "noise_gaussian_sigma_max", 0, 100, "8-bit levels"),
+    RangePair("noise_shot_scale_min", "noise_shot_scale_max", 0, 10, "gain"),
+    RangePair("blur_motion_kernel_min", "blur_motion_kernel_max", 3, 99, "pixels, odd"),
+    RangePair("blur_defocus_sigma_min", "blur_defocus_sigma_max", 0, 25, "pixels"),
+    RangePair("occlusion_num_patches_min", "occlusion_num_patches_max", 1, 20, "patches"),
+    RangePair("occlusion_patch_width_min", "occlusion_patch_width_max", 0.01, 1, "fraction of width"),
+    RangePair("occlusion_patch_height_min", "occlusion_patch_height_max", 0.01, 1, "fraction of height"),
+)
+_PAIR_BY_MAX = {p.max_field: p for p in RANGE_PAIRS}
+ODD_FIELDS: tuple[str, ...] = ("blur_motion_kernel_min", "blur_motion_kernel_max")
+MAX_COPIES = 50
+
+
+def _bounded(default, lo, hi, description, *, integer=False):
+    kind = int if integer else float
+    return Annotated[kind, Field(default, ge=lo, le=hi, description=description)]
+
+
+def parse_transforms(value: str) -> list[str]:
+    """`" Lighting, NOISE "` -> `["lighting", "noise"]`; unknown or repeated names are an error."""
+    names = [part.strip().lower() for part in value.split(",")]
+    if any(not n for n in names):
+        raise ValueError("augment_transforms: empty name in the list (stray comma?)")
+    unknown = [n for n in names if n not in TRANSFORMS]
+    if unknown:
+        raise ValueError(
+            f"augment_transforms: unknown transform(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(TRANSFORMS)}"
+        )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"augment_transforms: duplicate transform(s) {', '.join(map(repr, dupes))}")
+    return names
+
+
+class AugmentationJobCreateRequest(BaseModel):
+    """Request to start a dataset augmentation job (seed 000, field for field).
+
+    Units: brightness and contrast in percent, colour temperature in kelvin (6500 K is neutral),
+    noise sigma in 8-bit pixel levels, motion-blur kernel in pixels (odd), defocus sigma in pixels,
+    occlusion patch sizes as fractions of the frame's width and height.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, validate_default=True)
+
+    project_id: uuid.UUID = Field(description="Project ID to associate the job with (UUID).")
+    dataset_id: str = Field(
+        description=(
+            "Dataset to augment: a Hugging Face dataset id `org/name`, optionally "
+            "`hf://org/name@revision`, or `file:///absolute/path` for a dataset on the worker's disk."
+        ),
+        max_length=1024,
+        json_schema_extra={"pattern": DATASET_ID_PATTERN},
+    )
+    augmentation_type: AugmentationType = Field(
+        AugmentationType.deterministic,
+        description=(
+            "'deterministic' applies fast CPU transforms (lighting, noise, blur, occlusion). "
+            "'generative' uses Cosmos Transfer2.5 to re-render frames (currently disabled: 400)."
+        ),
+    )
+    name: Optional[str] = Field(None, max_length=253, description="Human-readable job name.")
+    augment_transforms: str = Field(
+        "lighting",
+        # Short on purpose: the apiserver's CEL cost budget for the duplicate check grows with it.
+        max_length=64,
+        description=(
+            "Comma-separated transforms: lighting, noise, blur, occlusion (case and spaces "
+            "tolerated; unknown or repeated names are rejected)."
+        ),
+    )
+    augment_mode: AugmentMode = Field(
+        AugmentMode.stacked,
+        description="'stacked' applies all transforms to each copy. 'independent' creates one copy per transform.",
+    )
+    augment_copies: int = Field(
+        3, ge=1, le=MAX_COPIES,
+        description=f"Number of augmented copies per episode (when dataset_mode=copy), 1..{MAX_COPIES}.",
+    )
+    augment_copies_per_transform: Optional[dict[str, Annotated[int, Field(ge=1, le=MAX_COPIES)]]] = Field(
+        None, max_length=16,
+        description=(
+            "Independent mode only: copies per episode for each named transform (keys must be "
+            "transforms chosen in augment_transforms), overriding augment_copies. Ignored in stacked mode."
+        ),
+    )
+    augment_dataset_mode: DatasetMode = Field(
+        DatasetMode.copy,
+        description="'copy' adds augmented copies to the original dataset. 'inplace' replaces the originals with augmented versions.",
+    )
+    augment_brightness_min: _bounded(-15, -100, 100, "Lowest brightness shift, percent of full scale (-100..100).")
+    augment_brightness_max: _bounded(15, -100, 100, "Highest brightness shift, percent of full scale (-100..100).")
+    augment_contrast_min: _bounded(-10, -100, 100, "Lowest contrast change, percent (-100 = flat grey .. 100 = double).")
+    augment_contrast_max: _bounded(10, -100, 100, "Highest contrast change, percent (-100..100).")
+    augment_color_temp_min: _bounded(4000, 1000, 40000, "Lowest colour temperature, kelvin (6500 K = neutral; 1000..40000).")
+    augment_color_temp_max: _bounded(6500, 1000, 40000, "Highest colour temperature, kelvin (1000..40000).")
+    noise_type: NoiseType = Field(NoiseType.mixed, description="Gaussian, shot, read, or mixed.")
+    noise_gaussian_sigma_min: _bounded(3, 0, 100, "Lowest gaussian noise sigma, 8-bit pixel levels (0..100).")
+    noise_gaussian_sigma_max: _bounded(15, 0, 100, "Highest gaussian noise sigma, 8-bit pixel levels (0..100).")
+    noise_shot_scale_min: _bounded(0.3, 0, 10, "Lowest shot-noise gain: variance = gain x pixel level (0..10).")
+    noise_shot_scale_max: _bounded(1, 0, 10, "Highest shot-noise gain (0..10).")
+    blur_type: BlurType = Field(BlurType.mixed, description="Motion, defocus, or mixed.")
+    blur_motion_kernel_min: _bounded(5, 3, 99, "Shortest motion-blur kernel, pixels, odd (3..99).", integer=True)
+    blur_motion_kernel_max: _bounded(15, 3, 99, "Longest motion-blur kernel, pixels, odd (3..99).", integer=True)
+    blur_defocus_sigma_min: _bounded(0.5, 0, 25, "Lowest defocus blur sigma, pixels (0..25).")
+    blur_defocus_sigma_max: _bounded(2.5, 0, 25, "Highest defocus blur sigma, pixels (0..25).")
+    occlusion_type: OcclusionType = Field(OcclusionType.mixed, description="Rectangle, overlay, or mixed.")
+    occlusion_num_patches_min: _bounded(1, 1, 20, "Fewest occluding patches per copy (1..20).", integer=True)
+    occlusion_num_patches_max: _bounded(3, 1, 20, "Most occluding patches per copy (1..20).", integer=True)
+    occlusion_patch_width_min: _bounded(0.05, 0.01, 1, "Narrowest patch, fraction of frame width (0.01..1).")
+    occlusion_patch_width_max: _bounded(0.2, 0.01, 1, "Widest patch, fraction of frame width (0.01..1).")
+    occlusion_patch_height_min: _bounded(0.05, 0.01, 1, "Shortest patch, fraction of frame height (0.01..1).")
+    occlusion_patch_height_max: _bounded(0.2, 0.01, 1, "Tallest patch, fraction of frame height (0.01..1).")
+    cosmos_prompt: str = Field(
+        "A robot arm performing a task in a different environment.",
+        max_length=4000,
+        description="Prompt for Cosmos Transfer2.5 generation.",
+    )
+    cosmos_prompts: list[Annotated[str, Field(max_length=4000)]] = Field(
+        default_factory=list, max_length=64,
+        description="Multiple prompts — overrides cosmos_prompt if non-empty.",
+    )
+    cosmos_control_type: CosmosControlType = Field(
+        CosmosControlType.edge, description="Control type: edge, depth, seg, or vis."
+    )
+    cosmos_control_weight: _bounded(1, 0, 2, "Weight of the control signal (0..2).")
+    cosmos_guidance: _bounded(3, 0, 20, "Classifier-free guidance scale (0..20).")
+    cosmos_num_steps: _bounded(4, 1, 100, "Diffusion steps (1..100).", integer=True)
+    cosmos_seed: _bounded(42, 0, 2**32 - 1, "Seed for generation (0..2^32-1).", integer=True)
+    cosmos_model_variant: str = Field(
+        "edge/distilled", pattern=r"^[a-z0-9_-]+/[a-z0-9_-]+$", max_length=100,
+        description="Cosmos model variant, `<control>/<flavour>`.",
+    )
+    cosmos_disable_guardrails: bool = Field(False, description="Disable Cosmos safety guardrails.")
+    cosmos_camera_name: Optional[str] = Field(
+        None, max_length=253, description="Camera (video feature) to re-render; all cameras when unset."
+    )
+    # Beyond seed 000: what makes a run reproducible and its output addressable.
+    augment_seed: _bounded(
+        42, 0, 2**32 - 1,
+        "Seed for deterministic transforms (0..2^32-1): same request and seed give the same output bytes.",
+        integer=True,
+    )
+    output_dataset_id: Optional[str] = Field(
+        None, max_length=1024, json_schema_extra={"pattern": OUTPUT_ID_PATTERN},
+        description=(
+            "Where to write the result: a Hub dataset id `org/name` or `file:///path`. Default: "
+            "`<source org>/<source name>-augmented-<first 8 hex of job_id>` on the Hub."
+        ),
+    )
+    pending_timeout_seconds: Optional[int] = Field(
+        None, ge=30, le=7 * 24 * 3600,
+        description=("Fail the job if no node takes its pod, or its container does not start there (a missing "
+                     "Secret, an image that cannot be pulled), within this many seconds (operator default when unset)."),
+    )
+
+    # -- field rules ------------------------------------------------------------------------
+    @field_validator("dataset_id")
+    @classmethod
+    def _dataset_id(cls, value: str) -> str:
+        DatasetRef.parse(value)
+        return value
+
+    @field_validator("output_dataset_id")
+    @classmethod
+    def _output_id(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.match(OUTPUT_ID_PATTERN, value):
+            raise ValueError(f"output_dataset_id {value!r} is neither `org/name` nor `file:///abs/path`")
+        return value
+
+    @field_validator("augment_transforms")
+    @classmethod
+    def _normalise_transforms(cls, value: str) -> str:
+        return ",".join(parse_transforms(value))
+
+    @field_validator(*ODD_FIELDS)
+    @classmethod
+    def _odd(cls, value: int, info: ValidationInfo) -> int:
+        if value % 2 != 1:
+            raise ValueError(f"{info.field_name} must be odd (a motion kernel has a centre pixel), got {value}")
+        return value
+
+    @field_validator(*_PAIR_BY_MAX)
+    @classmethod
+    def _min_le_max(cls, value, info: ValidationInfo):
+        pair = _PAIR_BY_MAX[info.field_name]
+        low = info.data.get(pair.min_field)
+        if low is not None and low > value:
+            raise ValueError(
+                f"{pair.min_field} ({low}) must be <= {pair.max_field} ({value})"
+            )
+        return value
+
+    @field_validator("augment_copies_per_transform")
+    @classmethod
+    def _copies_keys(cls, value, info: ValidationInfo):
+        if not value or info.data.get("augment_mode") != AugmentMode.independent.value:
+            return value  # ignored in stacked mode (the create response says so)
+        chosen = (info.data.get("augment_transforms") or "").split(",")
+        for key in value:
+            if key not in chosen:
+                raise ValueError(
+                    f"augment_copies_per_transform key {key!r} is not a transform chosen in "
+                    f"augment_transforms ({', '.join(chosen)})"
+                )
+        return value
+
+    # -- derived views ------------------------------------------------------------------------
+    @property
+    def transforms(self) -> list[str]:
+        return self.augment_transforms.split(",")
+
+    def copies_plan(self) -> list[tuple[str, ...]]:
+        """The transform sets of the augmented copies of one episode, in output order.
+
+        copy mode, stacked: `augment_copies` copies, each with every chosen transform.
+        copy mode, independent: per transform, `augment_copies_per_transform[t]` (else
+        `augment_copies`) copies with that transform alone.
+        inplace mode: exactly one version per episode (stacked: all transforms; independent:
+        the transforms in turn, episode i gets transform i mod n).
+        """
+        chosen = [t for t in APPLY_ORDER if t in self.transforms]
+        if self.augment_dataset_mode == DatasetMode.inplace.value:
+            return [tuple(chosen)] if self.augment_mode == AugmentMode.stacked.value else [(t,) for t in chosen]
+        if self.augment_mode == AugmentMode.stacked.value:
+            return [tuple(chosen)] * self.augment_copies
+        per = self.augment_copies_per_transform or {}
+        plan: list[tuple[str, ...]] = []
+        for t in chosen:
+            plan.extend([(t,)] * per.get(t, self.augment_copies))
+        return plan
+
+    def ignored_fields_message(self) -> Optional[str]:
+        if self.augment_mode == AugmentMode.stacked.value and self.augment_copies_per_transform:
+            return "augment_copies_per_transform is ignored in stacked mode"
+        return None
+
+
+class SecretKeyRef(BaseModel):
+    """A reference to one key of a Secret in the job's namespace; the value never enters the CR."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253, description="Secret name.")
+    key: str = Field("token", pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key within the Secret.")
+
+
+class AugmentationJobSpec(AugmentationJobCreateRequest):
+    """`spec` of an AugmentationJob: the request plus what only the cluster side sets."""
+
+    job_id: Optional[uuid.UUID] = Field(
+        None, description="Job UUID; set by the gateway, metadata.uid is used when unset."
+    )
+    cancel_requested: bool = Field(False, description="Set true to cancel; the job ends as 'cancelled'.")
+    hub_token_secret: Optional[SecretKeyRef] = Field(
+        None, description="Secret holding the Hugging Face token (operator default when unset)."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetRef:
+    """A parsed `dataset_id`: a Hub repo (with optional revision) or a local path."""
+
+    scheme: Literal["hf", "file"]
+    repo_id: Optional[str] = None
+    revision: Optional[str] = None
+    path: Optional[str] = None
+
+    @classmethod
+    def parse(cls, value: str) -> "DatasetRef":
+        if not re.match(DATASET_ID_PATTERN, value):
+            raise ValueError(
+                f"dataset_id {value!r} is neither `org/name`, `hf://org/name[@revision]` nor `file:///abs/path`"
+            )
+        if value.startswith("file://"):
+            return cls(scheme="file", path=value[len("file://"):])
+        value = value.removeprefix("hf://")
+        repo, _, rev = value.partition("@")
+        return cls(scheme="hf", repo_id=repo, revision=rev or None)
+
+
+def default_output_dataset_id(dataset_id: str, job_id: uuid.UUID | str) -> str:
+    """The naming rule for the result: `<org>/<name>-augmented-<8 hex of job_id>`.
+
+    A local source (`file:///x/name`) gets `file:///x/name-augmented-<8 hex>` beside it.
+    """
+    ref = DatasetRef.parse(dataset_id)
+    suffix = f"-augmented-{str(job_id).replace('-', '')[:8].lower()}"
+    if ref.scheme == "file":
+        return "file://" + ref.path.rstrip("/") + suffix
+    org, name = ref.repo_id.split("/")
+    return f"{org}/{name[: 96 - len(suffix)]}{suffix}"

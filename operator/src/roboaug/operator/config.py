@@ -1,0 +1,193 @@
+"""Operator configuration: the YAML file at $ROBOAUG_OPERATOR_CONFIG.
+
+The Helm chart renders its values into a ConfigMap mounted as that file. Every field has a
+default matching docs/architecture.md, so an empty file (or none at all) gives the documented
+`cpu` and `gpu` pools. Unknown keys are rejected so a typo in the values fails at start-up with
+the key's name instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from roboaug.api.models import AugmentationType, SecretKeyRef
+
+CONFIG_ENV = "ROBOAUG_OPERATOR_CONFIG"
+DEFAULT_IMAGE = "ghcr.io/roboaug/worker:0.1.0"
+GPU_RESOURCE = "nvidia.com/gpu"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Env names the operator sets itself: extras may not override them (and HF_TOKEN must only
+# ever come from a Secret reference).
+RESERVED_ENV = frozenset({
+    "ROBOAUG_SPEC", "ROBOAUG_JOB_ID", "ROBOAUG_CR_NAME", "ROBOAUG_CR_NAMESPACE",
+    "ROBOAUG_OUTPUT_DATASET_ID", "ROBOAUG_POD_NAME", "ROBOAUG_NODE_NAME", "HF_TOKEN",
+})
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Toleration(_Strict):
+    key: Optional[str] = None
+    operator: str = Field("Equal", pattern=r"^(Equal|Exists)$")
+    value: Optional[str] = None
+    effect: Optional[str] = Field(None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")
+    tolerationSeconds: Optional[int] = None
+
+
+class Resources(_Strict):
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("requests", "limits", mode="before")
+    @classmethod
+    def _quantities_as_str(cls, value: Any) -> Any:
+        # YAML reads `cpu: 2` as an int; Kubernetes quantities are strings.
+        if isinstance(value, dict):
+            return {k: str(v) for k, v in value.items()}
+        return value
+
+
+class Pool(_Strict):
+    """Where one kind of work runs: a node selection plus the worker's image and resources."""
+
+    instance_type: Optional[str] = Field(None, description="Expected instance type (informational; the node's label wins).")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = Field("IfNotPresent", pattern=r"^(Always|IfNotPresent|Never)$")
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the worker pods.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the worker pods.")
+    priority_class_name: Optional[str] = None
+
+    @property
+    def gpus(self) -> int:
+        return int(self.resources.limits.get(GPU_RESOURCE, self.resources.requests.get(GPU_RESOURCE, 0)))
+
+
+def _default_pools() -> dict[str, Pool]:
+    return {
+        "cpu": Pool(
+            instance_type="c7i.4xlarge",
+            node_selector={"roboaug.dev/pool": "cpu"},
+            resources=Resources(requests={"cpu": "2", "memory": "4Gi"},
+                                limits={"cpu": "4", "memory": "8Gi"}),
+        ),
+        "gpu": Pool(
+            instance_type="g6e.2xlarge",
+            node_selector={"roboaug.dev/pool": "gpu"},
+            tolerations=[Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")],
+            resources=Resources(requests={"cpu": "4", "memory": "32Gi", GPU_RESOURCE: "1"},
+                                limits={"memory": "48Gi", GPU_RESOURCE: "1"}),
+        ),
+    }
+
+
+class LeaderElection(_Strict):
+    """One active replica at a time, through a coordination.k8s.io Lease (see `leader`)."""
+
+    enabled: bool = True
+    lease_name: str = "roboaug-operator"
+    lease_namespace: Optional[str] = Field(None, description="Default: the pod's namespace, else `default`.")
+    lease_duration_seconds: float = Field(15, gt=0)
+    renew_period_seconds: float = Field(5, gt=0)
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> "LeaderElection":
+        if self.renew_period_seconds >= self.lease_duration_seconds:
+            raise ValueError("leader_election.renew_period_seconds must be < lease_duration_seconds")
+        return self
+
+
+class OperatorConfig(_Strict):
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = cluster-wide.")
+    pools: dict[str, Pool] = Field(default_factory=_default_pools)
+    routing: dict[AugmentationType, str] = Field(
+        default_factory=lambda: {AugmentationType.deterministic: "cpu", AugmentationType.generative: "gpu"},
+        description="augmentation_type -> pool name.",
+    )
+    service_account: str = "roboaug-worker"
+    backoff_limit: int = Field(3, ge=0, le=20)
+    pending_timeout_seconds: int = Field(600, ge=1)
+    ttl_seconds_after_finished: Optional[int] = Field(86400, ge=0)
+    active_deadline_seconds: Optional[int] = Field(None, ge=1)
+    hub_token_secret: Optional[SecretKeyRef] = Field(
+        SecretKeyRef(name="roboaug-hf-token", key="token"),
+        description="Default Secret holding the Hub token, when the CR names none. null = no token.",
+    )
+    worker_env: dict[str, str] = Field(default_factory=dict, description="Extra (non-secret) env for the worker.")
+    scratch_size_limit: Optional[str] = "100Gi"
+    leader_election: LeaderElection = Field(default_factory=LeaderElection)
+    health_port: Optional[int] = Field(8080, ge=0, le=65535, description="kopf liveness endpoint /healthz; null = off.")
+    metrics_port: Optional[int] = Field(9090, ge=0, le=65535, description="Prometheus /metrics; null = off.")
+    resync_seconds: float = Field(30, gt=0, description="How often every unfinished job is looked at anyway.")
+    api_concurrency: int = Field(16, ge=1, le=256, description="Parallel Kubernetes API calls.")
+    status_yield_seconds: float = Field(
+        5.0, ge=0, le=60,
+        description="Under a burst of new jobs, status writes and Events wait (at most this long) "
+                    "while Job creations are in flight, so new jobs start sooner. 0 = never wait.")
+    log_format: str = Field("json", pattern=r"^(json|text)$")
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("worker_env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"worker_env: {name!r} is not a valid environment variable name")
+            if name in RESERVED_ENV:
+                raise ValueError(f"worker_env: {name!r} is set by the operator and cannot be overridden")
+        return value
+
+    @model_validator(mode="after")
+    def _routing_targets_exist(self) -> "OperatorConfig":
+        for kind, pool in self.routing.items():
+            if pool not in self.pools:
+                name = kind.value if isinstance(kind, AugmentationType) else kind
+                raise ValueError(
+                    f"routing.{name}: pool {pool!r} is not defined in pools ({', '.join(sorted(self.pools)) or 'none'})"
+                )
+        return self
+
+
+def parse_config(data: Optional[dict]) -> OperatorConfig:
+    """Validate a configuration mapping; errors name the offending field (`pools.cpu.image: ...`)."""
+    try:
+        return OperatorConfig.model_validate(data or {})
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"{where}: {err['msg']}")
+        raise ConfigError("invalid operator configuration: " + "; ".join(lines)) from None
+
+
+def load_config(path: Optional[str | os.PathLike] = None) -> OperatorConfig:
+    """Read the file at `path` (default: $ROBOAUG_OPERATOR_CONFIG); no path at all = defaults."""
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return parse_config({})
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read operator configuration {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"operator configuration {p} is not valid YAML: {e}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"operator configuration {p}: top level must be a mapping, got {type(data).__name__}")
+    return parse_config(data)

@@ -1,0 +1,195 @@
+"""Renders the batch/v1 Job that runs the worker for one AugmentationJob.
+
+The Job is a pure function of the CR and the operator configuration: the same inputs always give
+the same manifest and, above all, the same name, so a restarted operator finds (HTTP 409) and
+adopts the Job it created before instead of starting the work twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Optional
+
+from roboaug.api.models import (
+    GROUP,
+    KIND,
+    LABEL_JOB_ID,
+    LABEL_PROJECT_ID,
+    VERSION,
+    AugmentationJobSpec,
+    SecretKeyRef,
+    default_output_dataset_id,
+)
+from roboaug.worker.errors import PERMANENT_EXIT_CODES
+
+from .config import OperatorConfig
+from .pools import PoolChoice
+
+CONTAINER = "worker"
+MANAGED_BY = "roboaug-operator"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_POOL = f"{GROUP}/pool"
+ANNOTATION_CR_NAME = f"{GROUP}/cr-name"
+SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+"""Label selector of every Job and Pod the operator creates (its server-side watch filter)."""
+SCRATCH_PATH = "/scratch"
+_NAME_LIMIT = 63  # a Job's name becomes its pods' `job-name` label value
+_SUFFIX = "-worker"
+
+
+def job_name(cr_name: str) -> str:
+    """`<cr-name>-worker`, or a truncated name plus a hash of the full one when that is too long.
+
+    Deterministic (restart safety) and at most 63 characters (the job controller copies it into
+    a label value).
+    """
+    name = f"{cr_name}{_SUFFIX}"
+    if len(name) <= _NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(cr_name.encode()).hexdigest()[:8]
+    keep = _NAME_LIMIT - len(_SUFFIX) - len(digest) - 1
+    return f"{cr_name[:keep].rstrip('-.')}-{digest}{_SUFFIX}"
+
+
+def output_dataset_id(spec: AugmentationJobSpec, job_id: str) -> str:
+    """Where the result goes: the spec's override, else the naming rule."""
+    return spec.output_dataset_id or default_output_dataset_id(spec.dataset_id, job_id)
+
+
+def worker_spec_json(spec: AugmentationJobSpec) -> str:
+    """The spec as the worker receives it in ROBOAUG_SPEC.
+
+    It holds no secret: the Hub token is only ever a Secret *reference* in the spec, and the
+    value reaches the container through `HF_TOKEN`'s secretKeyRef.
+    """
+    data = spec.model_dump(mode="json", exclude={"cancel_requested"})
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def pod_failure_policy() -> dict:
+    """Permanent worker failures fail the Job at once; node disruptions cost no retry."""
+    return {
+        "rules": [
+            {"action": "FailJob",
+             "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                             "values": sorted(int(c) for c in PERMANENT_EXIT_CODES)}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]
+    }
+
+
+def _env(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
+         token: Optional[SecretKeyRef]) -> list[dict]:
+    meta = cr["metadata"]
+    env = [
+        {"name": "ROBOAUG_SPEC", "value": worker_spec_json(spec)},
+        {"name": "ROBOAUG_JOB_ID", "value": job_id},
+        {"name": "ROBOAUG_CR_NAME", "value": meta["name"]},
+        {"name": "ROBOAUG_CR_NAMESPACE", "value": meta["namespace"]},
+        {"name": "ROBOAUG_OUTPUT_DATASET_ID", "value": output_dataset_id(spec, job_id)},
+        {"name": "ROBOAUG_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "ROBOAUG_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "HF_HOME", "value": f"{SCRATCH_PATH}/hf"},
+        {"name": "TMPDIR", "value": "/tmp"},
+    ]
+    if token is not None:
+        env.append({"name": "HF_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}})
+    env += [{"name": k, "value": v} for k, v in sorted(config.worker_env.items())]
+    return env
+
+
+def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
+               choice: PoolChoice) -> dict:
+    """The worker Job for CR `cr` (a dict with metadata name/namespace/uid) on pool `choice`."""
+    meta = cr["metadata"]
+    pool = choice.pool
+    labels = {
+        LABEL_NAME: "roboaug-worker",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_JOB_ID: job_id,
+        LABEL_PROJECT_ID: str(spec.project_id),
+        LABEL_POOL: choice.name,
+    }
+    annotations = {ANNOTATION_CR_NAME: meta["name"]}
+    token = spec.hub_token_secret or config.hub_token_secret
+    resources: dict[str, Any] = {}
+    if pool.resources.requests:
+        resources["requests"] = dict(pool.resources.requests)
+    if pool.resources.limits:
+        resources["limits"] = dict(pool.resources.limits)
+    volumes = [
+        {"name": "scratch", "emptyDir": ({"sizeLimit": config.scratch_size_limit}
+                                         if config.scratch_size_limit else {})},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    container = {
+        "name": CONTAINER,
+        "image": pool.image,
+        "imagePullPolicy": pool.image_pull_policy,
+        "command": ["python", "-m", "roboaug.worker"],
+        "env": _env(cr, spec, job_id, config, token),
+        "resources": resources,
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_PATH},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+        "workingDir": SCRATCH_PATH,
+        # The worker's last line (`roboaug-worker: error[...]`) becomes status.error.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": config.service_account,
+        "restartPolicy": "Never",
+        "nodeSelector": dict(pool.node_selector),
+        "tolerations": [t.model_dump(exclude_none=True) for t in pool.tolerations],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if pool.priority_class_name:
+        pod_spec["priorityClassName"] = pool.priority_class_name
+    job_spec: dict[str, Any] = {
+        "backoffLimit": config.backoff_limit,
+        "podFailurePolicy": pod_failure_policy(),
+        "template": {
+            "metadata": {"labels": {**pool.pod_labels, **labels},
+                         "annotations": {**pool.pod_annotations, **annotations}},
+            "spec": pod_spec,
+        },
+    }
+    if config.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = config.ttl_seconds_after_finished
+    if config.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = config.active_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [{
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": job_spec,
+    }

@@ -1,0 +1,173 @@
+"""The few Kubernetes API calls the operator makes, as plain JSON over the official client's
+transport (auth, TLS and token refresh come from `kubernetes.config`).
+
+Raw JSON rather than the typed models: the operator reads and writes small parts of objects and
+must round-trip CR status exactly as stored. Every call is counted (metrics
+`roboaug_api_requests_total`, and `Kube.counts` for the benchmark). Calls are blocking; the
+controller runs them in a thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any, Optional
+from urllib.parse import urlencode
+
+from kubernetes import client, config
+
+from roboaug.api.models import GROUP, KIND, PLURAL, VERSION
+
+from .metrics import API_LATENCY, API_REQUESTS
+
+USER_AGENT = "roboaug-operator"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, body: Any):
+        self.status = status
+        self.reason = reason
+        self.body = body
+        msg = body.get("message") if isinstance(body, dict) else None
+        super().__init__(f"HTTP {status} {reason}: {msg or body}")
+
+    @property
+    def message(self) -> str:
+        if isinstance(self.body, dict) and self.body.get("message"):
+            return str(self.body["message"])
+        return f"HTTP {self.status} {self.reason}"
+
+
+def load_api_client(kubeconfig: Optional[str] = None, pool_size: int = 16) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+    cfg = client.Configuration()
+    try:
+        if kubeconfig:
+            raise config.ConfigException("explicit kubeconfig")
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    cfg.connection_pool_maxsize = pool_size
+    api = client.ApiClient(cfg)
+    api.user_agent = USER_AGENT
+    return api
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient):
+        self.api = api
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._nodes: dict[str, tuple[float, dict]] = {}
+
+    # -- transport --------------------------------------------------------------------------
+    def request(self, method: str, path: str, body: Any = None, query: Optional[dict] = None,
+                content_type: str = "application/json", resource: str = "?") -> Any:
+        with self._lock:
+            self.counts[f"{method} {resource}"] += 1
+        API_REQUESTS.labels(verb=method, resource=resource).inc()
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        m, url, hdrs, data, _post = self.api.param_serialize(
+            method=method, resource_path=path, header_params=headers, body=body,
+            auth_settings=["BearerToken"])
+        started = time.monotonic()
+        resp = self.api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=30)
+        resp.read()
+        API_LATENCY.labels(verb=method, resource=resource).observe(time.monotonic() - started)
+        raw = resp.data.decode() if isinstance(resp.data, bytes) else resp.data
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            payload = raw
+        if not 200 <= resp.status < 300:
+            raise ApiError(resp.status, resp.reason or "", payload)
+        return payload
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.counts.values())
+
+    # -- AugmentationJobs -------------------------------------------------------------------
+    @staticmethod
+    def _cr_path(namespace: str, name: str = "") -> str:
+        base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        return f"{base}/{name}" if name else base
+
+    def get_cr(self, namespace: str, name: str) -> dict:
+        return self.request("GET", self._cr_path(namespace, name), resource=PLURAL)
+
+    def patch_cr_status(self, namespace: str, name: str, status: dict,
+                        resource_version: Optional[str]) -> dict:
+        """Merge-patch `status`; with `resource_version` it only applies to that exact version
+        (HTTP 409 otherwise), so a decision made on stale data is never written."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return self.request("PATCH", self._cr_path(namespace, name) + "/status", body,
+                            content_type=MERGE_PATCH, resource=f"{PLURAL}/status")
+
+    def patch_cr_labels(self, namespace: str, name: str, labels: dict) -> dict:
+        return self.request("PATCH", self._cr_path(namespace, name), {"metadata": {"labels": labels}},
+                            content_type=MERGE_PATCH, resource=PLURAL)
+
+    # -- Jobs -------------------------------------------------------------------------------
+    def create_job(self, namespace: str, body: dict) -> dict:
+        return self.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body,
+                            query={"fieldManager": USER_AGENT}, resource="jobs")
+
+    def get_job(self, namespace: str, name: str) -> dict:
+        return self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}", resource="jobs")
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Foreground: the Job stays (with a deletionTimestamp) until its pods are gone."""
+        try:
+            self.request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                         {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"},
+                         resource="jobs")
+        except ApiError as e:
+            if e.status != 404:
+                raise
+
+    # -- Nodes ------------------------------------------------------------------------------
+    def node_labels(self, name: str, ttl: float = 300.0) -> dict:
+        """Labels of node `name`, cached (many jobs share few nodes); {} if the node is gone."""
+        now = time.monotonic()
+        hit = self._nodes.get(name)
+        if hit and now - hit[0] < ttl:
+            return hit[1]
+        try:
+            labels = (self.request("GET", f"/api/v1/nodes/{name}", resource="nodes")
+                      .get("metadata", {}).get("labels") or {})
+        except ApiError as e:
+            if e.status not in (403, 404):
+                raise
+            labels = {}
+        self._nodes[name] = (now, labels)
+        return labels
+
+    # -- Events -----------------------------------------------------------------------------
+    def post_event(self, cr: dict, type_: str, reason: str, message: str,
+                   component: str = USER_AGENT) -> None:
+        meta = cr["metadata"]
+        now = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name'][:200]}.{uuid.uuid4().hex[:16]}",
+                         "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+                               "name": meta["name"], "namespace": meta["namespace"],
+                               "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "source": {"component": component},
+            "reportingComponent": component, "reportingInstance": component,
+            "firstTimestamp": now, "lastTimestamp": now, "eventTime": None, "count": 1,
+            "action": reason,
+        }
+        self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body, resource="events")

@@ -1,0 +1,272 @@
+"""The phase history: the only code that changes `status.phases`, `status.status` and
+`status.current_phase`, so the three always agree.
+
+Rules (checked by `check`):
+- phases appear in PHASE_ORDER order, each name at most once; a phase the job never entered is
+  skipped, not invented (a pod that completes without reporting progress goes from
+  `downloading` straight to `completed`);
+- only the last phase may be `in_progress`; every earlier phase is `completed` or `failed`;
+- the last phase's name is `current_phase`; `status` follows from it: queued and scheduling ->
+  `queued`, downloading / augmenting / uploading -> `running`, and the terminal phases
+  `completed` / `failed` / `cancelled` -> the same word; a terminal phase is never in_progress;
+- retries do not repeat phases: a failed pod adds a `retry` event to the phase it failed in, and
+  every later event carries the new `retry_attempt`;
+- `failed`: the phase that was running is closed as `failed` and a `failed` phase follows;
+  `cancelled`: the running phase is closed as `completed` with a `cancelled` event (it did not
+  fail) and a `cancelled` phase follows.
+
+Works on the JSON form of the status (a dict, timestamps as RFC 3339 strings), which is what
+the CR holds; `roboaug.api.models.AugmentationJobStatus` validates it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from roboaug.api.models import PHASE_ORDER, WORKER_PHASES
+
+TERMINAL_PHASES = ("completed", "failed", "cancelled")
+ALL_PHASES = PHASE_ORDER + ("failed", "cancelled")
+QUEUED_PHASES = ("queued", "scheduling")
+MAX_PROGRESS_EVENTS = 50
+# Status fields this module owns (the operator's other fields live beside them in status).
+OWNED = ("job_id", "status", "current_phase", "phases", "error", "created_at")
+
+
+def ts(moment: datetime) -> str:
+    """RFC 3339, UTC, millisecond precision: `2025-01-02T03:04:05.678Z`."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_ts(value: Optional[str]) -> Optional[datetime]:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def job_status_for(phase: str) -> str:
+    if phase in QUEUED_PHASES:
+        return "queued"
+    if phase in WORKER_PHASES:
+        return "running"
+    if phase in TERMINAL_PHASES:
+        return phase
+    raise ValueError(f"unknown phase {phase!r}")
+
+
+def _copy_json(value: Any) -> Any:
+    """Deep copy of JSON-shaped data (dicts, lists, scalars): what a CR status is made of, at a
+    fraction of `copy.deepcopy`'s cost, which runs on every reconcile pass."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
+
+
+class PhaseError(ValueError):
+    """A transition the rules above forbid (a bug in the caller, never user input)."""
+
+
+class History:
+    """Mutable view over a status dict; `status` is a private copy, read it back with `.status`."""
+
+    def __init__(self, status: Optional[dict] = None):
+        self.status: dict[str, Any] = _copy_json(status or {})
+        self.status.setdefault("phases", [])
+        self.transitions: list[tuple[str, str, Optional[float]]] = []
+        """(from, to, seconds spent in `from`) for each transition made through this object."""
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return bool(self.status["phases"])
+
+    @property
+    def current(self) -> Optional[dict]:
+        return self.status["phases"][-1] if self.status["phases"] else None
+
+    @property
+    def phase(self) -> Optional[str]:
+        return self.current["name"] if self.current else None
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    @property
+    def attempt(self) -> int:
+        return int(self.status.get("attempt") or 0)
+
+    def find(self, name: str) -> Optional[dict]:
+        return next((p for p in self.status["phases"] if p["name"] == name), None)
+
+    # -- writing ------------------------------------------------------------------------------
+    def start(self, job_id: str, created_at: Optional[str], now: datetime,
+              message: str = "accepted") -> None:
+        if self.started:
+            raise PhaseError("history already started")
+        self.status.update(job_id=job_id, created_at=created_at or ts(now), error=None)
+        self.status.setdefault("attempt", 0)
+        self._append("queued", now, "in_progress", message)
+
+    def event(self, status: str, now: datetime, message: Optional[str] = None,
+              error: Optional[str] = None, data: Optional[dict] = None) -> dict:
+        """Add an event to the current phase, stamped with the current retry attempt."""
+        if not self.started:
+            raise PhaseError("no phase to add an event to")
+        ev = {"status": status, "message": message, "error": error, "timestamp": ts(now),
+              "retry_attempt": self.attempt, "data": data}
+        self.current["events"].append(ev)
+        return ev
+
+    def advance(self, to: str, now: datetime, message: Optional[str] = None,
+                data: Optional[dict] = None) -> bool:
+        """Move forward to `to` (a non-terminal phase of PHASE_ORDER); False if already there or past."""
+        if to not in PHASE_ORDER or to == "completed":
+            raise PhaseError(f"advance() goes to a working phase, not {to!r}")
+        self._require_open()
+        if PHASE_ORDER.index(to) <= PHASE_ORDER.index(self.phase):
+            return False
+        self._close(now, "completed")
+        self._append(to, now, "in_progress", message or f"{to} started", data)
+        return True
+
+    def complete(self, now: datetime, message: str, data: Optional[dict] = None) -> None:
+        self._require_open()
+        self._close(now, "completed")
+        self._append("completed", now, "completed", message, data, closed=True)
+        self.status["error"] = None
+
+    def fail(self, now: datetime, error: str, message: str = "job failed",
+             data: Optional[dict] = None) -> None:
+        self._require_open()
+        self.event("failed", now, message, error=error, data=data)
+        self._close(now, "failed")
+        self._append("failed", now, "failed", message, data, closed=True, error=error)
+        self.status["error"] = error
+
+    def cancel(self, now: datetime, message: str = "cancelled on request") -> None:
+        self._require_open()
+        self.event("cancelled", now, message)
+        self._close(now, "completed")
+        self._append("cancelled", now, "completed", message, closed=True)
+
+    def retry(self, attempt: int, now: datetime, message: str, error: Optional[str],
+              data: Optional[dict] = None) -> None:
+        """Record that attempt `attempt - 1` failed and attempt `attempt` starts."""
+        self._require_open()
+        if attempt <= self.attempt:
+            raise PhaseError(f"retry attempt {attempt} is not after {self.attempt}")
+        self.status["attempt"] = attempt
+        self.event("retry", now, message, error=error, data=data)
+
+    def progress(self, progress: dict, now: datetime) -> bool:
+        """Record worker progress in the current phase when it moved enough to be worth an event.
+
+        An event is added when the episode count changes or frames moved by >= 10 % of the
+        total since the last progress event of the phase; at most MAX_PROGRESS_EVENTS are kept
+        per phase (the oldest after the first are dropped), so the CR stays small.
+        """
+        self._require_open()
+        counts = {k: int(progress.get(k) or 0)
+                  for k in ("episodes_done", "episodes_total", "frames_done", "frames_total")}
+        events = self.current["events"]
+        last = next((e for e in reversed(events) if e["status"] == "progress"), None)
+        if last is not None:
+            prev = last.get("data") or {}
+            step = max(1, counts["frames_total"] // 10)
+            if (prev.get("episodes_done") == counts["episodes_done"]
+                    and abs(counts["frames_done"] - int(prev.get("frames_done") or 0)) < step
+                    and prev.get("episodes_total") == counts["episodes_total"]):
+                return False
+        msg = progress.get("message") or (
+            f"{counts['episodes_done']}/{counts['episodes_total']} episodes, "
+            f"{counts['frames_done']}/{counts['frames_total']} frames")
+        self.event("progress", now, msg, data={"phase": progress.get("phase"), **counts})
+        progress_idx = [i for i, e in enumerate(events) if e["status"] == "progress"]
+        while len(progress_idx) > MAX_PROGRESS_EVENTS:
+            del events[progress_idx[1]]
+            progress_idx = [i for i, e in enumerate(events) if e["status"] == "progress"]
+        return True
+
+    # -- internals ------------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if not self.started:
+            raise PhaseError("history not started")
+        if self.terminal:
+            raise PhaseError(f"job already {self.phase}")
+
+    def _close(self, now: datetime, status: str) -> None:
+        cur = self.current
+        cur["status"] = status
+        cur["completed_at"] = ts(now)
+
+    def _append(self, name: str, now: datetime, status: str, message: Optional[str],
+                data: Optional[dict] = None, closed: bool = False, error: Optional[str] = None) -> None:
+        prev = self.current
+        if prev is not None:
+            began = parse_ts(prev.get("started_at"))
+            self.transitions.append((prev["name"], name, (now - began).total_seconds() if began else None))
+        self.status["phases"].append({
+            "name": name,
+            "status": status,
+            "started_at": ts(now),
+            "completed_at": ts(now) if closed else None,
+            "events": [],
+        })
+        self.status["current_phase"] = name
+        self.status["status"] = job_status_for(name)
+        self.event({"completed": "completed", "failed": "failed", "cancelled": "cancelled"}.get(name, "started"),
+                   now, message, error=error, data=data)
+
+
+def check(status: dict) -> list[str]:
+    """Every broken rule of the module docstring, as text; [] when the status is consistent."""
+    problems: list[str] = []
+    phases = status.get("phases") or []
+    if not phases:
+        if status.get("current_phase") or status.get("status"):
+            problems.append("status/current_phase set without any phase")
+        return problems
+    names = [p.get("name") for p in phases]
+    last = phases[-1]
+    if status.get("current_phase") != last.get("name"):
+        problems.append(f"current_phase {status.get('current_phase')!r} != last phase {last.get('name')!r}")
+    try:
+        expected = job_status_for(last.get("name"))
+        if status.get("status") != expected:
+            problems.append(f"status {status.get('status')!r} does not match phase {last.get('name')!r} ({expected!r})")
+    except ValueError as e:
+        problems.append(str(e))
+    if len(set(names)) != len(names):
+        problems.append(f"a phase appears twice: {names}")
+    body = [n for n in names if n not in ("failed", "cancelled")]
+    order = [PHASE_ORDER.index(n) for n in body if n in PHASE_ORDER]
+    if order != sorted(order):
+        problems.append(f"phases out of order: {names}")
+    if any(n in ("failed", "cancelled") for n in names[:-1]):
+        problems.append(f"a terminal phase is not last: {names}")
+    if "completed" in names[:-1]:
+        problems.append(f"completed is not last: {names}")
+    for p in phases[:-1]:
+        if p.get("status") not in ("completed", "failed"):
+            problems.append(f"earlier phase {p.get('name')!r} is {p.get('status')!r}")
+        if not p.get("completed_at"):
+            problems.append(f"earlier phase {p.get('name')!r} has no completed_at")
+    if last.get("name") in TERMINAL_PHASES:
+        want = "failed" if last.get("name") == "failed" else "completed"
+        if last.get("status") != want:
+            problems.append(f"terminal phase {last.get('name')!r} is {last.get('status')!r}, expected {want!r}")
+    elif last.get("status") != "in_progress":
+        problems.append(f"open phase {last.get('name')!r} is {last.get('status')!r}, expected 'in_progress'")
+    if (last.get("name") == "failed") != bool(status.get("error")):
+        problems.append("error must be set exactly when the job failed")
+    for p in phases:
+        if not p.get("started_at"):
+            problems.append(f"phase {p.get('name')!r} has no started_at")
+        stamps = [e.get("timestamp") for e in p.get("events") or []]
+        if stamps != sorted(stamps):
+            problems.append(f"events of {p.get('name')!r} out of order")
+    return problems

@@ -1,0 +1,133 @@
+"""`python -m roboaug.worker` / `roboaug-worker`: the worker container's command.
+
+    roboaug-worker --spec-file job.json [--workdir DIR] [--processes N]
+    roboaug-worker --spec '{"project_id": "...", "dataset_id": "file:///data/ds", ...}'
+
+Spec sources, first found wins: --spec-file, --spec, env ROBOAUG_SPEC_FILE, env ROBOAUG_SPEC (JSON,
+an AugmentationJob spec). The job id is spec.job_id, else env ROBOAUG_JOB_ID. Scratch space:
+--workdir, else env ROBOAUG_WORKDIR, else a temporary folder. Processes: --processes, else env
+ROBOAUG_PROCESSES, else min(2, usable CPUs); ROBOAUG_PIN_WORKERS (auto, 0, 1) holds each process to a CPU
+(auto: when it owns exactly that many). Encoder preset: ROBOAUG_SVTAV1_PRESET. Hub token: env HF_TOKEN (never logged). Progress goes to
+stdout as JSON lines and, with ROBOAUG_CR_NAME / ROBOAUG_CR_NAMESPACE set, to the CR's
+status.progress. Exit codes: roboaug.worker.errors.ExitCode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pydantic import ValidationError
+
+from roboaug.api.models import AugmentationJobSpec
+
+from .errors import ExitCode, WorkerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="roboaug-worker", description="Augment a robot-learning dataset (one job).")
+    p.add_argument("--spec-file", help="path of the job spec (JSON or YAML)")
+    p.add_argument("--spec", help="the job spec as a JSON string")
+    p.add_argument("--workdir", help="scratch folder (default: env ROBOAUG_WORKDIR, else a temporary folder)")
+    p.add_argument("--processes", type=int, help="worker processes (default: env ROBOAUG_PROCESSES, else min(2, usable CPUs))")
+    return p
+
+
+def load_spec(args: argparse.Namespace, env=os.environ) -> AugmentationJobSpec:
+    """The spec from the first source given; INVALID_SPEC naming the source and the rule otherwise."""
+    sources = [
+        ("--spec-file", args.spec_file, True),
+        ("--spec", args.spec, False),
+        ("ROBOAUG_SPEC_FILE", env.get("ROBOAUG_SPEC_FILE"), True),
+        ("ROBOAUG_SPEC", env.get("ROBOAUG_SPEC"), False),
+    ]
+    for name, value, is_file in sources:
+        if not value:
+            continue
+        try:
+            text = Path(value).read_text() if is_file else value
+        except OSError as exc:
+            raise WorkerError(ExitCode.INVALID_SPEC, f"{name}: cannot read {value}: {exc.strerror}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                import yaml
+
+                data = yaml.safe_load(text)
+            except Exception as exc:
+                raise WorkerError(ExitCode.INVALID_SPEC, f"{name}: neither JSON nor YAML ({exc})") from exc
+        if isinstance(data, dict) and "spec" in data and "kind" in data:
+            data = data["spec"]  # a whole AugmentationJob manifest
+        try:
+            return AugmentationJobSpec.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(x) for x in first["loc"]) or "spec"
+            raise WorkerError(ExitCode.INVALID_SPEC, f"{name}: field {loc}: {first['msg']}") from exc
+    raise WorkerError(ExitCode.INVALID_SPEC, "no job spec: pass --spec-file or --spec, or set ROBOAUG_SPEC_FILE or ROBOAUG_SPEC")
+
+
+def _processes(args, env) -> int:
+    from .pipeline import default_processes
+
+    raw = args.processes if args.processes is not None else env.get("ROBOAUG_PROCESSES")
+    if raw in (None, ""):
+        return default_processes()
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise WorkerError(ExitCode.INVALID_SPEC, f"processes must be an integer >= 1, got {raw!r}")
+    return n
+
+
+def run(argv: Optional[Sequence[str]] = None, env=os.environ) -> int:
+    args = _parser().parse_args(argv)
+    from . import pipeline
+    from .progress import ProgressReporter
+
+    spec = load_spec(args, env)
+    job_id = str(spec.job_id) if spec.job_id else env.get("ROBOAUG_JOB_ID")
+    if not job_id:
+        raise WorkerError(ExitCode.INVALID_SPEC, "no job id: spec.job_id is unset and ROBOAUG_JOB_ID is not set")
+    workdir, created = pipeline.make_workdir(args.workdir or env.get("ROBOAUG_WORKDIR"))
+    try:
+        opts = pipeline.RunOptions(job_id=job_id, workdir=workdir, processes=_processes(args, env),
+                                   token=env.get("HF_TOKEN") or None)
+        summary = pipeline.run(spec, opts, ProgressReporter.from_env())
+    finally:
+        if created:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({"event": "done", "output_dataset_id": summary.output_dataset_id,
+                      "episodes_written": summary.episodes_written, "commit": summary.commit}), flush=True)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        code = run(argv)
+    except WorkerError as exc:
+        print(exc.line(), file=sys.stderr, flush=True)
+        code = int(exc.code)
+    except MemoryError:
+        print(WorkerError(ExitCode.OUT_OF_MEMORY, "out of memory").line(), file=sys.stderr, flush=True)
+        code = int(ExitCode.OUT_OF_MEMORY)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # a bug: the traceback first, then the one line
+        traceback.print_exc(file=sys.stderr)
+        print(WorkerError(ExitCode.INTERNAL, f"unexpected {type(exc).__name__}: {exc}").line(), file=sys.stderr, flush=True)
+        code = int(ExitCode.INTERNAL)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

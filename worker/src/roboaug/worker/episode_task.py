@@ -1,0 +1,171 @@
+"""One unit of parallel work: augment every camera of one output episode.
+
+A task is a plain picklable record and its result depends on nothing but the task (parameters
+are keyed by seed, source episode, copy and camera), so running tasks in any process, in any
+order, gives the same bytes. Each video camera becomes its own mp4 segment on disk; image
+cameras come back as PNG bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from roboaug.worker.transforms import apply_clip, sample_copy_params
+
+from .errors import ExitCode, WorkerError
+from .stats import CameraStatsAccumulator
+from .video import SegmentEncoder, iter_frames
+
+CHUNK_FRAMES = 16
+"""Frames in flight per camera: peak memory is this many frames, whatever the episode length."""
+
+PNG_COMPRESS_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class CameraSource:
+    key: str
+    camera_index: int  # position among the dataset's camera features: keys the sampled parameters
+    kind: str  # "video" | "image"
+    width: int
+    height: int
+    video_path: str | None = None
+    from_ts: float = 0.0
+    codec: str | None = None
+    pix_fmt: str | None = None
+    images: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class EpisodeTask:
+    out_index: int
+    source_index: int
+    copy: int
+    transforms: tuple[str, ...]
+    length: int
+    fps: int
+    cameras: tuple[CameraSource, ...]
+    seg_dir: str
+    spec: Any  # AugmentationJobSpec
+    with_quantiles: dict[str, bool]
+    preview: bool = False
+
+
+@dataclass
+class EpisodeResult:
+    out_index: int
+    params: dict[str, dict] = field(default_factory=dict)
+    stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    segments: dict[str, tuple[str, int]] = field(default_factory=dict)
+    images: dict[str, list[bytes]] = field(default_factory=dict)
+    preview: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # wall seconds per phase, plus "cpu": this process's CPU seconds (all its threads, the
+    # encoder's included) for the whole episode and "augment_cpu": CPU seconds in the kernels
+    timings: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "augment": 0.0, "encode": 0.0, "stats": 0.0,
+                                                               "cpu": 0.0, "augment_cpu": 0.0})
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """PNG with no text chunks or times: the same pixels always give the same bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """RGB pixels of an encoded image (PNG, or whatever PIL reads); CORRUPT_VIDEO if unreadable."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's ways of saying "not an image"
+        raise WorkerError(ExitCode.CORRUPT_VIDEO, f"an image cannot be decoded: {exc}") from exc
+
+
+def _timed(timings: dict[str, float], key: str, it):
+    """Iterate `it`, charging the time spent inside it to timings[key]."""
+    while True:
+        t0 = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            timings[key] += time.perf_counter() - t0
+            return
+        timings[key] += time.perf_counter() - t0
+        yield item
+
+
+def _image_chunks(images: tuple[bytes, ...]):
+    for start in range(0, len(images), CHUNK_FRAMES):
+        yield np.stack([decode_png(b) for b in images[start : start + CHUNK_FRAMES]])
+
+
+def run_episode(task: EpisodeTask) -> EpisodeResult:
+    # OpenCV runs single-threaded here: `pipeline.run_tasks` sets that before it forks workers
+    # (setting it first in a forked child can deadlock)
+    cpu0 = time.process_time()
+    result = EpisodeResult(out_index=task.out_index)
+    tm = result.timings
+    mid = task.length // 2
+    for cam in task.cameras:
+        params = sample_copy_params(
+            task.spec, task.transforms, seed=int(task.spec.augment_seed), episode=task.source_index,
+            copy=task.copy, camera=cam.camera_index, width=cam.width, height=cam.height,
+        )
+        result.params[cam.key] = params.to_dict()
+        acc = CameraStatsAccumulator(task.length)
+        if cam.kind == "video":
+            # each chunk is done with (augmented into `buffer`, preview copied) before the next
+            source = iter_frames(Path(cam.video_path), cam.from_ts, task.length, task.fps, chunk=CHUNK_FRAMES,
+                                 reuse=True)
+            seg_path = Path(task.seg_dir) / f"{cam.key}__{task.out_index:06d}.mp4"
+            sink = SegmentEncoder(
+                seg_path, codec=cam.codec, pix_fmt=cam.pix_fmt, width=cam.width, height=cam.height, fps=task.fps
+            )
+        else:
+            source = _image_chunks(cam.images)
+            sink, pngs = None, []
+        first = 0
+        buffer = None  # one output chunk reused for the whole camera: no fresh pages per chunk
+        try:
+            for frames in _timed(tm, "decode", source):
+                t0 = time.perf_counter()
+                if buffer is None or buffer.shape[1:] != frames.shape[1:] or len(buffer) < len(frames):
+                    buffer = np.empty(frames.shape, np.uint8)
+                c0 = time.thread_time()
+                out = apply_clip(frames, params, np.arange(first, first + len(frames)), out=buffer[:len(frames)])
+                tm["augment_cpu"] += time.thread_time() - c0
+                t1 = time.perf_counter()
+                tm["augment"] += t1 - t0
+                # lerobot's rule: stats of the frames handed to the encoder (as for the originals)
+                acc.add(out, first)
+                if task.preview and first <= mid < first + len(frames):
+                    result.preview[cam.key] = (frames[mid - first].copy(), out[mid - first].copy())
+                t2 = time.perf_counter()
+                tm["stats"] += t2 - t1
+                if sink is not None:
+                    sink.write(out)
+                else:
+                    pngs.extend(png_bytes(f) for f in out)
+                tm["encode"] += time.perf_counter() - t2
+                first += len(frames)
+            t0 = time.perf_counter()
+            if sink is not None:
+                sink.close()
+                sink = None
+                result.segments[cam.key] = (str(seg_path), first)
+            else:
+                result.images[cam.key] = pngs
+            tm["encode"] += time.perf_counter() - t0
+        finally:
+            if sink is not None:  # an error mid-episode: release the encoder without flushing
+                sink.__exit__(RuntimeError, None, None)
+        result.stats[cam.key] = acc.result(task.with_quantiles.get(cam.key, False))
+    tm["cpu"] += time.process_time() - cpu0
+    return result

@@ -1,0 +1,278 @@
+"""The worker's Hugging Face Hub access: download a dataset snapshot, publish a folder.
+
+Publishing is ONE commit on `main` (`HfApi.create_commit` with every file of the folder, plus
+deletions of files an earlier dataset left in the repo). The Hub applies a commit atomically and
+only after every LFS object it references was uploaded, so readers of `main` see the previous
+tree or the complete new one, never a part. A staging branch would add a second moment where
+`main` changes (the Hub cannot fast-forward a branch; a merge is another commit) without making
+the first any safer. `upload_folder` is avoided on purpose: with hf_xet installed it splits
+large folders over several commits. A failed upload into a repo this call created deletes that
+repo again (best effort), so no empty dataset repo is left behind either.
+
+Transfer protocol: huggingface_hub 2.x uploads LFS content through Xet whenever hf_xet is
+installed and never falls back by itself. `upload` therefore asks the endpoint for a Xet write
+token first and, where the endpoint offers no Xet (404), uploads through the classic LFS batch
+API for that one call. HF_HUB_DISABLE_XET=1 skips the question. Downloads need no such care: the
+client only uses Xet for files the server marks as Xet-stored.
+
+HF_ENDPOINT is read at call time (huggingface_hub reads it once, at import) so a test can point
+the worker at a local Hub. The token is passed explicitly: `None` means anonymous, never a token
+found on disk. It never appears in logs or messages: every failure becomes a `WorkerError` whose
+text is written here from the repo id, the HTTP status and the scrubbed server message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Iterator, Optional
+
+from roboaug.api.models import DatasetRef
+
+from .errors import ExitCode, WorkerError
+
+REPO_TYPE = "dataset"
+_SKIP_DIRS = (".cache", ".git")  # snapshot metadata and VCS folders are not part of a dataset
+_XET_SWITCH = threading.Lock()
+_TOKEN_LIKE = re.compile(r"\bhf_[A-Za-z0-9_]{6,}")
+
+
+def token_from_env() -> Optional[str]:
+    """The Hub token from HF_TOKEN (a Secret mounted as env); None when unset or blank."""
+    value = os.environ.get("HF_TOKEN", "").strip()
+    return value or None
+
+
+def _endpoint() -> Optional[str]:
+    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    return value or None
+
+
+def _auth(token: Optional[str]):
+    # False, not None: None would make huggingface_hub pick up a token saved on disk
+    return token if token else False
+
+
+# -- download ----------------------------------------------------------------------------------
+def download(ref: DatasetRef, dest: Path, token: Optional[str]) -> Path:
+    """A complete local copy of the dataset `ref` names.
+
+    `file://` datasets are used in place (checked, not copied). Hub datasets are downloaded into
+    `dest` (emptied first, so nothing stale can pass for part of the snapshot; removed again on
+    failure) at `ref.revision` or `main`, and `dest` is returned.
+    """
+    if ref.scheme == "file":
+        root = Path(ref.path or "")
+        if not ref.path or not root.is_dir():
+            raise WorkerError(ExitCode.DATASET_NOT_FOUND, f"dataset file://{ref.path} not found (no such directory)")
+        return root
+    if ref.scheme != "hf" or not ref.repo_id:
+        raise WorkerError(ExitCode.INVALID_SPEC, f"dataset_id: cannot download {ref!r} (scheme must be hf or file)")
+
+    from huggingface_hub import snapshot_download
+
+    dest = Path(dest)
+    what = f"dataset {ref.repo_id}" + (f"@{ref.revision}" if ref.revision else "")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    try:
+        path = snapshot_download(
+            ref.repo_id,
+            repo_type=REPO_TYPE,
+            revision=ref.revision,
+            local_dir=dest,
+            token=_auth(token),
+            endpoint=_endpoint(),
+        )
+    except Exception as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        _reraise(exc, what, token)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return Path(path)
+
+
+# -- upload ------------------------------------------------------------------------------------
+def _local_files(folder: Path) -> list[str]:
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.is_file() and not (rel.parts and rel.parts[0] in _SKIP_DIRS):
+            out.append(rel.as_posix())
+    return out
+
+
+def upload(folder: Path, repo_id: str, token: Optional[str], message: str) -> str:
+    """Publish every file under `folder` to dataset repo `repo_id` in one commit on main; its sha.
+
+    Creates the repo when missing. Files the repo holds that `folder` lacks are deleted in the
+    same commit (`.gitattributes` kept), so `main` holds exactly this dataset afterwards.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WorkerError(ExitCode.INTERNAL, f"nothing to upload: {folder} is not a folder")
+    files = _local_files(folder)
+    if not files:
+        raise WorkerError(ExitCode.INTERNAL, f"nothing to upload: {folder} is empty")
+    what = f"dataset {repo_id}"
+    api = HfApi(endpoint=_endpoint(), token=_auth(token))
+    created = False
+    try:
+        try:
+            api.create_repo(repo_id, repo_type=REPO_TYPE, exist_ok=False)
+            created = True
+        except HfHubHTTPError as exc:
+            if exc.response is None or exc.response.status_code != 409:  # 409: it exists already
+                raise
+        head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision="main").sha
+        remote = api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head)
+        keep = set(files) | {".gitattributes"}
+        ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files]
+        ops += [CommitOperationDelete(path_in_repo=p) for p in sorted(remote) if p not in keep]
+        with _transfer_protocol(api, repo_id, token):
+            info = api.create_commit(
+                repo_id,
+                operations=ops,
+                commit_message=message,
+                repo_type=REPO_TYPE,
+                revision="main",
+                parent_commit=head,  # refuse to overwrite a commit that landed meanwhile
+            )
+        return info.oid
+    except Exception as exc:
+        if created:
+            with contextlib.suppress(Exception):
+                api.delete_repo(repo_id, repo_type=REPO_TYPE)
+        _reraise(exc, what, token)
+
+
+def xet_offered(api, repo_id: str, token: Optional[str]) -> bool:
+    """Whether the endpoint hands out Xet write tokens for this repo (the Hub does; a Hub without
+    Xet answers 404). Other failures raise, to be mapped like any Hub error."""
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    url = f"{api.endpoint}/api/{REPO_TYPE}s/{repo_id}/xet-write-token/main"
+    response = get_session().get(url, headers=build_hf_headers(token=_auth(token)))
+    if response.status_code in (404, 405, 501):
+        return False
+    hf_raise_for_status(response)
+    return True
+
+
+@contextlib.contextmanager
+def _transfer_protocol(api, repo_id: str, token: Optional[str]) -> Iterator[str]:
+    """Yield "xet" or "lfs": the protocol create_commit will use inside this block."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils._runtime import is_xet_available  # not re-exported by utils
+
+    if not is_xet_available():
+        yield "lfs"
+        return
+    if xet_offered(api, repo_id, token):
+        yield "xet"
+        return
+    # huggingface_hub consults this flag on every upload; the lock keeps two uploads in one
+    # process from restoring each other's value
+    with _XET_SWITCH:
+        saved = constants.HF_HUB_DISABLE_XET
+        constants.HF_HUB_DISABLE_XET = True
+        try:
+            yield "lfs"
+        finally:
+            constants.HF_HUB_DISABLE_XET = saved
+
+
+# -- errors ------------------------------------------------------------------------------------
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _scrub(text: str, token: Optional[str]) -> str:
+    if token:
+        text = text.replace(token, "***")
+    text = _TOKEN_LIKE.sub("hf_***", text)
+    return " ".join(text.split())[:200]
+
+
+def _classify(exc: BaseException) -> Optional[tuple[ExitCode, str]]:
+    import httpx2
+    from huggingface_hub import errors as E
+
+    if isinstance(exc, E.GatedRepoError):
+        return ExitCode.AUTH, "gated repository: the token has not been granted access"
+    if isinstance(exc, E.RepositoryNotFoundError):
+        return ExitCode.DATASET_NOT_FOUND, "not found on the Hub (or private and not visible to the token)"
+    if isinstance(exc, E.RevisionNotFoundError):
+        return ExitCode.DATASET_NOT_FOUND, "revision not found on the Hub"
+    if isinstance(exc, E.RemoteEntryNotFoundError):
+        return ExitCode.DATASET_NOT_FOUND, "a file of the dataset is missing on the Hub"
+    if isinstance(exc, E.DisabledRepoError):
+        return ExitCode.DATASET_NOT_FOUND, "repository disabled on the Hub"
+    if isinstance(exc, E.HFValidationError):
+        return ExitCode.INVALID_SPEC, "not a valid Hub repo id or revision"
+    if isinstance(exc, E.HfHubHTTPError) and exc.response is not None:
+        status = exc.response.status_code
+        if status == 401:
+            return ExitCode.AUTH, "the Hub rejected the token (401): missing, invalid or expired"
+        if status == 403:
+            return ExitCode.AUTH, "the token lacks the needed permission (403), e.g. write access"
+        if status == 404:
+            return ExitCode.DATASET_NOT_FOUND, "not found on the Hub (404)"
+        if status in (408, 429) or status >= 500:
+            return ExitCode.NETWORK, f"the Hub answered {status}"
+        return ExitCode.INTERNAL, f"the Hub refused the request ({status})"
+    if isinstance(exc, E.OfflineModeIsEnabled):
+        return ExitCode.NETWORK, "HF_HUB_OFFLINE is set, so the Hub cannot be reached"
+    if isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError)):
+        return ExitCode.NETWORK, f"cannot reach the Hub ({type(exc).__name__})"
+    if isinstance(exc, E.FileMetadataError):
+        return ExitCode.NETWORK, "the endpoint did not answer like the Hub (proxy or firewall?)"
+    return None
+
+
+def _reraise(exc: Exception, what: str, token: Optional[str]):
+    mapped = map_error(exc, what, token)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
+
+
+def map_error(exc: BaseException, what: str, token: Optional[str] = None) -> BaseException:
+    """The WorkerError for a failure of a Hub call about `what`, or `exc` itself when unknown.
+
+    Looks through the exception's causes: huggingface_hub wraps HTTP errors (a failed snapshot
+    becomes LocalEntryNotFoundError "from" the real error, a failed LFS upload a RuntimeError).
+    """
+    from huggingface_hub import errors as E
+
+    if isinstance(exc, WorkerError):
+        return exc
+    unreachable = False
+    for e in _chain(exc):
+        if isinstance(e, WorkerError):
+            return e
+        if isinstance(e, E.LocalEntryNotFoundError):  # "could not reach the Hub": the cause says why
+            unreachable = True
+            continue
+        found = _classify(e)
+        if found is not None:
+            code, reason = found
+            detail = getattr(e, "server_message", None)
+            if detail:
+                reason = f"{reason}: {_scrub(str(detail), token)}"
+            return WorkerError(code, f"{what}: {reason}")
+    if unreachable:
+        return WorkerError(ExitCode.NETWORK, f"{what}: the Hub could not be reached")
+    return exc

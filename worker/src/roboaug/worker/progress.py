@@ -1,0 +1,119 @@
+"""Progress: JSON lines on stdout always, and `status.progress` of the AugmentationJob when the
+pod knows its CR (env ROBOAUG_CR_NAME and ROBOAUG_CR_NAMESPACE).
+
+The worker owns `status.progress` and nothing else, so it merge-patches exactly that key. The
+apiserver being briefly unreachable must never fail a job that is otherwise fine: patch errors
+are logged and the next update tries again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Optional
+
+from roboaug.api.models import GROUP, PLURAL, VERSION, Progress
+
+MIN_INTERVAL_S = 2.0
+
+
+def _kube_patcher(name: str, namespace: str) -> Callable[[dict], None]:
+    from kubernetes import client, config
+
+    if os.environ.get("KUBECONFIG"):
+        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+    api = client.CustomObjectsApi()
+
+    def patch(progress: dict) -> None:
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": {"progress": progress}},
+            _content_type="application/merge-patch+json", _request_timeout=5,
+        )
+
+    return patch
+
+
+class ProgressReporter:
+    """Throttled progress: at most one report per `min_interval` seconds, plus every phase change
+    and every forced report (the final one)."""
+
+    def __init__(
+        self,
+        *,
+        patch: Optional[Callable[[dict], None]] = None,
+        attempt: int = 0,
+        pod: Optional[str] = None,
+        min_interval: float = MIN_INTERVAL_S,
+        stream=None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._patch = patch
+        self.attempt = attempt
+        self.pod = pod
+        self.min_interval = min_interval
+        self._stream = stream if stream is not None else sys.stdout
+        self._clock = clock
+        self._last_time: Optional[float] = None
+        self._last_phase: Optional[str] = None
+        self.patch_failures = 0
+        self.reports: list[dict] = []
+
+    @classmethod
+    def from_env(cls, **kw) -> "ProgressReporter":
+        name, ns = os.environ.get("ROBOAUG_CR_NAME"), os.environ.get("ROBOAUG_CR_NAMESPACE")
+        attempt = int(os.environ.get("ROBOAUG_ATTEMPT", "0") or 0)
+        patch = None
+        if name and ns:
+            try:
+                patch = _kube_patcher(name, ns)
+            except Exception as exc:  # no kubeconfig: progress still goes to stdout
+                print(json.dumps({"event": "progress_patch_unavailable", "error": type(exc).__name__ + ": " + str(exc)}),
+                      file=sys.stderr)
+        return cls(patch=patch, attempt=attempt, pod=os.environ.get("ROBOAUG_POD_NAME") or None, **kw)
+
+    def update(
+        self,
+        phase: str,
+        *,
+        episodes_done: int = 0,
+        episodes_total: int = 0,
+        frames_done: int = 0,
+        frames_total: int = 0,
+        message: Optional[str] = None,
+        output_dataset_id: Optional[str] = None,
+        force: bool = False,
+    ) -> bool:
+        """Report if due; returns whether this update was emitted."""
+        now = self._clock()
+        due = (
+            force
+            or phase != self._last_phase
+            or self._last_time is None
+            or now - self._last_time >= self.min_interval
+        )
+        if not due:
+            return False
+        self._last_time, self._last_phase = now, phase
+        progress = Progress(
+            phase=phase, episodes_done=episodes_done, episodes_total=episodes_total,
+            frames_done=frames_done, frames_total=frames_total, message=message, attempt=self.attempt, pod=self.pod,
+            updated_at=dt.datetime.now(dt.timezone.utc), output_dataset_id=output_dataset_id,
+        )
+        body: dict[str, Any] = progress.model_dump(mode="json", exclude_none=True)
+        self.reports.append(body)
+        print(json.dumps({"event": "progress", **body}), file=self._stream, flush=True)
+        if self._patch is not None:
+            try:
+                self._patch(body)
+            except Exception as exc:  # apiserver away: keep working, try again next time
+                self.patch_failures += 1
+                print(json.dumps({"event": "progress_patch_failed", "error": type(exc).__name__}), file=sys.stderr, flush=True)
+        return True
