@@ -44,7 +44,7 @@ os.environ.setdefault("SVT_LOG", "1")
 REPO = Path(__file__).resolve().parents[1]
 
 from roboaug.devstack import synthetic as fixtures  # noqa: E402
-from roboaug.worker import pipeline  # noqa: E402
+from roboaug.worker import pipeline, pool  # noqa: E402
 from roboaug.worker.progress import ProgressReporter  # noqa: E402
 from roboaug.worker.video import SegmentEncoder, iter_frames, probe  # noqa: E402
 
@@ -133,7 +133,7 @@ def bench_size(label: str, h: int, w: int, lengths: tuple[int, ...], base: Path)
     load = [os.getloadavg()[0]]
     wall1, s1, out1, cpu1 = _run_pipeline(src, work, 1)
     load.append(os.getloadavg()[0])
-    pinned_by_default = pipeline.worker_cores(2) is not None
+    pinned_by_default = pool.worker_cores(2) is not None
     wall2, s2, out2, cpu2 = _run_pipeline(src, work, 2)
     load.append(os.getloadavg()[0])
     # the other placement, for comparison: unpinned where the default pins, pinned elsewhere

@@ -26,7 +26,6 @@ from roboaug.api.models import DatasetRef  # noqa: E402
 from roboaug.worker import hub  # noqa: E402
 from roboaug.worker.errors import ExitCode, WorkerError  # noqa: E402
 
-TESTS = Path(__file__).resolve().parents[1]
 BAD_TOKEN = "hf_thisTokenIsNotKnownToTheHub0123456789"
 
 
@@ -57,7 +56,7 @@ def read_tree(root: Path) -> dict[str, bytes]:
 
 
 def run_driver(local_hub, tmp_path: Path, *args: str, token: str | None = WRITE_TOKEN, **env: str):
-    e = hub_env(local_hub, str(tmp_path / "hf_home_sub"), PYTHONPATH=str(TESTS), **env)
+    e = hub_env(local_hub, str(tmp_path / "hf_home_sub"), **env)
     if token:
         e["HF_TOKEN"] = token
     return subprocess.run([sys.executable, "-m", "roboaug.devstack.hubserver.driver", *args], env=e, capture_output=True,
@@ -280,6 +279,27 @@ def test_unreachable_hub_is_retryable(local_hub, tmp_path, monkeypatch):
     assert err.value.code == ExitCode.NETWORK and WRITE_TOKEN not in err.value.line()
 
 
+def test_xet_available_needs_hf_xet_installed_and_not_disabled(monkeypatch):
+    """The two conditions huggingface_hub itself uses to pick Xet (read at call time)."""
+    import importlib.metadata
+
+    from huggingface_hub import constants
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.0.0" if name == "hf_xet" else real_version(name))
+    assert hub.xet_available() is True
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    assert hub.xet_available() is False
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert hub.xet_available() is False
+
+
 def test_token_from_env(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "  hf_abc  ")
     assert hub.token_from_env() == "hf_abc"
@@ -293,7 +313,7 @@ def test_token_from_env(monkeypatch):
 def test_lerobot_layout_round_trips(local_hub, tmp_path):
     from roboaug.devstack import synthetic as fixtures
 
-    from roboaug.worker import lerobot
+    from roboaug.worker import lerobot_dataset
 
     src = fixtures.make_lerobot(tmp_path / "src", "v3.0", lengths=(5, 4, 6), episodes_per_file=2,
                                 cameras={"observation.images.top": "av1", "observation.images.wrist": "h264"})
@@ -304,5 +324,5 @@ def test_lerobot_layout_round_trips(local_hub, tmp_path):
     got = read_tree(dest)
     got.pop(".gitattributes")
     assert got == files
-    ds = lerobot.load(dest)  # the worker's own loader accepts the downloaded copy
+    ds = lerobot_dataset.load(dest)  # the worker's own loader accepts the downloaded copy
     assert len(ds.episodes) == 3

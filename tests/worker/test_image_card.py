@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from roboaug.worker.image_dataset import extend_data_files
+from roboaug.worker.dataset_card import extend_data_files
 
 ADDED = {"data/train-0.parquet": "data/train-0-roboaug.parquet",
          "data/test-0.parquet": "data/test-0-roboaug.parquet"}

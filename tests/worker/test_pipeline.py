@@ -121,7 +121,7 @@ def test_image_card_listing_files_by_name_reaches_the_augmented_files(tmp_path):
     import datasets
     import yaml
 
-    import fixtures
+    from roboaug.devstack import synthetic as fixtures
 
     src = fixtures.make_image_dataset(tmp_path / "src", splits={"train": 4, "test": 3}, explicit_files=True)
     spec = make_spec(src, tmp_path / "out", augment_dataset_mode="copy", augment_copies=1)

@@ -11,7 +11,7 @@ import pytest
 
 SCRIPT = textwrap.dedent("""
     import os, cv2, numpy as np
-    from roboaug.worker.pipeline import run_tasks
+    from roboaug.worker.pool import run_tasks
     cv2.setNumThreads(2)
     frame = np.zeros((480, 640, 3), np.uint8)
     for _ in range(10):

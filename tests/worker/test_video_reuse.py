@@ -32,7 +32,7 @@ def test_reused_chunks_equal_fresh_chunks(tmp_path):
 def test_frames_match_pyav_per_frame_conversion(tmp_path):
     """The stream-wide converter gives the pixels frame.to_ndarray(format="rgb24") gives (what a
     PyAV-based loader sees), also after a seek into the middle of a file."""
-    import fixtures
+    from roboaug.devstack import synthetic as fixtures
 
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (24, 40, 3), dtype=np.uint8) for _ in range(12)]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from roboaug.worker import pipeline
+from roboaug.worker import pool
 from roboaug.worker.errors import WorkerError
 
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs sched_getaffinity (Linux)")
@@ -24,16 +24,16 @@ linux_only = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="ne
 ])
 def test_worker_cores(monkeypatch, mode, cpus, processes, expected):
     monkeypatch.setenv("ROBOAUG_PIN_WORKERS", mode)
-    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(cpus))
-    assert pipeline.worker_cores(processes) == expected
+    monkeypatch.setattr(pool.os, "sched_getaffinity", lambda pid: set(cpus))
+    assert pool.worker_cores(processes) == expected
 
 
 def test_bad_pin_setting_names_the_variable(monkeypatch):
     monkeypatch.setenv("ROBOAUG_PIN_WORKERS", "yes")
     with pytest.raises(WorkerError, match="ROBOAUG_PIN_WORKERS must be auto, 0 or 1"):
-        pipeline.worker_cores(2)
+        pool.worker_cores(2)
     with pytest.raises(WorkerError, match="ROBOAUG_PIN_WORKERS"):  # also where one process makes it moot
-        pipeline.run_tasks(_square, [1], 1, lambda task, result: None)
+        pool.run_tasks(_square, [1], 1, lambda task, result: None)
 
 
 def _affinity(_task):
@@ -45,7 +45,7 @@ def _affinity(_task):
 def test_pool_workers_run_on_their_own_cpu(monkeypatch):
     monkeypatch.setenv("ROBOAUG_PIN_WORKERS", "1")
     cpus = sorted(os.sched_getaffinity(0))
-    results = pipeline.run_tasks(_affinity, list(range(6)), 2, lambda task, result: None)
+    results = pool.run_tasks(_affinity, list(range(6)), 2, lambda task, result: None)
     by_pid = {pid: tuple(aff) for aff, pid in results}
     assert all(len(aff) == 1 for aff in by_pid.values())
     assert {aff[0] for aff in by_pid.values()} <= set(cpus[:2])
@@ -57,8 +57,8 @@ def test_pool_workers_run_on_their_own_cpu(monkeypatch):
 @linux_only
 @pytest.mark.parametrize("cpus, expected", [({5}, 1), ({0, 3}, 2), (set(range(32)), 2)])
 def test_default_processes_follow_the_cpus_this_process_may_use(monkeypatch, cpus, expected):
-    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(cpus))
-    assert pipeline.default_processes() == expected
+    monkeypatch.setattr(pool.os, "sched_getaffinity", lambda pid: set(cpus))
+    assert pool.default_processes() == expected
 
 
 def _refuse_affinity(pid, cpus):
@@ -74,4 +74,4 @@ def test_a_refused_pin_does_not_fail_the_run(monkeypatch):
     """Pinning is a hint: a CPU that left the cpuset meanwhile must not break the pool."""
     monkeypatch.setenv("ROBOAUG_PIN_WORKERS", "1")
     monkeypatch.setattr(os, "sched_setaffinity", _refuse_affinity)  # inherited by the forked workers
-    assert pipeline.run_tasks(_square, [1, 2, 3, 4], 2, lambda task, result: None) == [1, 4, 9, 16]
+    assert pool.run_tasks(_square, [1, 2, 3, 4], 2, lambda task, result: None) == [1, 4, 9, 16]

@@ -8,25 +8,21 @@ cameras come back as PNG bytes.
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from roboaug.worker.transforms import apply_clip, sample_copy_params
 
-from .errors import ExitCode, WorkerError
+from .png import decode_png, png_bytes
 from .stats import CameraStatsAccumulator
 from .video import SegmentEncoder, iter_frames
 
 CHUNK_FRAMES = 16
 """Frames in flight per camera: peak memory is this many frames, whatever the episode length."""
-
-PNG_COMPRESS_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -72,22 +68,6 @@ class EpisodeResult:
                                                                "cpu": 0.0, "augment_cpu": 0.0})
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """PNG with no text chunks or times: the same pixels always give the same bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(rgb, mode="RGB").save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """RGB pixels of an encoded image (PNG, or whatever PIL reads); CORRUPT_VIDEO if unreadable."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL's ways of saying "not an image"
-        raise WorkerError(ExitCode.CORRUPT_VIDEO, f"an image cannot be decoded: {exc}") from exc
-
-
 def _timed(timings: dict[str, float], key: str, it):
     """Iterate `it`, charging the time spent inside it to timings[key]."""
     while True:
@@ -107,7 +87,7 @@ def _image_chunks(images: tuple[bytes, ...]):
 
 
 def run_episode(task: EpisodeTask) -> EpisodeResult:
-    # OpenCV runs single-threaded here: `pipeline.run_tasks` sets that before it forks workers
+    # OpenCV runs single-threaded here: `pool.run_tasks` sets that before it forks workers
     # (setting it first in a forked child can deadlock)
     cpu0 = time.process_time()
     result = EpisodeResult(out_index=task.out_index)

@@ -24,6 +24,7 @@ text is written here from the repo id, the HTTP status and the scrubbed server m
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -45,6 +46,22 @@ def token_from_env() -> Optional[str]:
     """The Hub token from HF_TOKEN (a Secret mounted as env); None when unset or blank."""
     value = os.environ.get("HF_TOKEN", "").strip()
     return value or None
+
+
+def xet_available() -> bool:
+    """Whether huggingface_hub will transfer through Xet: hf_xet is installed and
+    HF_HUB_DISABLE_XET is not set. The same two checks as huggingface_hub's own (private)
+    `utils._runtime.is_xet_available`; the flag is read from `constants` at call time, where
+    `_transfer_protocol` switches it."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_DISABLE_XET:
+        return False
+    try:
+        importlib.metadata.version("hf_xet")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _endpoint() -> Optional[str]:
@@ -171,9 +188,8 @@ def xet_offered(api, repo_id: str, token: Optional[str]) -> bool:
 def _transfer_protocol(api, repo_id: str, token: Optional[str]) -> Iterator[str]:
     """Yield "xet" or "lfs": the protocol create_commit will use inside this block."""
     from huggingface_hub import constants
-    from huggingface_hub.utils._runtime import is_xet_available  # not re-exported by utils
 
-    if not is_xet_available():
+    if not xet_available():
         yield "lfs"
         return
     if xet_offered(api, repo_id, token):

@@ -5,12 +5,12 @@ the sampled parameters, the image column's position is the camera. Output keeps 
 copy mode keeps each source file byte for byte and writes `<stem>-roboaug.parquet` beside it
 (same split prefix, so `datasets`' split patterns pick it up) holding the augmented copies in
 plan order; inplace mode rewrites each file with the same rows and augmented images.
+`augment` is the one entry (see handler.py).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +18,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from roboaug.worker.transforms import apply_clip, sample_copy_params
 
-from .episode_task import decode_png, png_bytes
+from . import provenance
+from .dataset_card import extend_data_files, read_card_yaml, scale_split_counts
 from .errors import ExitCode, WorkerError
+from .files import copy_tree
+from .handler import PREVIEW_ROWS, Augmented, FormatJob
+from .png import decode_png, png_bytes
+from .pool import run_tasks
 
 AUGMENTED_SUFFIX = "-roboaug"
+ROWS_PER_TASK = 256
 
 
 def _is_image_type(t: pa.DataType) -> bool:
@@ -169,101 +174,63 @@ def write_table(ds: ImageDataset, rel: str, target: Path, row_sources: list[int]
     pq.write_table(table.cast(src.schema), target)
 
 
-_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n?", re.S)
-
-
-def read_card_yaml(root: Path) -> dict:
-    readme = root / "README.md"
-    if not readme.is_file():
-        return {}
-    m = _FRONT_MATTER.match(readme.read_text())
-    if not m:
-        return {}
-    try:
-        data = yaml.safe_load(m.group(1))
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def scale_split_counts(card: dict, factor: int) -> dict:
-    """`dataset_info` split sizes after every row got `factor - 1` augmented copies.
-
-    `datasets` compares recorded num_examples with what it reads, so they must follow the rows;
-    byte sizes are dropped rather than guessed.
-    """
-    infos = card.get("dataset_info")
-    for info in infos if isinstance(infos, list) else [infos] if isinstance(infos, dict) else []:
-        for split in info.get("splits", []) or []:
-            if "num_examples" in split:
-                split["num_examples"] = int(split["num_examples"]) * factor
-            split.pop("num_bytes", None)
-        info.pop("dataset_size", None)
-        info.pop("download_size", None)
-    return card
-
-
-def _glob_regex(pattern: str) -> "re.Pattern[str]":
-    """A data_files pattern as `datasets` resolves it (fsspec glob, relative to the repo root):
-    `**` spans folders, `*` and `?` stay within one, `[...]` is a class."""
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            if pattern.startswith("/", i):  # "**/" also matches no folder at all
-                out[-1] = "(?:.*/)?"
-                i += 1
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = pattern.find("]", i + 1)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1:j]
-                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-                i = j
+def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
+    spec, reporter = job.spec, job.reporter
+    ds = load(source)
+    sets = spec.copies_plan()
+    copy_mode = spec.augment_dataset_mode == "copy"
+    tasks: list[ImageTask] = []
+    layout: list[tuple[str, list[int]]] = []  # per output file: source file and its row sources
+    offset = 0
+    for rel, n_rows in zip(ds.files, ds.rows_per_file):
+        jobs = []
+        if copy_mode:
+            for j, ts in enumerate(sets):
+                jobs += [RowJob(r, offset + r, j, ts) for r in range(n_rows)]
         else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
+            jobs = [RowJob(r, offset + r, 0, sets[(offset + r) % len(sets)]) for r in range(n_rows)]
+        layout.append((rel, [j.row_in_file for j in jobs]))
+        for start in range(0, len(jobs), ROWS_PER_TASK):
+            tasks.append(ImageTask(len(tasks), str(source / rel), tuple(ds.columns),
+                                   tuple(jobs[start:start + ROWS_PER_TASK]), spec,
+                                   preview=PREVIEW_ROWS if not tasks else 0))
+        offset += n_rows
+    total = sum(len(t.rows) for t in tasks)
+    done = {"rows": 0}
+    reporter.update("augmenting", episodes_total=total, frames_total=total, force=True)
 
+    def on_done(task, result) -> None:
+        done["rows"] += len(task.rows)
+        reporter.update("augmenting", episodes_done=done["rows"], episodes_total=total,
+                        frames_done=done["rows"], frames_total=total)
 
-def _extend_paths(paths, added: dict[str, str]):
-    """`paths` (one pattern or a list) plus every augmented file whose source file they match
-    but which they do not match themselves (explicit file lists; globs that exclude the suffix)."""
-    patterns = [paths] if isinstance(paths, str) else list(paths)
-    regexes = [_glob_regex(p.removeprefix("./")) for p in patterns if isinstance(p, str)]
-    extra = [aug for src, aug in added.items()
-             if any(r.match(src) for r in regexes) and not any(r.match(aug) for r in regexes)]
-    if not extra:
-        return paths
-    return patterns + extra
-
-
-def extend_data_files(card: dict, added: dict[str, str]) -> dict:
-    """The card's `configs[].data_files` reaching the augmented files `added` (source -> new file).
-
-    A card that names its files one by one (or whose globs leave our suffix out) would otherwise
-    load only the original rows, while the split sizes we record count the augmented ones too.
-    Accepts every form the Hub's card metadata allows: a pattern, a list of patterns, a list of
-    {split, path} entries (path a pattern or a list), and a {split: paths} mapping.
-    """
-    for cfg in card.get("configs") or []:
-        if not isinstance(cfg, dict) or "data_files" not in cfg:
-            continue
-        files = cfg["data_files"]
-        if isinstance(files, dict):
-            cfg["data_files"] = {split: _extend_paths(p, added) for split, p in files.items()}
-        elif isinstance(files, list) and any(isinstance(e, dict) for e in files):
-            for entry in files:
-                if isinstance(entry, dict) and "path" in entry:
-                    entry["path"] = _extend_paths(entry["path"], added)
-        else:
-            cfg["data_files"] = _extend_paths(files, added)
-    return card
+    results = run_tasks(run_image_task, tasks, job.processes, on_done)
+    # write: originals kept (copy) or replaced (inplace), results consumed in task order
+    copy_tree(source, stage, skip=() if copy_mode else ds.files)
+    entries = []
+    by_file: dict[str, list] = {}
+    for task, res in zip(tasks, results):
+        by_file.setdefault(task.path, []).append((task, res))
+    for rel, row_sources in layout:
+        images: dict[str, list[bytes]] = {c: [] for c in ds.columns}
+        jobs, params = [], []
+        for task, res in by_file.get(str(source / rel), []):
+            jobs.extend(task.rows)
+            params.extend(res.params)
+            for c in ds.columns:
+                images[c].extend(res.images[c])
+        out_rel = augmented_name(rel) if copy_mode else rel
+        write_table(ds, rel, stage / out_rel, row_sources, images)
+        for i, (row_job, p) in enumerate(zip(jobs, params)):
+            entries.append({"file": out_rel, "row": i, "source_file": rel, "source_row": row_job.row_in_file,
+                            "copy": row_job.copy, "transforms": list(row_job.transforms), "params": p})
+    provenance.write_provenance(stage, spec=spec, source=job.source_id, fmt="datasets-image", entries=entries)
+    provenance.write_preview(stage, [p for r in results for p in r.preview][:PREVIEW_ROWS])
+    card = read_card_yaml(source)
+    if copy_mode:
+        card = scale_split_counts(card, 1 + len(sets))
+        card = extend_data_files(card, {rel: augmented_name(rel) for rel in ds.files})
+    provenance.write_card(stage, spec=spec, source=job.source_id, fmt="datasets image dataset", base_yaml=card,
+                          counts={"rows": ds.total_rows * ((1 + len(sets)) if copy_mode else 1), "augmented rows": total},
+                          cameras=ds.columns)
+    return Augmented("image", total, total)

@@ -1,204 +1,119 @@
-"""Reading a LeRobot dataset (v2.1 or v3.0) into one in-memory description.
+"""The LeRobot format (v2.1 and v3.0): plan the output episodes, augment them in the process pool,
+write the dataset. `augment` is the one entry (see handler.py).
 
-Only metadata is loaded eagerly (info, episodes, stats, tasks); frames stay in their mp4 files and
-data rows are read per file on demand. Both versions map onto the same `Episode` records so the
-augmentation and writing code handles episodes, not layouts.
+Reading is lerobot_dataset.py, one episode's work episode_task.py, writing lerobot_writer.py.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from . import lerobot_writer, provenance
+from .dataset_card import read_card_yaml
+from .episode_task import CameraSource, EpisodeResult, EpisodeTask, run_episode
 from .errors import ExitCode, WorkerError
-
-SUPPORTED_VERSIONS = ("v2.1", "v3.0")
-STAT_KEYS = ("min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99")
-CAMERA_DTYPES = ("video", "image")
-
-
-@dataclass
-class Episode:
-    index: int
-    length: int
-    tasks: list[str]
-    meta: dict[str, Any]  # the episodes row (v3.0) or episodes.jsonl line (v2.1), as read
-    stats: dict[str, dict[str, np.ndarray]]
-    data_file: str  # relative path of the data parquet holding its rows
-    videos: dict[str, tuple[str, float]] = field(default_factory=dict)  # key -> (relative mp4, from_ts)
+from .files import fresh_dir
+from .handler import PREVIEW_ROWS, Augmented, FormatJob
+from .lerobot_dataset import LeRobotDataset, load
+from .lerobot_writer import OutputEpisode
+from .png import decode_png
+from .pool import run_tasks
+from .video import probe
 
 
-@dataclass
-class LeRobotDataset:
-    root: Path
-    info: dict[str, Any]
-    episodes: list[Episode]
-
-    @property
-    def version(self) -> str:
-        return self.info["codebase_version"]
-
-    @property
-    def fps(self) -> int:
-        return int(self.info["fps"])
-
-    @property
-    def features(self) -> dict[str, dict]:
-        return self.info["features"]
-
-    @property
-    def video_keys(self) -> list[str]:
-        return [k for k, f in self.features.items() if f["dtype"] == "video"]
-
-    @property
-    def image_keys(self) -> list[str]:
-        return [k for k, f in self.features.items() if f["dtype"] == "image"]
-
-    @property
-    def camera_keys(self) -> list[str]:
-        return [k for k, f in self.features.items() if f["dtype"] in CAMERA_DTYPES]
-
-    @property
-    def total_frames(self) -> int:
-        return int(self.info["total_frames"])
-
-    def data_files(self) -> list[str]:
-        return sorted({e.data_file for e in self.episodes})
-
-    def read_episode_rows(self, episode: Episode, table_cache: dict[str, pa.Table] | None = None) -> pa.Table:
-        """The data rows of one episode, in frame order."""
-        if table_cache is not None and episode.data_file in table_cache:
-            table = table_cache[episode.data_file]
-        else:
-            table = pq.read_table(self.root / episode.data_file)
-            if table_cache is not None:
-                table_cache.clear()  # one file at a time: bounded memory
-                table_cache[episode.data_file] = table
-        if self.version == "v2.1":
-            return table
-        ep = table.column("episode_index").to_numpy()
-        rows = np.nonzero(ep == episode.index)[0]
-        if len(rows) != episode.length:
-            raise WorkerError(
-                ExitCode.UNSUPPORTED_FORMAT,
-                f"{episode.data_file}: episode {episode.index} has {len(rows)} rows, meta says {episode.length}",
-            )
-        return table.take(pa.array(rows))
+def default_card_yaml() -> dict:
+    """Front matter for a source without a card: what lerobot's own push_to_hub writes."""
+    return {
+        "license": "apache-2.0", "task_categories": ["robotics"], "tags": ["LeRobot"],
+        "configs": [{"config_name": "default", "data_files": "data/*/*.parquet"}],
+    }
 
 
-def video_feature_info(feature: dict) -> dict:
-    """A video feature's codec info: `info` in current datasets, `video_info` in older ones."""
-    return feature.get("info") or feature.get("video_info") or {}
+def plan(ds: LeRobotDataset, spec) -> list[OutputEpisode]:
+    """copy: every source episode once per transform set, appended after the originals;
+    inplace: each episode once, the transform sets taken in turn."""
+    sets = spec.copies_plan()
+    n = len(ds.episodes)
+    if spec.augment_dataset_mode == "copy":
+        return [OutputEpisode(n + j * n + ep.index, ep, j, ts) for j, ts in enumerate(sets) for ep in ds.episodes]
+    return [OutputEpisode(ep.index, ep, 0, sets[ep.index % len(sets)]) for ep in ds.episodes]
 
 
-def _parse_stats_columns(row: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-    stats: dict[str, dict[str, np.ndarray]] = {}
-    for col, value in row.items():
-        if col.startswith("stats/") and value is not None:
-            feat, _, key = col[len("stats/"):].rpartition("/")
-            stats.setdefault(feat, {})[key] = np.asarray(value)
-    return stats
+def episode_tasks(ds: LeRobotDataset, planned: list[OutputEpisode], spec, seg_dir: Path) -> list[EpisodeTask]:
+    probes: dict[str, Any] = {}
+    quantiles = {k: "q01" in ds.episodes[0].stats.get(k, {}) for k in ds.camera_keys} if ds.episodes else {}
+    step = max(1, len(planned) // PREVIEW_ROWS)
+    preview_at = set(range(0, len(planned), step)[:PREVIEW_ROWS])
+    cache: dict = {}
+    tasks = []
+    for i, oe in enumerate(planned):
+        cams = []
+        rows = ds.read_episode_rows(oe.source, cache) if ds.image_keys else None
+        for cam_idx, key in enumerate(ds.camera_keys):
+            if ds.features[key]["dtype"] == "video":
+                rel, start = oe.source.videos[key]
+                if rel not in probes:
+                    probes[rel] = probe(ds.root / rel)
+                p = probes[rel]
+                cams.append(CameraSource(key, cam_idx, "video", p.width, p.height, str(ds.root / rel), start, p.codec, p.pix_fmt))
+            else:
+                cells = rows.column(key).to_pylist()
+                images = tuple(c["bytes"] for c in cells)
+                # size from the pixels: feature shapes are (h, w, c) or (c, h, w) depending on the writer
+                h, w = decode_png(images[0]).shape[:2]
+                cams.append(CameraSource(key, cam_idx, "image", int(w), int(h), images=images))
+        tasks.append(EpisodeTask(
+            oe.out_index, oe.source.index, oe.copy, oe.transforms, oe.source.length, ds.fps, tuple(cams),
+            str(seg_dir), spec, quantiles, preview=i in preview_at,
+        ))
+    keys = ds.video_keys
+    if keys:  # all files of one key must share codec, pix_fmt, size (invariant 6): refuse mixed sources
+        for key in keys:
+            seen = {(p.codec, p.pix_fmt, p.width, p.height) for rel, p in probes.items() if f"/{key}/" in f"/{rel}"}
+            if len(seen) > 1:
+                raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"video files of {key!r} differ in codec/pix_fmt/size: {sorted(seen)}")
+    return tasks
 
 
-def load(root: Path) -> LeRobotDataset:
-    """Read a LeRobot dataset's metadata; UNSUPPORTED_FORMAT for another version or a broken layout."""
-    info_path = root / "meta" / "info.json"
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"meta/info.json is unreadable: {exc}") from exc
-    version = info.get("codebase_version")
-    if version not in SUPPORTED_VERSIONS:
-        raise WorkerError(
-            ExitCode.UNSUPPORTED_FORMAT,
-            f"LeRobot codebase_version {version!r} is not supported (supported: {', '.join(SUPPORTED_VERSIONS)})",
-        )
-    for key in ("fps", "features", "total_episodes", "total_frames", "data_path"):
-        if key not in info:
-            raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"meta/info.json has no {key!r}")
-    if not any(f.get("dtype") in CAMERA_DTYPES for f in info["features"].values()):
-        raise WorkerError(
-            ExitCode.NO_CAMERA_FEATURE,
-            "the dataset has no camera feature (no feature of dtype 'video' or 'image'): nothing to augment",
-        )
-    try:
-        episodes = _load_v30(root, info) if version == "v3.0" else _load_v21(root, info)
-    except WorkerError:
-        raise
-    except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
-        raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"LeRobot {version} metadata is unreadable: {exc}") from exc
-    if [e.index for e in episodes] != list(range(len(episodes))) or len(episodes) != info["total_episodes"]:
-        raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, "episode indices are not 0..total_episodes-1")
-    ds = LeRobotDataset(root=root, info=info, episodes=episodes)
-    for ep in episodes:
-        for key, (rel, _) in ep.videos.items():
-            if not (root / rel).is_file():
-                raise WorkerError(ExitCode.CORRUPT_VIDEO, f"video file {rel} of episode {ep.index} is missing")
-        if not (root / ep.data_file).is_file():
-            raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"data file {ep.data_file} of episode {ep.index} is missing")
-    return ds
+def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
+    spec, reporter = job.spec, job.reporter
+    ds = load(source)
+    planned = plan(ds, spec)
+    seg_dir = fresh_dir(job.workdir / "segments")
+    tasks = episode_tasks(ds, planned, spec, seg_dir)
+    frames_total = sum(t.length for t in tasks)
+    done = {"episodes": 0, "frames": 0}
+    reporter.update("augmenting", episodes_total=len(tasks), frames_total=frames_total, force=True)
 
+    def on_done(task: EpisodeTask, result: EpisodeResult) -> None:
+        done["episodes"] += 1
+        done["frames"] += task.length
+        reporter.update("augmenting", episodes_done=done["episodes"], episodes_total=len(tasks),
+                        frames_done=done["frames"], frames_total=frames_total)
 
-def _load_v30(root: Path, info: dict) -> list[Episode]:
-    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
-    if not files:
-        raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, "meta/episodes/ has no parquet files")
-    video_keys = [k for k, f in info["features"].items() if f["dtype"] == "video"]
-    episodes = []
-    for f in files:
-        for row in pq.read_table(f).to_pylist():
-            ep = int(row["episode_index"])
-            data_file = info["data_path"].format(
-                chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
-            )
-            videos = {
-                k: (
-                    info["video_path"].format(
-                        video_key=k,
-                        chunk_index=int(row[f"videos/{k}/chunk_index"]),
-                        file_index=int(row[f"videos/{k}/file_index"]),
-                    ),
-                    float(row[f"videos/{k}/from_timestamp"]),
-                )
-                for k in video_keys
-            }
-            episodes.append(
-                Episode(ep, int(row["length"]), list(row["tasks"]), row, _parse_stats_columns(row), data_file, videos)
-            )
-    return episodes
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _load_v21(root: Path, info: dict) -> list[Episode]:
-    chunks_size = int(info.get("chunks_size", 1000))
-    stats_by_ep = {}
-    stats_path = root / "meta" / "episodes_stats.jsonl"
-    if stats_path.is_file():
-        for line in _read_jsonl(stats_path):
-            stats_by_ep[int(line["episode_index"])] = {
-                feat: {k: np.asarray(v) for k, v in s.items()} for feat, s in line["stats"].items()
-            }
-    video_keys = [k for k, f in info["features"].items() if f["dtype"] == "video"]
-    episodes = []
-    for line in _read_jsonl(root / "meta" / "episodes.jsonl"):
-        ep = int(line["episode_index"])
-        chunk = ep // chunks_size
-        data_file = info["data_path"].format(episode_chunk=chunk, episode_index=ep)
-        videos = {
-            k: (info["video_path"].format(episode_chunk=chunk, video_key=k, episode_index=ep), 0.0)
-            for k in video_keys
-        }
-        episodes.append(
-            Episode(ep, int(line["length"]), list(line["tasks"]), line, stats_by_ep.get(ep, {}), data_file, videos)
-        )
-    episodes.sort(key=lambda e: e.index)
-    return episodes
+    t0 = time.perf_counter()
+    results_list = run_tasks(run_episode, tasks, job.processes, on_done)
+    t1 = time.perf_counter()
+    results = {r.out_index: r for r in results_list}
+    lerobot_writer.write(ds, stage, spec.augment_dataset_mode, planned, results)
+    entries = [
+        {"episode_index": oe.out_index, "source_episode": oe.source.index, "copy": oe.copy,
+         "transforms": list(oe.transforms), "params": results[oe.out_index].params}
+        for oe in planned
+    ]
+    provenance.write_provenance(stage, spec=spec, source=job.source_id, fmt=f"lerobot {ds.version}", entries=entries)
+    key = ds.camera_keys[0]
+    pairs = [r.preview[key] for r in results_list if key in r.preview]
+    provenance.write_preview(stage, pairs)
+    base = read_card_yaml(source) or default_card_yaml()
+    out_eps = len(ds.episodes) + (len(planned) if spec.augment_dataset_mode == "copy" else 0)
+    provenance.write_card(stage, spec=spec, source=job.source_id, fmt=f"LeRobot {ds.version}", base_yaml=base,
+                          counts={"episodes": out_eps, "augmented episodes": len(planned)}, cameras=ds.camera_keys)
+    shutil.rmtree(seg_dir, ignore_errors=True)
+    timings = {k: sum(r.timings[k] for r in results_list) for k in ("decode", "augment", "encode", "stats", "cpu", "augment_cpu")}
+    timings.update(augment_wall=t1 - t0, write_wall=time.perf_counter() - t1)
+    return Augmented(f"lerobot-{ds.version}", len(planned), frames_total, timings=timings,
+                     episode_cpu=[r.timings["cpu"] for r in results_list])

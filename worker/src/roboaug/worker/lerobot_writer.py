@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .episode_task import EpisodeResult
-from .lerobot import Episode, LeRobotDataset
+from .files import copy_tree, write_json
+from .lerobot_dataset import Episode, LeRobotDataset
 from .stats import aggregate, constant_stats, shift_stats
 from .video import GRID_TOLERANCE_S, concat_segments
 
@@ -29,7 +30,7 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class OutputEpisode:
-    """What the pipeline decided for one output episode; the results hold what it computed."""
+    """What the plan (lerobot.plan) decided for one output episode; the results hold what it computed."""
 
     out_index: int
     source: Episode
@@ -38,11 +39,6 @@ class OutputEpisode:
 
 
 # -- small helpers ----------------------------------------------------------------------------
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=4, ensure_ascii=False) + "\n")
-
-
 def _jsonl_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
@@ -53,17 +49,6 @@ def _stats_lists(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str,
 
 def _next_index(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
     return (chunk + 1, 0) if file + 1 >= chunks_size else (chunk, file + 1)
-
-
-def _copy_tree(src: Path, dst: Path, skip: Iterable[str] = ()) -> None:
-    skip = set(skip)
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src).as_posix()
-        if path.is_dir() or rel in skip or rel.startswith(".cache/") or rel == ".cache":
-            continue
-        target = dst / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
 
 
 def _replace_image_columns(table: pa.Table, images: dict[str, list[bytes]]) -> pa.Table:
@@ -140,7 +125,7 @@ def _v30_file_positions(sizes: list[int], limit_bytes: int, start: tuple[int, in
 def _write_v30_copy(ds, out, plan, results):
     info = dict(ds.info)
     chunks_size = int(info.get("chunks_size", 1000))
-    _copy_tree(ds.root, out)
+    copy_tree(ds.root, out)
     old_total = ds.total_frames
     index_starts, running = {}, old_total
     for oe in plan:
@@ -223,15 +208,15 @@ def _write_v30_copy(ds, out, plan, results):
 
     total_eps = len(ds.episodes) + len(plan)
     info.update(total_episodes=total_eps, total_frames=running, splits={"train": f"0:{total_eps}"})
-    _write_json(out / "meta/info.json", info)
-    _write_json(out / "meta/stats.json", _aggregate_all(all_stats))
+    write_json(out / "meta/info.json", info)
+    write_json(out / "meta/stats.json", _aggregate_all(all_stats))
 
 
 def _write_v30_inplace(ds, out, plan, results):
     ep_files = sorted(p.relative_to(ds.root).as_posix() for p in (ds.root / "meta/episodes").glob("chunk-*/file-*.parquet"))
     video_files = sorted({ep.videos[k][0] for ep in ds.episodes for k in ds.video_keys})
     data_files = ds.data_files() if ds.image_keys else []
-    _copy_tree(ds.root, out, skip=[*ep_files, *video_files, *data_files, "meta/stats.json"])
+    copy_tree(ds.root, out, skip=[*ep_files, *video_files, *data_files, "meta/stats.json"])
     by_source = {oe.source.index: oe for oe in plan}
 
     # every video file rebuilt from its episodes' segments, in the order they sat in it
@@ -285,7 +270,7 @@ def _write_v30_inplace(ds, out, plan, results):
                     row[f"videos/{key}/to_timestamp"] = start + ep.length / ds.fps
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out / rel)
-    _write_json(out / "meta/stats.json", _aggregate_all(all_stats))
+    write_json(out / "meta/stats.json", _aggregate_all(all_stats))
 
 
 # -- v2.1 -------------------------------------------------------------------------------------
@@ -298,7 +283,7 @@ def _v21_paths(info: dict, ep: int, key: str | None = None) -> str:
 
 def _write_v21_copy(ds, out, plan, results):
     info = dict(ds.info)
-    _copy_tree(ds.root, out)
+    copy_tree(ds.root, out)
     running = ds.total_frames
     ep_lines, stat_lines, all_stats = [], [], [e.stats for e in ds.episodes]
     cache: dict[str, pa.Table] = {}
@@ -333,9 +318,9 @@ def _write_v21_copy(ds, out, plan, results):
         total_chunks=math.ceil(total_eps / chunks_size),
         splits={"train": f"0:{total_eps}"},
     )
-    _write_json(out / "meta/info.json", info)
+    write_json(out / "meta/info.json", info)
     if (ds.root / "meta/stats.json").is_file():  # not read by v2.1 loaders; kept consistent anyway
-        _write_json(out / "meta/stats.json", _aggregate_all(all_stats))
+        write_json(out / "meta/stats.json", _aggregate_all(all_stats))
 
 
 def _append_lines(path: Path, lines: list[str]) -> None:
@@ -350,7 +335,7 @@ def _write_v21_inplace(ds, out, plan, results):
     skip = [ep.videos[k][0] for ep in ds.episodes for k in ds.video_keys] + ["meta/episodes_stats.jsonl"]
     if ds.image_keys:
         skip += [ep.data_file for ep in ds.episodes]
-    _copy_tree(ds.root, out, skip=skip)
+    copy_tree(ds.root, out, skip=skip)
     stat_lines, all_stats = [], []
     for oe in sorted(plan, key=lambda o: o.source.index):
         res = results[oe.out_index]
@@ -368,5 +353,5 @@ def _write_v21_inplace(ds, out, plan, results):
         stat_lines.append(_jsonl_line({"episode_index": oe.source.index, "stats": _stats_lists(stats)}))
     (out / "meta/episodes_stats.jsonl").write_text("".join(line + "\n" for line in stat_lines))
     if (ds.root / "meta/stats.json").is_file():
-        _write_json(out / "meta/stats.json", _aggregate_all(all_stats))
+        write_json(out / "meta/stats.json", _aggregate_all(all_stats))
 

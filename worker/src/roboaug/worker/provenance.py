@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import yaml
 
-from .episode_task import png_bytes
+from .png import png_bytes
 
 PROVENANCE_PATH = "meta/augmentation.json"
 PREVIEW_PATH = "meta/preview.png"

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from . import image_dataset as imgds
-from . import lerobot
+from . import image_dataset, lerobot_dataset
 from .errors import ExitCode, WorkerError
 from .video import probe
 
@@ -23,13 +22,13 @@ def _fail(msg: str) -> WorkerError:
 
 
 def check_output(root: Path) -> None:
-    if not (root / "meta" / "info.json").is_file():
-        ds = imgds.load(root)
+    if not lerobot_dataset.is_lerobot(root):
+        ds = image_dataset.load(root)
         if ds.total_rows == 0:
             raise _fail("no rows written")
         return
     try:
-        ds = lerobot.load(root)
+        ds = lerobot_dataset.load(root)
     except WorkerError as exc:
         raise _fail(exc.message) from exc
     if sum(e.length for e in ds.episodes) != ds.total_frames:

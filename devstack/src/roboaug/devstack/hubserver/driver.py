@@ -17,13 +17,11 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from huggingface_hub.utils._runtime import is_xet_available
-
     from roboaug.api.models import DatasetRef
     from roboaug.worker import hub
     from roboaug.worker.errors import WorkerError
 
-    xet = is_xet_available()
+    xet = hub.xet_available()
     try:
         if argv[0] == "upload":
             result = hub.upload(Path(argv[1]), argv[2], hub.token_from_env(), argv[3])
