@@ -12,7 +12,6 @@ from roboaug.api.models import (
     RANGE_PAIRS,
     AugmentationJobCreateRequest,
     AugmentationJobSpec,
-    AugmentationJobStatus,
     DatasetRef,
     default_output_dataset_id,
     parse_transforms,
@@ -214,13 +213,16 @@ def test_spec_extends_request_with_cluster_fields():
 
 
 def test_status_response_projection():
-    status = AugmentationJobStatus.model_validate({
+    # The gateway's own path from a stored CR status to the REST answer (status_from_cr).
+    from roboaug.api.gateway.service import status_from_cr
+
+    status = {
         "job_id": PROJECT, "current_phase": "augmenting", "status": "running", "attempt": 1,
         "phases": [{"name": "queued", "status": "completed", "events": [
             {"status": "created", "timestamp": "2026-01-01T00:00:00Z"}]}],
         "progress": {"phase": "augmenting", "frames_done": 5, "frames_total": 10, "updated_at": "2026-01-01T00:00:01Z"},
-    })
-    resp = status.to_response().model_dump(mode="json")
+    }
+    resp = status_from_cr({"metadata": {"name": "aug-x"}, "spec": {}, "status": status}).model_dump(mode="json")
     assert set(resp) == {"job_id", "current_phase", "status", "instance_type", "region", "phases", "error",
                          "augmented_dataset_id", "created_at"}
     assert resp["phases"][0]["events"][0]["retry_attempt"] == 0

@@ -143,3 +143,21 @@ def test_default_pools_follow_the_architecture_doc():
     assert pools["gpu"]["gpus"] == 1
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pools["gpu"]["tolerations"]
     assert VALUES["routing"] == {"deterministic": "cpu", "generative": "gpu"}
+
+
+def test_reserved_worker_env_is_the_contracts():
+    """jobs.env may not set what the operator sets: the schema's list is the worker contract's."""
+    from roboaug.api.contract import RESERVED_ENV
+
+    env = SCHEMA["properties"]["jobs"]["properties"]["env"]["propertyNames"]["not"]["enum"]
+    assert sorted(env) == sorted(RESERVED_ENV)
+    for name in sorted(RESERVED_ENV):
+        assert errors(deep_merge(VALUES, {"jobs": {"env": {name: "x"}}})), f"jobs.env.{name} was accepted"
+
+
+def test_documented_worker_knobs_are_declared():
+    """The knobs values.yaml suggests for jobs.env are variables the worker reads, none reserved."""
+    from roboaug.api.contract import RESERVED_ENV, VARIABLES
+
+    named = set(re.findall(r"\bROBOAUG_[A-Z0-9_]+\b", (CHART / "values.yaml").read_text())) - {"ROBOAUG_OPERATOR_CONFIG"}
+    assert named and named <= {v.name for v in VARIABLES} - RESERVED_ENV

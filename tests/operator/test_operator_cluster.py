@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from roboaug.api.contract import JOB_INDEX_FAILURE_COUNT
 from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE
 
 from tests.operator._cluster_helpers import (GROUP, KWOK_DELAY, KWOK_EXIT, KWOK_FAIL, KWOK_WAITING_MESSAGE,
@@ -122,6 +123,29 @@ def test_one_failed_pod_is_retried_then_completes(operator, cluster, k8s, namesp
     assert st["phases"][-1]["events"][0]["retry_attempt"] == 1
     (job,) = jobs_of(k8s, namespace)
     assert (job.status.failed, job.status.succeeded) == (1, 1)
+    # each pod's attempt number, which the worker reads as ROBOAUG_ATTEMPT (downward API)
+    attempts = {p.metadata.name: p.metadata.annotations.get(JOB_INDEX_FAILURE_COUNT) for p in pods_of(k8s, namespace)}
+    assert attempts[first.metadata.name] == "0" and sorted(attempts.values()) == ["0", "1"], attempts
+
+
+def test_retries_used_up_fail_with_the_backoff_limit(operator, cluster, k8s, namespace):
+    """The Job is Indexed with backoffLimitPerIndex (so pods learn their attempt) and still ends
+    the way a plain Job does: reason BackoffLimitExceeded after backoff_limit + 1 pods."""
+    op = operator(backoff_limit=1, cpu={"pod_labels": {KWOK_FAIL: "true"},
+                                        "pod_annotations": {KWOK_EXIT: "75", KWOK_DELAY: "1s"}})
+    create_cr(k8s, namespace, "giveup")
+    st = wait_cr(cluster, k8s, namespace, "giveup", final, "final status", op=op)["status"]
+    assert st["status"] == "failed", st
+    assert_consistent(st)
+    assert st["error"].startswith("worker exited with code 75 (network, retryable)"), st["error"]
+    assert st["error"].endswith("(gave up after 2 attempts)"), st["error"]
+
+    def failed_reasons():
+        (job,) = jobs_of(k8s, namespace)
+        return [c.reason for c in job.status.conditions or [] if c.type == "Failed" and c.status == "True"]
+
+    assert cluster.wait_for(failed_reasons, 60, what="the Job's Failed condition") == ["BackoffLimitExceeded"]
+    assert sorted(p.metadata.annotations.get(JOB_INDEX_FAILURE_COUNT) for p in pods_of(k8s, namespace)) == ["0", "1"]
 
 
 def test_permanent_exit_code_fails_without_retry(operator, cluster, k8s, namespace):

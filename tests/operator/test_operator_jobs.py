@@ -1,11 +1,11 @@
 """Rendering the worker's batch/v1 Job, without a cluster."""
 import json
 
+from roboaug.api.contract import PERMANENT_EXIT_CODES, JOB_INDEX_FAILURE_COUNT
 from roboaug.api.models import AugmentationJobSpec
 from roboaug.operator.config import parse_config
 from roboaug.operator.jobs import job_name, render_job, worker_spec_json
 from roboaug.operator.pools import select_pool
-from roboaug.worker.errors import PERMANENT_EXIT_CODES
 
 from tests.operator._operator_factories import CR_UID, JOB_ID, PROJECT, cr
 
@@ -25,7 +25,10 @@ def test_name_is_deterministic_and_fits_a_label():
     assert job_name("aug-demo") == "aug-demo-worker"
     long = "a" * 100 + ".b"
     assert job_name(long) == job_name(long)
-    assert len(job_name(long)) <= 63 and job_name(long).endswith("-worker")
+    # 63 is the limit of a label value and of the pods' host name `<job-name>-0` (Indexed Job)
+    assert len(job_name(long) + "-0") <= 63 and job_name(long).endswith("-worker")
+    assert job_name("a" * 54) == "a" * 54 + "-worker"  # the longest name kept as is, and one more
+    assert len(job_name("a" * 55) + "-0") <= 63 and job_name("a" * 55) != "a" * 55 + "-worker"
     assert job_name("a" * 100 + "x") != job_name("a" * 100 + "y")  # hash keeps them apart
     gw = "aug-" + JOB_ID
     assert job_name(gw) == gw + "-worker"
@@ -44,6 +47,9 @@ def test_owner_labels_and_policy():
         assert labels["app.kubernetes.io/managed-by"] == "roboaug-operator"
     spec = j["spec"]
     assert spec["backoffLimit"] == 3 and spec["ttlSecondsAfterFinished"] == 86400
+    # one Indexed pod at a time, so the job controller writes each pod's attempt number
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 1, 1)
+    assert spec["backoffLimitPerIndex"] == spec["backoffLimit"]
     rules = spec["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "FailJob"
     assert set(rules[0]["onExitCodes"]["values"]) == {int(c) for c in PERMANENT_EXIT_CODES}
@@ -77,7 +83,12 @@ def test_env_carries_spec_and_token_only_by_reference():
     assert env["ROBOAUG_JOB_ID"]["value"] == JOB_ID
     assert env["ROBOAUG_CR_NAME"]["value"] == "aug-demo"
     assert env["ROBOAUG_CR_NAMESPACE"]["value"] == "ns1"
-    assert env["ROBOAUG_OUTPUT_DATASET_ID"]["value"] == "lerobot/pusht-augmented-7d0f5a52"
+    # the output id travels in the spec the worker runs, not beside it
+    assert spec["output_dataset_id"] == "lerobot/pusht-augmented-7d0f5a52"
+    assert "ROBOAUG_OUTPUT_DATASET_ID" not in env and "ROBOAUG_NODE_NAME" not in env
+    assert env["ROBOAUG_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["ROBOAUG_ATTEMPT"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": f"metadata.annotations['{JOB_INDEX_FAILURE_COUNT}']"}}
     assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "my-hf", "key": "tok"}}}
     assert all("value" not in e or e["name"] != "HF_TOKEN" for e in env.values())
 
@@ -120,4 +131,9 @@ def test_pod_labels_cannot_override_ours():
 
 def test_worker_spec_json_is_stable():
     s = AugmentationJobSpec.model_validate(cr()["spec"])
-    assert worker_spec_json(s) == worker_spec_json(AugmentationJobSpec.model_validate(cr()["spec"]))
+    assert worker_spec_json(s, JOB_ID) == worker_spec_json(AugmentationJobSpec.model_validate(cr()["spec"]), JOB_ID)
+
+
+def test_worker_spec_keeps_an_output_override():
+    spec = json.loads(env_of(render(spec={"output_dataset_id": "me/mine"}))["ROBOAUG_SPEC"]["value"])
+    assert spec["output_dataset_id"] == "me/mine"

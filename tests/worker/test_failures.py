@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 
 from tests.worker.helpers import make_spec, run_worker
+from roboaug.api.contract import ERROR_LINE_PREFIX, find_error_line
 from roboaug.worker.errors import ExitCode
-
-LINE = re.compile(r"^roboaug-worker: error\[(\d+) ([a-z_]+)\]: (.+)$")
 
 
 def _error_line(res) -> tuple[int, str, str]:
-    lines = [l for l in res.stderr.splitlines() if l.startswith("roboaug-worker: error[")]
+    """The one error line (the contract's parser, which the operator uses too), whole on its line."""
+    lines = [l for l in res.stderr.splitlines() if l.startswith(ERROR_LINE_PREFIX + "[")]
     assert len(lines) == 1, res.stderr[-2000:]
-    m = LINE.match(lines[0])
-    assert m, lines[0]
-    return int(m.group(1)), m.group(2), m.group(3)
+    found = find_error_line(lines[0])
+    assert found is not None and found.text == lines[0] and found.cause, lines[0]
+    return found.code, found.name, found.cause
 
 
 def _assert_nothing_left(out: Path) -> None:
@@ -141,6 +140,16 @@ def test_spec_sources_and_job_id(sources, tmp_path):
     res = subprocess.run([sys.executable, "-m", "roboaug.worker", "--spec-file", str(f)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "img-augmented-99999999").is_dir()
+
+
+def test_bad_contract_env_is_invalid_spec_naming_the_variable(monkeypatch, capsys, tmp_path, sources):
+    from roboaug.worker import __main__ as cli
+
+    monkeypatch.setenv("ROBOAUG_ATTEMPT", "first")
+    code = cli.main(["--spec", json.dumps(make_spec(sources["image"], tmp_path / "out")), "--processes", "1"])
+    assert code == int(ExitCode.INVALID_SPEC)
+    assert "error[15 invalid_spec]: ROBOAUG_ATTEMPT must be an integer >= 0, got 'first'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_unexpected_exception_is_internal_with_traceback(monkeypatch, capsys, tmp_path, sources):

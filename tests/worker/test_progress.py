@@ -48,6 +48,18 @@ def test_patch_failure_never_fails_the_job(capsys):
     assert "progress_patch_failed" in capsys.readouterr().err
 
 
+def test_attempt_and_pod_come_from_the_environment(monkeypatch):
+    """The pod's attempt number (downward API, worker contract) is in every report."""
+    monkeypatch.delenv("ROBOAUG_CR_NAME", raising=False)
+    monkeypatch.setenv("ROBOAUG_ATTEMPT", "2")
+    monkeypatch.setenv("ROBOAUG_POD_NAME", "aug-x-worker-0-abcde")
+    out = io.StringIO()
+    r = ProgressReporter.from_env(stream=out)
+    r.update("downloading", force=True)
+    assert (r.reports[0]["attempt"], r.reports[0]["pod"]) == (2, "aug-x-worker-0-abcde")
+    assert json.loads(out.getvalue())["attempt"] == 2
+
+
 def test_progress_reaches_the_cr_status(cluster, namespace, crd, k8s, monkeypatch):
     """The reporter merge-patches status.progress of a real AugmentationJob and touches nothing else."""
     from roboaug.api.models import GROUP, PLURAL, VERSION
@@ -66,6 +78,7 @@ def test_progress_reaches_the_cr_status(cluster, namespace, crd, k8s, monkeypatc
     monkeypatch.setenv("ROBOAUG_CR_NAME", name)
     monkeypatch.setenv("ROBOAUG_CR_NAMESPACE", namespace)
     monkeypatch.setenv("ROBOAUG_POD_NAME", "aug-x-worker-abcde")  # the Job's downward-API env
+    monkeypatch.setenv("ROBOAUG_ATTEMPT", "1")  # ditto, from the job controller's annotation
     r = ProgressReporter.from_env(stream=io.StringIO())
     r.update("augmenting", episodes_done=3, episodes_total=8, frames_done=30, frames_total=80, force=True)
     assert r.patch_failures == 0
@@ -73,4 +86,5 @@ def test_progress_reaches_the_cr_status(cluster, namespace, crd, k8s, monkeypatc
     assert obj["status"]["progress"]["episodes_done"] == 3
     assert obj["status"]["progress"]["phase"] == "augmenting"
     assert obj["status"]["progress"]["pod"] == "aug-x-worker-abcde"  # the CRD keeps it (not pruned)
+    assert obj["status"]["progress"]["attempt"] == 1
     assert obj["status"]["current_phase"] == "augmenting"  # the operator's fields are untouched

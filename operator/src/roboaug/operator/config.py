@@ -16,18 +16,15 @@ from typing import Any, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from roboaug.api.contract import RESERVED_ENV
 from roboaug.api.models import AugmentationType, SecretKeyRef
 
 CONFIG_ENV = "ROBOAUG_OPERATOR_CONFIG"
 DEFAULT_IMAGE = "ghcr.io/roboaug/worker:0.1.0"
 GPU_RESOURCE = "nvidia.com/gpu"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Env names the operator sets itself: extras may not override them (and HF_TOKEN must only
-# ever come from a Secret reference).
-RESERVED_ENV = frozenset({
-    "ROBOAUG_SPEC", "ROBOAUG_JOB_ID", "ROBOAUG_CR_NAME", "ROBOAUG_CR_NAMESPACE",
-    "ROBOAUG_OUTPUT_DATASET_ID", "ROBOAUG_POD_NAME", "ROBOAUG_NODE_NAME", "HF_TOKEN",
-})
+# worker_env may not override what the operator sets itself (RESERVED_ENV, the worker contract's),
+# and HF_TOKEN must only ever come from a Secret reference.
 
 
 class ConfigError(ValueError):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional
 
+from roboaug.api.contract import TERMINAL_STATUSES
+
 from . import metrics
 from .config import OperatorConfig
 from .jobs import job_name
@@ -148,7 +150,7 @@ class Controller:
         for key, store in list((self.crs or {}).items()):
             body = _one(store)
             status = (body or {}).get("status") or {}
-            if status.get("status") not in ("completed", "failed", "cancelled"):
+            if status.get("status") not in TERMINAL_STATUSES:
                 out.append(key)
         return out
 

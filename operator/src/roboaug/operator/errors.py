@@ -1,7 +1,7 @@
 """Turns what Kubernetes reports about a failed (or never started) pod into the text a person
 reads in status.error.
 
-A worker failure is its exit code (named through the worker's contract, `roboaug.worker.errors`)
+A worker failure is its exit code (named through the worker contract, `roboaug.api.contract`)
 plus its last message (the container's termination message, which with
 `terminationMessagePolicy: FallbackToLogsOnError` is the worker's final log line). Anything that
 looks like a token is masked: error texts end up in the CR, in Events and in logs.
@@ -13,9 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from roboaug.worker.errors import PERMANENT_EXIT_CODES, ExitCode
+from roboaug.api.contract import ExitCode, find_error_line, is_permanent
 
-_WORKER_LINE = re.compile(r"roboaug-worker: error\[[^\]]*\]:.*")
 _SECRETS = [
     re.compile(r"hf_[A-Za-z0-9]{8,}"),                     # Hugging Face tokens
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),   # Authorization headers
@@ -39,7 +38,7 @@ def last_message(message: Optional[str]) -> Optional[str]:
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     if not lines:
         return None
-    worker_lines = [m.group(0) for line in lines if (m := _WORKER_LINE.search(line))]
+    worker_lines = [found.text for line in lines if (found := find_error_line(line))]
     text = worker_lines[-1] if worker_lines else lines[-1]
     return _bounded(redact(text))
 
@@ -70,7 +69,7 @@ class PodFailure:
 
     @property
     def permanent(self) -> bool:
-        return self.exit_code is not None and self.exit_code in PERMANENT_EXIT_CODES
+        return is_permanent(self.exit_code)
 
     def describe(self) -> str:
         """`worker exited with code 10 (dataset_not_found, permanent): <last line>`."""

@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any, Optional
 
+from roboaug.api.contract import PERMANENT_EXIT_CODES, job_attempt_fields, render_env
 from roboaug.api.models import (
     GROUP,
     KIND,
@@ -21,7 +22,6 @@ from roboaug.api.models import (
     SecretKeyRef,
     default_output_dataset_id,
 )
-from roboaug.worker.errors import PERMANENT_EXIT_CODES
 
 from .config import OperatorConfig
 from .pools import PoolChoice
@@ -35,15 +35,17 @@ ANNOTATION_CR_NAME = f"{GROUP}/cr-name"
 SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 """Label selector of every Job and Pod the operator creates (its server-side watch filter)."""
 SCRATCH_PATH = "/scratch"
-_NAME_LIMIT = 63  # a Job's name becomes its pods' `job-name` label value
+# A Job's name becomes its pods' `job-name` label value (63 characters at most), and an Indexed
+# Job's pods are named by host name `<job-name>-0` (a DNS label: 63 again).
+_NAME_LIMIT = 61
 _SUFFIX = "-worker"
 
 
 def job_name(cr_name: str) -> str:
     """`<cr-name>-worker`, or a truncated name plus a hash of the full one when that is too long.
 
-    Deterministic (restart safety) and at most 63 characters (the job controller copies it into
-    a label value).
+    Deterministic (restart safety) and at most 61 characters (the job controller copies it into
+    a label value and, with `-0`, into the pods' host name).
     """
     name = f"{cr_name}{_SUFFIX}"
     if len(name) <= _NAME_LIMIT:
@@ -58,13 +60,15 @@ def output_dataset_id(spec: AugmentationJobSpec, job_id: str) -> str:
     return spec.output_dataset_id or default_output_dataset_id(spec.dataset_id, job_id)
 
 
-def worker_spec_json(spec: AugmentationJobSpec) -> str:
-    """The spec as the worker receives it in ROBOAUG_SPEC.
+def worker_spec_json(spec: AugmentationJobSpec, job_id: str) -> str:
+    """The spec as the worker receives it in ROBOAUG_SPEC, with `output_dataset_id` filled in:
+    the worker writes where the operator says (and reports) the result is.
 
     It holds no secret: the Hub token is only ever a Secret *reference* in the spec, and the
     value reaches the container through `HF_TOKEN`'s secretKeyRef.
     """
     data = spec.model_dump(mode="json", exclude={"cancel_requested"})
+    data["output_dataset_id"] = output_dataset_id(spec, job_id)
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -83,22 +87,9 @@ def pod_failure_policy() -> dict:
 def _env(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
          token: Optional[SecretKeyRef]) -> list[dict]:
     meta = cr["metadata"]
-    env = [
-        {"name": "ROBOAUG_SPEC", "value": worker_spec_json(spec)},
-        {"name": "ROBOAUG_JOB_ID", "value": job_id},
-        {"name": "ROBOAUG_CR_NAME", "value": meta["name"]},
-        {"name": "ROBOAUG_CR_NAMESPACE", "value": meta["namespace"]},
-        {"name": "ROBOAUG_OUTPUT_DATASET_ID", "value": output_dataset_id(spec, job_id)},
-        {"name": "ROBOAUG_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "ROBOAUG_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-        {"name": "HF_HOME", "value": f"{SCRATCH_PATH}/hf"},
-        {"name": "TMPDIR", "value": "/tmp"},
-    ]
-    if token is not None:
-        env.append({"name": "HF_TOKEN",
-                    "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}}})
-    env += [{"name": k, "value": v} for k, v in sorted(config.worker_env.items())]
-    return env
+    return render_env(spec_json=worker_spec_json(spec, job_id), job_id=job_id, cr_name=meta["name"],
+                      cr_namespace=meta["namespace"], hub_token=token,
+                      library={"HF_HOME": f"{SCRATCH_PATH}/hf", "TMPDIR": "/tmp"}, extra=config.worker_env)
 
 
 def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
@@ -163,6 +154,8 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         pod_spec["priorityClassName"] = pool.priority_class_name
     job_spec: dict[str, Any] = {
         "backoffLimit": config.backoff_limit,
+        # so that each pod learns its attempt number (the worker contract's ROBOAUG_ATTEMPT)
+        **job_attempt_fields(config.backoff_limit),
         "podFailurePolicy": pod_failure_policy(),
         "template": {
             "metadata": {"labels": {**pool.pod_labels, **labels},

@@ -24,11 +24,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from roboaug.api.models import PHASE_ORDER, WORKER_PHASES
+from roboaug.api.contract import PHASE_ORDER, QUEUED_PHASES, TERMINAL_PHASES, WORKER_PHASES, PhaseName
 
-TERMINAL_PHASES = ("completed", "failed", "cancelled")
-ALL_PHASES = PHASE_ORDER + ("failed", "cancelled")
-QUEUED_PHASES = ("queued", "scheduling")
+ALL_PHASES: tuple[str, ...] = tuple(p.value for p in PhaseName)
 MAX_PROGRESS_EVENTS = 50
 # Status fields this module owns (the operator's other fields live beside them in status).
 OWNED = ("job_id", "status", "current_phase", "phases", "error", "created_at")

@@ -9,7 +9,8 @@ an AugmentationJob spec). The job id is spec.job_id, else env ROBOAUG_JOB_ID. Sc
 ROBOAUG_PROCESSES, else min(2, usable CPUs); ROBOAUG_PIN_WORKERS (auto, 0, 1) holds each process to a CPU
 (auto: when it owns exactly that many). Encoder preset: ROBOAUG_SVTAV1_PRESET. Hub token: env HF_TOKEN (never logged). Progress goes to
 stdout as JSON lines and, with ROBOAUG_CR_NAME / ROBOAUG_CR_NAMESPACE set, to the CR's
-status.progress. Exit codes: roboaug.worker.errors.ExitCode.
+status.progress. Every variable, the exit codes and the error line are the worker contract's:
+roboaug.api.contract (VARIABLES, WorkerEnv, ExitCode).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Optional, Sequence
 
 from pydantic import ValidationError
 
+from roboaug.api.contract import JOB_ID, SPEC, SPEC_FILE, ContractError, WorkerEnv
 from roboaug.api.models import AugmentationJobSpec
 
 from .errors import ExitCode, WorkerError
@@ -39,13 +41,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def worker_env(env=os.environ) -> WorkerEnv:
+    """The environment through the contract's parser; INVALID_SPEC naming the variable otherwise."""
+    try:
+        return WorkerEnv.parse(env)
+    except ContractError as exc:
+        raise WorkerError(ExitCode.INVALID_SPEC, str(exc)) from exc
+
+
 def load_spec(args: argparse.Namespace, env=os.environ) -> AugmentationJobSpec:
-    """The spec from the first source given; INVALID_SPEC naming the source and the rule otherwise."""
+    """The spec from the first source given; INVALID_SPEC naming the source and the rule otherwise.
+
+    `env`: a WorkerEnv already parsed, or an environment mapping to parse."""
+    wenv = env if isinstance(env, WorkerEnv) else worker_env(env)
     sources = [
         ("--spec-file", args.spec_file, True),
         ("--spec", args.spec, False),
-        ("ROBOAUG_SPEC_FILE", env.get("ROBOAUG_SPEC_FILE"), True),
-        ("ROBOAUG_SPEC", env.get("ROBOAUG_SPEC"), False),
+        (SPEC_FILE.name, wenv.spec_file, True),
+        (SPEC.name, wenv.spec, False),
     ]
     for name, value, is_file in sources:
         if not value:
@@ -71,13 +84,14 @@ def load_spec(args: argparse.Namespace, env=os.environ) -> AugmentationJobSpec:
             first = exc.errors()[0]
             loc = ".".join(str(x) for x in first["loc"]) or "spec"
             raise WorkerError(ExitCode.INVALID_SPEC, f"{name}: field {loc}: {first['msg']}") from exc
-    raise WorkerError(ExitCode.INVALID_SPEC, "no job spec: pass --spec-file or --spec, or set ROBOAUG_SPEC_FILE or ROBOAUG_SPEC")
+    raise WorkerError(ExitCode.INVALID_SPEC,
+                      f"no job spec: pass --spec-file or --spec, or set {SPEC_FILE.name} or {SPEC.name}")
 
 
-def _processes(args, env) -> int:
+def _processes(args, env: WorkerEnv) -> int:
     from .pipeline import default_processes
 
-    raw = args.processes if args.processes is not None else env.get("ROBOAUG_PROCESSES")
+    raw = args.processes if args.processes is not None else env.processes
     if raw in (None, ""):
         return default_processes()
     try:
@@ -94,15 +108,16 @@ def run(argv: Optional[Sequence[str]] = None, env=os.environ) -> int:
     from . import pipeline
     from .progress import ProgressReporter
 
-    spec = load_spec(args, env)
-    job_id = str(spec.job_id) if spec.job_id else env.get("ROBOAUG_JOB_ID")
+    wenv = worker_env(env)
+    spec = load_spec(args, wenv)
+    job_id = str(spec.job_id) if spec.job_id else wenv.job_id
     if not job_id:
-        raise WorkerError(ExitCode.INVALID_SPEC, "no job id: spec.job_id is unset and ROBOAUG_JOB_ID is not set")
-    workdir, created = pipeline.make_workdir(args.workdir or env.get("ROBOAUG_WORKDIR"))
+        raise WorkerError(ExitCode.INVALID_SPEC, f"no job id: spec.job_id is unset and {JOB_ID.name} is not set")
+    workdir, created = pipeline.make_workdir(args.workdir or wenv.workdir)
     try:
-        opts = pipeline.RunOptions(job_id=job_id, workdir=workdir, processes=_processes(args, env),
-                                   token=env.get("HF_TOKEN") or None)
-        summary = pipeline.run(spec, opts, ProgressReporter.from_env())
+        opts = pipeline.RunOptions(job_id=job_id, workdir=workdir, processes=_processes(args, wenv),
+                                   token=wenv.hub_token)
+        summary = pipeline.run(spec, opts, ProgressReporter.from_env(wenv))
     finally:
         if created:
             shutil.rmtree(workdir, ignore_errors=True)

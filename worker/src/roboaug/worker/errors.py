@@ -1,40 +1,12 @@
-"""Exit codes of the worker: the contract between the worker and the operator's podFailurePolicy.
-
-Permanent failures (retrying cannot help) exit with a code in PERMANENT_EXIT_CODES and the Job
-fails at once; everything else, including being OOM-killed (137), counts against backoffLimit.
-Each failure prints one line `roboaug-worker: error[<code> <name>]: <cause>` naming the cause.
-"""
+"""The worker's failures with a known cause. Exit codes, their classes and the error line are the
+worker contract's (`roboaug.api.contract`), shared with the operator; `ExitCode` is re-exported
+here for the worker's modules."""
 
 from __future__ import annotations
 
-from enum import IntEnum
+from roboaug.api.contract import PERMANENT_EXIT_CODES, ExitCode, error_line, is_permanent
 
-
-class ExitCode(IntEnum):
-    OK = 0
-    # permanent
-    DATASET_NOT_FOUND = 10
-    UNSUPPORTED_FORMAT = 11
-    CORRUPT_VIDEO = 12
-    NO_CAMERA_FEATURE = 13
-    AUTH = 14  # bad or missing token, no write access
-    INVALID_SPEC = 15
-    # retryable
-    NETWORK = 75  # EX_TEMPFAIL: connection errors, timeouts, 5xx / 429 from the Hub
-    OUT_OF_MEMORY = 76
-    INTERNAL = 70  # EX_SOFTWARE: a bug; retried, since the cause is unknown
-
-
-PERMANENT_EXIT_CODES: frozenset[int] = frozenset(
-    {
-        ExitCode.DATASET_NOT_FOUND,
-        ExitCode.UNSUPPORTED_FORMAT,
-        ExitCode.CORRUPT_VIDEO,
-        ExitCode.NO_CAMERA_FEATURE,
-        ExitCode.AUTH,
-        ExitCode.INVALID_SPEC,
-    }
-)
+__all__ = ["PERMANENT_EXIT_CODES", "ExitCode", "WorkerError"]
 
 
 class WorkerError(Exception):
@@ -51,7 +23,7 @@ class WorkerError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.code not in PERMANENT_EXIT_CODES
+        return not is_permanent(self.code)
 
     def line(self) -> str:
-        return f"roboaug-worker: error[{int(self.code)} {self.code.name.lower()}]: {self.message}"
+        return error_line(self.code, self.message)

@@ -1,5 +1,5 @@
 """Progress: JSON lines on stdout always, and `status.progress` of the AugmentationJob when the
-pod knows its CR (env ROBOAUG_CR_NAME and ROBOAUG_CR_NAMESPACE).
+pod knows its CR (`WorkerEnv.cr_name` / `cr_namespace` of the worker contract).
 
 The worker owns `status.progress` and nothing else, so it merge-patches exactly that key. The
 apiserver being briefly unreachable must never fail a job that is otherwise fine: patch errors
@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
+from roboaug.api.contract import WorkerEnv
 from roboaug.api.models import GROUP, PLURAL, VERSION, Progress
 
 MIN_INTERVAL_S = 2.0
@@ -67,17 +68,17 @@ class ProgressReporter:
         self.reports: list[dict] = []
 
     @classmethod
-    def from_env(cls, **kw) -> "ProgressReporter":
-        name, ns = os.environ.get("ROBOAUG_CR_NAME"), os.environ.get("ROBOAUG_CR_NAMESPACE")
-        attempt = int(os.environ.get("ROBOAUG_ATTEMPT", "0") or 0)
+    def from_env(cls, env: Optional[WorkerEnv] = None, **kw) -> "ProgressReporter":
+        """Reporter for this pod; `env` defaults to the process environment, parsed."""
+        env = env if env is not None else WorkerEnv.parse(os.environ)
         patch = None
-        if name and ns:
+        if env.cr_name and env.cr_namespace:
             try:
-                patch = _kube_patcher(name, ns)
+                patch = _kube_patcher(env.cr_name, env.cr_namespace)
             except Exception as exc:  # no kubeconfig: progress still goes to stdout
                 print(json.dumps({"event": "progress_patch_unavailable", "error": type(exc).__name__ + ": " + str(exc)}),
                       file=sys.stderr)
-        return cls(patch=patch, attempt=attempt, pod=os.environ.get("ROBOAUG_POD_NAME") or None, **kw)
+        return cls(patch=patch, attempt=env.attempt, pod=env.pod_name, **kw)
 
     def update(
         self,

@@ -20,6 +20,8 @@ from .spec import (
 )
 from .status import (
     PHASE_ORDER,
+    QUEUED_PHASES,
+    TERMINAL_PHASES,
     TERMINAL_STATUSES,
     WORKER_PHASES,
     AugmentationJobCreateResponse,

@@ -23,8 +23,6 @@ class JobStatus(str, Enum):
     cancelled = "cancelled"
 
 
-TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled})
-
 
 class PhaseStatus(str, Enum):
     pending = "pending"
@@ -46,8 +44,16 @@ class PhaseName(str, Enum):
     cancelled = "cancelled"
 
 
-PHASE_ORDER: tuple[str, ...] = ("queued", "scheduling", "downloading", "augmenting", "uploading", "completed")
-WORKER_PHASES: tuple[str, ...] = ("downloading", "augmenting", "uploading")
+# Everything below derives from the two enums: a phase added to PhaseName lands in the right set.
+PHASE_ORDER: tuple[str, ...] = tuple(p.value for p in PhaseName)[: list(PhaseName).index(PhaseName.completed) + 1]
+"""The phases of a successful job, in order."""
+TERMINAL_PHASES: tuple[str, ...] = (PhaseName.completed.value, PhaseName.failed.value, PhaseName.cancelled.value)
+"""A job in one of these phases is finished; its `status` is the same word."""
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(JobStatus(p) for p in TERMINAL_PHASES)
+QUEUED_PHASES: tuple[str, ...] = (PhaseName.queued.value, PhaseName.scheduling.value)
+"""Before a worker runs: `status` is `queued`."""
+WORKER_PHASES: tuple[str, ...] = tuple(p for p in PHASE_ORDER if p not in QUEUED_PHASES + TERMINAL_PHASES)
+"""The phases the worker reports in `status.progress.phase`: `status` is `running`."""
 
 
 class PhaseEvent(BaseModel):
@@ -116,11 +122,6 @@ class AugmentationJobStatus(AugmentationStatusResponse):
     attempt: int = Field(0, ge=0, description="Current retry attempt (0 = first).")
     job_name: Optional[str] = Field(None, description="The batch/v1 Job running the worker.")
     observed_generation: Optional[int] = Field(None, description="metadata.generation the operator last acted on.")
-
-    def to_response(self) -> AugmentationStatusResponse:
-        return AugmentationStatusResponse.model_validate(
-            self.model_dump(include=set(AugmentationStatusResponse.model_fields))
-        )
 
 
 class AugmentationJobCreateResponse(BaseModel):
