@@ -5,6 +5,8 @@
   split over more than one file;
 - `make_lerobot(root, "v2.1", ...)`: one parquet and one mp4 per episode;
 - multi-camera: pass several cameras (codecs may differ per camera) and/or `image_keys`;
+- other content: `render` draws the frames, `signals` the state/action rows (sample_dataset.py
+  draws a pusht-like scene this way);
 - `make_image_dataset(root)`: a `datasets` parquet with an Image column and a dataset card.
 """
 
@@ -14,6 +16,7 @@ import io
 import json
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable, Sequence
 
 import av
 import numpy as np
@@ -95,6 +98,13 @@ def numeric_stats(values: np.ndarray, quantiles: bool) -> dict:
     return out
 
 
+def default_signals(ep: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(state, action), float32 (length, 2) each: smooth curves that differ per episode."""
+    k = np.arange(length)
+    state = np.stack([np.sin(k / 5 + ep), np.cos(k / 7 + ep)], 1).astype(np.float32)
+    return state, (state * 0.5 + 0.1).astype(np.float32)
+
+
 def _features(cameras: dict[str, str], image_keys: list[str], h: int, w: int, fps: int) -> dict:
     feats = {
         "observation.state": {"dtype": "float32", "shape": [2], "names": ["x", "y"]},
@@ -124,7 +134,14 @@ def make_lerobot(
     size: tuple[int, int] = (H, W),
     fps: int = FPS,
     quantiles: bool = True,
+    render: Callable[[int, int, int, int, int], np.ndarray] = frame,
+    signals: Callable[[int, int], tuple[np.ndarray, np.ndarray]] = default_signals,
+    tasks: Sequence[str] = TASKS,
+    robot_type: str = "fixture_arm",
 ) -> Path:
+    """A LeRobot dataset under `root`. `render(cam, ep, k, h, w)` is frame k of episode ep seen by
+    camera cam (video cameras first, then image keys); `signals(ep, length)` its (state, action);
+    episode e does task `tasks[e % len(tasks)]`. Same arguments, same bytes."""
     root = Path(root)
     cameras = cameras or {"observation.images.top": "av1"}
     h, w = size
@@ -137,18 +154,17 @@ def make_lerobot(
     ep_tables, ep_stats = [], []
     for e, L in enumerate(lengths):
         k = np.arange(L)
-        state = np.stack([np.sin(k / 5 + e), np.cos(k / 7 + e)], 1).astype(np.float32)
-        action = (state * 0.5 + 0.1).astype(np.float32)
+        state, action = signals(e, L)
         cols = {
             "observation.state": state, "action": action,
             "timestamp": (k / fps).astype(np.float32), "frame_index": k.astype(np.int64),
             "episode_index": np.full(L, e, np.int64), "index": (starts[e] + k).astype(np.int64),
-            "task_index": np.full(L, e % 2, np.int64),
+            "task_index": np.full(L, e % len(tasks), np.int64),
         }
         stats = {n: numeric_stats(v, quantiles) for n, v in cols.items()}
         images = {}
         for cam_i, key in enumerate(image_keys, start=len(cameras)):
-            frames = [frame(cam_i, e, j, h, w) for j in range(L)]
+            frames = [render(cam_i, e, j, h, w) for j in range(L)]
             images[key] = [{"bytes": png(f), "path": f"frame_{j:06d}.png"} for j, f in enumerate(frames)]
             stats[key] = image_stats(frames, quantiles)
         vec = pa.list_(pa.float32()) if version == "v3.0" else pa.list_(pa.float32(), 2)
@@ -166,7 +182,7 @@ def make_lerobot(
         if version == "v3.0":
             for fi, first in enumerate(range(0, E, episodes_per_file)):
                 members = list(range(first, min(E, first + episodes_per_file)))
-                frames = [frame(cam_i, e, j, h, w) for e in members for j in range(lengths[e])]
+                frames = [render(cam_i, e, j, h, w) for e in members for j in range(lengths[e])]
                 decoded = encode(root / f"videos/{key}/chunk-000/file-{fi:03d}.mp4", frames, codec, fps)
                 off = 0
                 for e in members:
@@ -176,12 +192,12 @@ def make_lerobot(
         else:
             for e in range(E):
                 decoded = encode(root / f"videos/chunk-000/{key}/episode_{e:06d}.mp4",
-                                 [frame(cam_i, e, j, h, w) for j in range(lengths[e])], codec, fps)
+                                 [render(cam_i, e, j, h, w) for j in range(lengths[e])], codec, fps)
                 ep_stats[e][key] = image_stats(decoded, quantiles)
 
     info = {
-        "codebase_version": version, "robot_type": "fixture_arm", "total_episodes": E, "total_frames": int(starts[-1]),
-        "total_tasks": len(TASKS), "chunks_size": 1000, "fps": fps, "splits": {"train": f"0:{E}"},
+        "codebase_version": version, "robot_type": robot_type, "total_episodes": E, "total_frames": int(starts[-1]),
+        "total_tasks": len(tasks), "chunks_size": 1000, "fps": fps, "splits": {"train": f"0:{E}"},
         "features": feats,
     }
     (root / "meta").mkdir(parents=True, exist_ok=True)
@@ -206,7 +222,7 @@ def make_lerobot(
                     vf, t0 = video_loc[(key, e)]
                     row.update({f"videos/{key}/chunk_index": 0, f"videos/{key}/file_index": vf,
                                 f"videos/{key}/from_timestamp": t0, f"videos/{key}/to_timestamp": t0 + lengths[e] / fps})
-                row.update({"tasks": [TASKS[e % 2]], "length": lengths[e]})
+                row.update({"tasks": [tasks[e % len(tasks)]], "length": lengths[e]})
                 for feat, st in ep_stats[e].items():
                     for n, v in st.items():
                         row[f"stats/{feat}/{n}"] = v
@@ -214,8 +230,8 @@ def make_lerobot(
                 rows.append(row)
         (root / "meta/episodes/chunk-000").mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), root / "meta/episodes/chunk-000/file-000.parquet")
-        tasks = pa.table({"task_index": pa.array(range(len(TASKS)), pa.int64()), "__index_level_0__": TASKS})
-        pq.write_table(tasks, root / "meta/tasks.parquet")
+        task_table = pa.table({"task_index": pa.array(range(len(tasks)), pa.int64()), "__index_level_0__": list(tasks)})
+        pq.write_table(task_table, root / "meta/tasks.parquet")
         agg = {}
         for feat in ep_stats[0]:
             per = [s[feat] for s in ep_stats]
@@ -238,10 +254,10 @@ def make_lerobot(
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(ep_tables[e], path)
         (root / "meta/episodes.jsonl").write_text(
-            "".join(json.dumps({"episode_index": e, "tasks": [TASKS[e % 2]], "length": L}) + "\n" for e, L in enumerate(lengths)))
+            "".join(json.dumps({"episode_index": e, "tasks": [tasks[e % len(tasks)]], "length": L}) + "\n" for e, L in enumerate(lengths)))
         (root / "meta/episodes_stats.jsonl").write_text(
             "".join(json.dumps({"episode_index": e, "stats": s}) + "\n" for e, s in enumerate(ep_stats)))
-        (root / "meta/tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": t}) + "\n" for i, t in enumerate(TASKS)))
+        (root / "meta/tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": t}) + "\n" for i, t in enumerate(tasks)))
     (root / "meta/info.json").write_text(json.dumps(info, indent=4))
     return root
 
