@@ -8,7 +8,7 @@ import pytest
 
 from roboaug.api.models import AugmentationJobSpec
 from roboaug.worker.transforms import apply_clip, functional as F, sample_copy_params
-from roboaug.worker.transforms import sampling as S
+from roboaug.worker.transforms import noise as S
 
 PROJECT = "00000000-0000-0000-0000-0000000000ab"
 

@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from .png import png_bytes
+from .transforms.registry import REGISTRY
 
 PROVENANCE_PATH = "meta/augmentation.json"
 PREVIEW_PATH = "meta/preview.png"
@@ -93,22 +94,14 @@ def write_card(out: Path, *, spec, source: str, fmt: str, base_yaml: dict, count
         if tag not in tags:
             tags.append(tag)
     header["tags"] = tags
-    ranges = []
     t = spec.transforms
-    if "lighting" in t:
-        ranges.append(f"- lighting: brightness {spec.augment_brightness_min}..{spec.augment_brightness_max} %, "
-                      f"contrast {spec.augment_contrast_min}..{spec.augment_contrast_max} %, "
-                      f"colour temperature {spec.augment_color_temp_min}..{spec.augment_color_temp_max} K")
-    if "noise" in t:
-        ranges.append(f"- noise ({spec.noise_type}): gaussian sigma {spec.noise_gaussian_sigma_min}..{spec.noise_gaussian_sigma_max} levels, "
-                      f"shot gain {spec.noise_shot_scale_min}..{spec.noise_shot_scale_max}")
-    if "blur" in t:
-        ranges.append(f"- blur ({spec.blur_type}): motion kernel {spec.blur_motion_kernel_min}..{spec.blur_motion_kernel_max} px, "
-                      f"defocus sigma {spec.blur_defocus_sigma_min}..{spec.blur_defocus_sigma_max} px")
-    if "occlusion" in t:
-        ranges.append(f"- occlusion ({spec.occlusion_type}): {spec.occlusion_num_patches_min}..{spec.occlusion_num_patches_max} patches, "
-                      f"{spec.occlusion_patch_width_min}..{spec.occlusion_patch_width_max} x "
-                      f"{spec.occlusion_patch_height_min}..{spec.occlusion_patch_height_max} of the frame")
+    chosen = [x for x in REGISTRY if x.name in t]
+    ranges = [f"- {x.card_text(x.view.of(spec))}" for x in chosen]
+    held = ", ".join(x.name for x in chosen if not x.per_frame)
+    per_frame = ", ".join(x.name for x in chosen if x.per_frame)
+    drawn = ([f"Scene parameters ({held}) are drawn once per augmented copy and held for all its frames."]
+             if held else [])
+    drawn += [f"The {per_frame} values are drawn anew for every frame."] if per_frame else []
     mode = ("originals kept, augmented copies appended" if spec.augment_dataset_mode == "copy"
             else "every episode replaced by one augmented version (indices unchanged)")
     body = "\n".join([
@@ -124,9 +117,9 @@ def write_card(out: Path, *, spec, source: str, fmt: str, base_yaml: dict, count
         "",
         *ranges,
         "",
-        "Scene parameters (lighting, blur, occlusion) are drawn once per augmented copy and held for all",
-        "its frames; sensor noise is drawn per frame. Every new episode's source episode, transforms and",
-        f"sampled parameters are listed in `{PROVENANCE_PATH}`; the same spec and seed reproduce the same bytes.",
+        *drawn,
+        "Every new episode's source episode, transforms and sampled parameters are listed in",
+        f"`{PROVENANCE_PATH}`; the same spec and seed reproduce the same bytes.",
         "",
         "## Preview",
         "",

@@ -92,38 +92,74 @@ class CosmosControlType(str, Enum):
     vis = "vis"
 
 
+def _span(lo: float, hi: float) -> str:
+    return f"{lo:g}..{hi:g}"
+
+
+@dataclass(frozen=True)
+class _End:
+    """Marks a pydantic field as one end of a `RangePair` (checked against the field's name)."""
+
+    pair: "RangePair"
+    end: Literal["min", "max"]
+
+
 @dataclass(frozen=True)
 class RangePair:
-    """A `<x>_min` / `<x>_max` pair: both within [lo, hi] and min <= max."""
+    """A `<x>_min` / `<x>_max` pair: both within [lo, hi] and min <= max.
+
+    The one place a pair's bounds are written. The two pydantic fields (`field`), the min <= max
+    validator, the CRD's bounds and CEL rules, the worker's parameter views and the README's
+    parameter table all read them from here.
+    """
 
     min_field: str
     max_field: str
     lo: float
     hi: float
     unit: str
+    integer: bool = False
+    odd: bool = False  # a motion kernel has a centre pixel
 
+    @property
+    def span(self) -> str:
+        return _span(self.lo, self.hi)
+
+    def field(self, end: Literal["min", "max"], default, description: str):
+        """The annotated type of one end. `{range}`, `{lo}` and `{hi}` in `description` are
+        filled in from the bounds, so the text cannot disagree with them."""
+        kind = int if self.integer else float
+        text = description.format(range=self.span, lo=f"{self.lo:g}", hi=f"{self.hi:g}")
+        return Annotated[kind, Field(default, ge=self.lo, le=self.hi, description=text), _End(self, end)]
+
+
+BRIGHTNESS = RangePair("augment_brightness_min", "augment_brightness_max", -100, 100, "percent of full scale")
+CONTRAST = RangePair("augment_contrast_min", "augment_contrast_max", -100, 100, "percent")
+COLOR_TEMP = RangePair("augment_color_temp_min", "augment_color_temp_max", 1000, 40000, "kelvin (6500 = neutral)")
+GAUSSIAN_SIGMA = RangePair("noise_gaussian_sigma_min", "noise_gaussian_sigma_max", 0, 100, "8-bit pixel levels")
+SHOT_SCALE = RangePair("noise_shot_scale_min", "noise_shot_scale_max", 0, 10, "gain (variance = gain x level)")
+MOTION_KERNEL = RangePair("blur_motion_kernel_min", "blur_motion_kernel_max", 3, 99, "pixels",
+                          integer=True, odd=True)
+DEFOCUS_SIGMA = RangePair("blur_defocus_sigma_min", "blur_defocus_sigma_max", 0, 25, "pixels")
+NUM_PATCHES = RangePair("occlusion_num_patches_min", "occlusion_num_patches_max", 1, 20, "patches", integer=True)
+PATCH_WIDTH = RangePair("occlusion_patch_width_min", "occlusion_patch_width_max", 0.01, 1, "fraction of frame width")
+PATCH_HEIGHT = RangePair("occlusion_patch_height_min", "occlusion_patch_height_max", 0.01, 1,
+                         "fraction of frame height")
 
 # The single list the pydantic validators and the CRD's CEL rules are both generated from.
 RANGE_PAIRS: tuple[RangePair, ...] = (
-    RangePair("augment_brightness_min", "augment_brightness_max", -100, 100, "percent"),
-    RangePair("augment_contrast_min", "augment_contrast_max", -100, 100, "percent"),
-    RangePair("augment_color_temp_min", "augment_color_temp_max", 1000, 40000, "kelvin"),
-    RangePair("noise_gaussian_sigma_min", "noise_gaussian_sigma_max", 0, 100, "8-bit levels"),
-    RangePair("noise_shot_scale_min", "noise_shot_scale_max", 0, 10, "gain"),
-    RangePair("blur_motion_kernel_min", "blur_motion_kernel_max", 3, 99, "pixels, odd"),
-    RangePair("blur_defocus_sigma_min", "blur_defocus_sigma_max", 0, 25, "pixels"),
-    RangePair("occlusion_num_patches_min", "occlusion_num_patches_max", 1, 20, "patches"),
-    RangePair("occlusion_patch_width_min", "occlusion_patch_width_max", 0.01, 1, "fraction of width"),
-    RangePair("occlusion_patch_height_min", "occlusion_patch_height_max", 0.01, 1, "fraction of height"),
+    BRIGHTNESS, CONTRAST, COLOR_TEMP, GAUSSIAN_SIGMA, SHOT_SCALE, MOTION_KERNEL, DEFOCUS_SIGMA, NUM_PATCHES,
+    PATCH_WIDTH, PATCH_HEIGHT,
 )
 _PAIR_BY_MAX = {p.max_field: p for p in RANGE_PAIRS}
-ODD_FIELDS: tuple[str, ...] = ("blur_motion_kernel_min", "blur_motion_kernel_max")
+ODD_FIELDS: tuple[str, ...] = tuple(f for p in RANGE_PAIRS if p.odd for f in (p.min_field, p.max_field))
 MAX_COPIES = 50
 
 
 def _bounded(default, lo, hi, description, *, integer=False):
+    """A single bounded field; `{range}` in `description` is filled in from the bounds."""
     kind = int if integer else float
-    return Annotated[kind, Field(default, ge=lo, le=hi, description=description)]
+    return Annotated[kind, Field(default, ge=lo, le=hi, description=description.format(range=_span(lo, hi)))]
 
 
 def parse_transforms(value: str) -> list[str]:
@@ -165,7 +201,7 @@ class AugmentationJobCreateRequest(BaseModel):
     augmentation_type: AugmentationType = Field(
         AugmentationType.deterministic,
         description=(
-            "'deterministic' applies fast CPU transforms (lighting, noise, blur, occlusion). "
+            f"'deterministic' applies fast CPU transforms ({', '.join(TRANSFORMS)}). "
             "'generative' uses Cosmos Transfer2.5 to re-render frames (currently disabled: 400)."
         ),
     )
@@ -175,7 +211,7 @@ class AugmentationJobCreateRequest(BaseModel):
         # Short on purpose: the apiserver's CEL cost budget for the duplicate check grows with it.
         max_length=64,
         description=(
-            "Comma-separated transforms: lighting, noise, blur, occlusion (case and spaces "
+            f"Comma-separated transforms: {', '.join(TRANSFORMS)} (case and spaces "
             "tolerated; unknown or repeated names are rejected)."
         ),
     )
@@ -198,29 +234,29 @@ class AugmentationJobCreateRequest(BaseModel):
         DatasetMode.copy,
         description="'copy' adds augmented copies to the original dataset. 'inplace' replaces the originals with augmented versions.",
     )
-    augment_brightness_min: _bounded(-15, -100, 100, "Lowest brightness shift, percent of full scale (-100..100).")
-    augment_brightness_max: _bounded(15, -100, 100, "Highest brightness shift, percent of full scale (-100..100).")
-    augment_contrast_min: _bounded(-10, -100, 100, "Lowest contrast change, percent (-100 = flat grey .. 100 = double).")
-    augment_contrast_max: _bounded(10, -100, 100, "Highest contrast change, percent (-100..100).")
-    augment_color_temp_min: _bounded(4000, 1000, 40000, "Lowest colour temperature, kelvin (6500 K = neutral; 1000..40000).")
-    augment_color_temp_max: _bounded(6500, 1000, 40000, "Highest colour temperature, kelvin (1000..40000).")
+    augment_brightness_min: BRIGHTNESS.field("min", -15, "Lowest brightness shift, percent of full scale ({range}).")
+    augment_brightness_max: BRIGHTNESS.field("max", 15, "Highest brightness shift, percent of full scale ({range}).")
+    augment_contrast_min: CONTRAST.field("min", -10, "Lowest contrast change, percent ({lo} = flat grey .. {hi} = double).")
+    augment_contrast_max: CONTRAST.field("max", 10, "Highest contrast change, percent ({range}).")
+    augment_color_temp_min: COLOR_TEMP.field("min", 4000, "Lowest colour temperature, kelvin (6500 K = neutral; {range}).")
+    augment_color_temp_max: COLOR_TEMP.field("max", 6500, "Highest colour temperature, kelvin ({range}).")
     noise_type: NoiseType = Field(NoiseType.mixed, description="Gaussian, shot, read, or mixed.")
-    noise_gaussian_sigma_min: _bounded(3, 0, 100, "Lowest gaussian noise sigma, 8-bit pixel levels (0..100).")
-    noise_gaussian_sigma_max: _bounded(15, 0, 100, "Highest gaussian noise sigma, 8-bit pixel levels (0..100).")
-    noise_shot_scale_min: _bounded(0.3, 0, 10, "Lowest shot-noise gain: variance = gain x pixel level (0..10).")
-    noise_shot_scale_max: _bounded(1, 0, 10, "Highest shot-noise gain (0..10).")
+    noise_gaussian_sigma_min: GAUSSIAN_SIGMA.field("min", 3, "Lowest gaussian noise sigma, 8-bit pixel levels ({range}).")
+    noise_gaussian_sigma_max: GAUSSIAN_SIGMA.field("max", 15, "Highest gaussian noise sigma, 8-bit pixel levels ({range}).")
+    noise_shot_scale_min: SHOT_SCALE.field("min", 0.3, "Lowest shot-noise gain: variance = gain x pixel level ({range}).")
+    noise_shot_scale_max: SHOT_SCALE.field("max", 1, "Highest shot-noise gain ({range}).")
     blur_type: BlurType = Field(BlurType.mixed, description="Motion, defocus, or mixed.")
-    blur_motion_kernel_min: _bounded(5, 3, 99, "Shortest motion-blur kernel, pixels, odd (3..99).", integer=True)
-    blur_motion_kernel_max: _bounded(15, 3, 99, "Longest motion-blur kernel, pixels, odd (3..99).", integer=True)
-    blur_defocus_sigma_min: _bounded(0.5, 0, 25, "Lowest defocus blur sigma, pixels (0..25).")
-    blur_defocus_sigma_max: _bounded(2.5, 0, 25, "Highest defocus blur sigma, pixels (0..25).")
+    blur_motion_kernel_min: MOTION_KERNEL.field("min", 5, "Shortest motion-blur kernel, pixels, odd ({range}).")
+    blur_motion_kernel_max: MOTION_KERNEL.field("max", 15, "Longest motion-blur kernel, pixels, odd ({range}).")
+    blur_defocus_sigma_min: DEFOCUS_SIGMA.field("min", 0.5, "Lowest defocus blur sigma, pixels ({range}).")
+    blur_defocus_sigma_max: DEFOCUS_SIGMA.field("max", 2.5, "Highest defocus blur sigma, pixels ({range}).")
     occlusion_type: OcclusionType = Field(OcclusionType.mixed, description="Rectangle, overlay, or mixed.")
-    occlusion_num_patches_min: _bounded(1, 1, 20, "Fewest occluding patches per copy (1..20).", integer=True)
-    occlusion_num_patches_max: _bounded(3, 1, 20, "Most occluding patches per copy (1..20).", integer=True)
-    occlusion_patch_width_min: _bounded(0.05, 0.01, 1, "Narrowest patch, fraction of frame width (0.01..1).")
-    occlusion_patch_width_max: _bounded(0.2, 0.01, 1, "Widest patch, fraction of frame width (0.01..1).")
-    occlusion_patch_height_min: _bounded(0.05, 0.01, 1, "Shortest patch, fraction of frame height (0.01..1).")
-    occlusion_patch_height_max: _bounded(0.2, 0.01, 1, "Tallest patch, fraction of frame height (0.01..1).")
+    occlusion_num_patches_min: NUM_PATCHES.field("min", 1, "Fewest occluding patches per copy ({range}).")
+    occlusion_num_patches_max: NUM_PATCHES.field("max", 3, "Most occluding patches per copy ({range}).")
+    occlusion_patch_width_min: PATCH_WIDTH.field("min", 0.05, "Narrowest patch, fraction of frame width ({range}).")
+    occlusion_patch_width_max: PATCH_WIDTH.field("max", 0.2, "Widest patch, fraction of frame width ({range}).")
+    occlusion_patch_height_min: PATCH_HEIGHT.field("min", 0.05, "Shortest patch, fraction of frame height ({range}).")
+    occlusion_patch_height_max: PATCH_HEIGHT.field("max", 0.2, "Tallest patch, fraction of frame height ({range}).")
     cosmos_prompt: str = Field(
         "A robot arm performing a task in a different environment.",
         max_length=4000,
@@ -233,9 +269,9 @@ class AugmentationJobCreateRequest(BaseModel):
     cosmos_control_type: CosmosControlType = Field(
         CosmosControlType.edge, description="Control type: edge, depth, seg, or vis."
     )
-    cosmos_control_weight: _bounded(1, 0, 2, "Weight of the control signal (0..2).")
-    cosmos_guidance: _bounded(3, 0, 20, "Classifier-free guidance scale (0..20).")
-    cosmos_num_steps: _bounded(4, 1, 100, "Diffusion steps (1..100).", integer=True)
+    cosmos_control_weight: _bounded(1, 0, 2, "Weight of the control signal ({range}).")
+    cosmos_guidance: _bounded(3, 0, 20, "Classifier-free guidance scale ({range}).")
+    cosmos_num_steps: _bounded(4, 1, 100, "Diffusion steps ({range}).", integer=True)
     cosmos_seed: _bounded(42, 0, 2**32 - 1, "Seed for generation (0..2^32-1).", integer=True)
     cosmos_model_variant: str = Field(
         "edge/distilled", pattern=r"^[a-z0-9_-]+/[a-z0-9_-]+$", max_length=100,
@@ -344,6 +380,23 @@ class AugmentationJobCreateRequest(BaseModel):
         if self.augment_mode == AugmentMode.stacked.value and self.augment_copies_per_transform:
             return "augment_copies_per_transform is ignored in stacked mode"
         return None
+
+
+def check_range_fields(model: type[BaseModel]) -> None:
+    """Every RANGE_PAIRS end is declared on `model` under its own name, once, by its pair."""
+    seen: dict[str, RangePair] = {}
+    for name, info in model.model_fields.items():
+        for mark in (m for m in info.metadata if isinstance(m, _End)):
+            expected = mark.pair.min_field if mark.end == "min" else mark.pair.max_field
+            if name != expected:
+                raise TypeError(f"{model.__name__}.{name} is declared as {expected} of a range pair")
+            seen[name] = mark.pair
+    missing = [f for p in RANGE_PAIRS for f in (p.min_field, p.max_field) if seen.get(f) is not p]
+    if missing:
+        raise TypeError(f"{model.__name__}: range fields not declared by their RangePair: {missing}")
+
+
+check_range_fields(AugmentationJobCreateRequest)
 
 
 class SecretKeyRef(BaseModel):

@@ -2,7 +2,7 @@
 
 No kernel draws random numbers: the randomness a kernel needs (noise) comes in as arrays (random
 bytes, or noise values already looked up), so a kernel's output is a function of its arguments alone and
-`sampling.py` decides where the randomness comes from. Every kernel takes `out=` (which may be
+the transform modules (`lighting`, `noise`, ...) decide where the randomness comes from. Every kernel takes `out=` (which may be
 the input itself, for in-place work) and otherwise leaves its input untouched.
 
 Definitions (the units are the request's, see `roboaug.api.models.spec`):
@@ -30,7 +30,7 @@ gaussian noise
     with saturation. Each value is the sum of two normal quantile lookups of variance
     sigma^2 / 2 (see `half_normal_quantiles`), each rounded to whole levels: a 65536-point,
     near-normal distribution with tails to +-4.1 sigma. The kernels here take the two lookups'
-    random bytes as arguments; `sampling.apply_clip` draws them from per-copy banks at per-frame
+    random bytes as arguments; `noise` draws them from per-copy banks at per-frame
     offsets (its module docs give the joint distribution across pixels and frames).
 shot noise
     Photon (Poisson) noise in its gaussian approximation: variance = gain x level, i.e. each
@@ -71,8 +71,11 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from roboaug.api.models.spec import COLOR_TEMP
+
 NEUTRAL_KELVIN = 6500.0
-KELVIN_RANGE = (1000.0, 40000.0)
+# The request's bounds are the fit's: Tanner Helland's blackbody fit covers 1000..40000 K.
+KELVIN_RANGE = (float(COLOR_TEMP.lo), float(COLOR_TEMP.hi))
 MAX_MOTION_LENGTH = 257  # the uint16 accumulator holds up to 257 * 255
 _LUMA = np.array([0.299, 0.587, 0.114])
 
