@@ -157,7 +157,7 @@ def spec_schema() -> dict[str, Any]:
     )
     schema["x-kubernetes-validations"] = rules
     schema["description"] = (
-        "What to augment and how: the REST request's fields (seed 000), unchanged, plus job_id, "
+        "What to augment and how: the REST request's fields, unchanged, plus job_id, "
         "cancel_requested, hub_token_secret. Units are in each field's description."
     )
     return schema

@@ -12,5 +12,5 @@ from roboaug.api.models import AugmentationStatusResponse
 class AugmentationJobPage(BaseModel):
     """One page of GET /v1/augmentation."""
 
-    items: list[AugmentationStatusResponse] = Field(description="Jobs on this page (seed 001's status each).")
+    items: list[AugmentationStatusResponse] = Field(description="Jobs on this page (each as the status response).")
     next_cursor: Optional[str] = Field(None, description="Pass as `cursor` for the next page; null on the last page.")

@@ -2,7 +2,7 @@
 
 The REST gateway validates POST bodies with `AugmentationJobCreateRequest`, the CRD's
 openAPIV3Schema is generated from `AugmentationJobSpec` (see `roboaug.api.crd`), the operator
-reads CR specs through it and the worker receives it as JSON. Field names are seed 000's, unchanged,
+reads CR specs through it and the worker receives it as JSON. Field names are those of the user's REST request document (shared/seeds/000_*), unchanged,
 so a `job.yaml` and a POST body read the same.
 
 Bounds are physical limits, not taste: past them a transform stops meaning what its name says
@@ -180,7 +180,7 @@ def parse_transforms(value: str) -> list[str]:
 
 
 class AugmentationJobCreateRequest(BaseModel):
-    """Request to start a dataset augmentation job (seed 000, field for field).
+    """Request to start a dataset augmentation job (the REST request, field for field).
 
     Units: brightness and contrast in percent, colour temperature in kelvin (6500 K is neutral),
     noise sigma in 8-bit pixel levels, motion-blur kernel in pixels (odd), defocus sigma in pixels,
@@ -281,7 +281,7 @@ class AugmentationJobCreateRequest(BaseModel):
     cosmos_camera_name: Optional[str] = Field(
         None, max_length=253, description="Camera (video feature) to re-render; all cameras when unset."
     )
-    # Beyond seed 000: what makes a run reproducible and its output addressable.
+    # Beyond the user's request document: what makes a run reproducible and its output addressable.
     augment_seed: _bounded(
         42, 0, 2**32 - 1,
         "Seed for deterministic transforms (0..2^32-1): same request and seed give the same output bytes.",

@@ -1,4 +1,5 @@
-"""Status of an AugmentationJob: seed 001's AugmentationStatusResponse, field for field.
+"""Status of an AugmentationJob: the status response (AugmentationStatusResponse of the user's API
+document, shared/seeds/001_*), field for field.
 
 The same model is the CR's `status` (plus `progress`, `attempt`, `job_name` and
 `observed_generation`, which only the cluster side needs) and the REST GET response.
@@ -80,7 +81,7 @@ class Phase(BaseModel):
 
 
 class AugmentationStatusResponse(BaseModel):
-    """Detailed status of an augmentation job (seed 001)."""
+    """Detailed status of an augmentation job (the status response)."""
 
     model_config = ConfigDict(use_enum_values=True)
     job_id: uuid.UUID = Field(description="Unique job identifier.")
