@@ -117,7 +117,7 @@ def _finite(value: float, name: str, lo: float, hi: float) -> float:
 _LOCAL = threading.local()
 
 
-def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+def scratch_buffer(name: str, shape: tuple, dtype) -> np.ndarray:
     """A reusable temporary of `shape`, private to this thread and never returned to callers.
 
     Fresh multi-megabyte temporaries cost page faults on every frame; reusing one growing
@@ -255,8 +255,8 @@ def _per_frame_2d(u: np.ndarray, frames: int) -> np.ndarray:
 def _normal_from_bytes(u1: np.ndarray, u2: np.ndarray, table: np.ndarray, frames: int, name: str) -> np.ndarray:
     """table[u1] + table[u2] as a (T, H*W*3) scratch array of the table's dtype."""
     a2, b2 = _per_frame_2d(u1, frames), _per_frame_2d(u2, frames)
-    first = _scratch(name + "_a", a2.shape, table.dtype)
-    second = _scratch(name + "_b", a2.shape, table.dtype)
+    first = scratch_buffer(name + "_a", a2.shape, table.dtype)
+    second = scratch_buffer(name + "_b", a2.shape, table.dtype)
     cv2.LUT(a2, table, dst=first)
     cv2.LUT(b2, table, dst=second)
     cv2.add(first, second, dst=first)
@@ -371,7 +371,7 @@ def add_shot_noise(frames: np.ndarray, gain: float, z_q8: np.ndarray, *,
         raise ValueError(f"shot noise z: expected int16 with {clip.size} values")
     result = _prepare_out(frames, out)
     z = z_q8.reshape(clip.shape[0], -1)
-    std = _scratch("shot_std", z.shape, np.int16)
+    std = scratch_buffer("shot_std", z.shape, np.int16)
     cv2.LUT(_check_frames(result).reshape(z.shape), _shot_std_table(gain), dst=std)
     cv2.multiply(z, std, dst=z, scale=1.0 / (SHOT_Z_ONE * SHOT_STD_ONE))  # rounds to nearest
     return add_noise_i16(result, z, out=result)
@@ -433,14 +433,14 @@ def motion_blur(frames: np.ndarray, length: int, angle_deg: float, *,
     # Padded frames stacked into one tall image: each tap is then one add over the whole block.
     # Rows between frames come out as junk in the accumulator and are skipped.
     ph = h + 2 * r
-    padded8 = _scratch("motion_pad8", (t_count, ph, w + 2 * r, 3), np.uint8)
-    padded = _scratch("motion_pad16", padded8.shape, np.uint16)
+    padded8 = scratch_buffer("motion_pad8", (t_count, ph, w + 2 * r, 3), np.uint8)
+    padded = scratch_buffer("motion_pad16", padded8.shape, np.uint16)
     for t in range(t_count):
         cv2.copyMakeBorder(res[t], r, r, r, r, cv2.BORDER_REFLECT_101, dst=padded8[t])
     np.copyto(padded, padded8)
     tall = padded.reshape(t_count * ph, -1)
     rows = t_count * ph - 2 * r
-    acc = _scratch("motion_acc", (rows, w * 3), np.uint16)
+    acc = scratch_buffer("motion_acc", (rows, w * 3), np.uint16)
     views = [tall[r + dy: r + dy + rows, 3 * (r + dx): 3 * (r + dx + w)] for dy, dx in taps]
     cv2.add(views[0], views[1], dst=acc)
     for view in views[2:]:

@@ -139,7 +139,7 @@ def _bank_noise(params: "CopyParams", table: np.ndarray, offsets: np.ndarray, pe
                 scratch: str) -> np.ndarray:
     """(len(offsets), per_frame) noise, one row per frame: A[a_f:a_f+n] + B[b_f:b_f+n]."""
     bank_a, bank_b = _noise_banks(params, per_frame, table)
-    noise = F._scratch(scratch, (len(offsets), per_frame), table.dtype)
+    noise = F.scratch_buffer(scratch, (len(offsets), per_frame), table.dtype)
     for row, (a, b) in zip(noise, offsets):
         np.add(bank_a[a:a + per_frame], bank_b[b:b + per_frame], out=row)
     return noise
