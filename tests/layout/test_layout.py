@@ -123,3 +123,29 @@ def test_no_private_imports_from_third_party_packages():
                     if parts[0] not in STDLIB and parts[0] != "roboaug" and any(p.startswith("_") for p in parts[1:]):
                         offenders.append(f"{path.relative_to(REPO)}: from {node.module} import ...")
     assert not offenders, offenders
+
+
+def test_no_cross_module_private_access_inside_our_components():
+    """`module._name` and `from .module import _name` across our own modules: a private name
+    used from outside its module is an undeclared interface (tests may still reach in)."""
+    offenders = []
+    for component in COMPONENTS:
+        for path in _modules(component):
+            tree = ast.parse(path.read_text())
+            module_aliases: set[str] = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("roboaug")):
+                    for alias in node.names:
+                        if alias.name.startswith("_") and not alias.name.startswith("__"):
+                            offenders.append(f"{path.relative_to(REPO)}: from {node.module} import {alias.name}")
+                        module_aliases.add(alias.asname or alias.name)
+                elif isinstance(node, ast.Import):
+                    for alias in node.names:
+                        if alias.name.startswith("roboaug"):
+                            module_aliases.add(alias.asname or alias.name.split(".")[0])
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                        and node.value.id in module_aliases and node.attr.startswith("_")
+                        and not node.attr.startswith("__")):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert not offenders, offenders

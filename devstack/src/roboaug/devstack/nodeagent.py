@@ -44,7 +44,7 @@ from pathlib import Path
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from .procs import _die_with_parent, kill_group
+from .procs import die_with_parent, kill_group
 
 log = logging.getLogger("roboaug.nodeagent")
 
@@ -372,7 +372,7 @@ class NodeAgent:
             run.proc = subprocess.Popen(
                 run.argv, env=run.env, cwd=run.cwd, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_die_with_parent
+                preexec_fn=die_with_parent
                 if threading.current_thread() is threading.main_thread() else None)
         log.info("started %s/%s pid %s: %s", run.ns, run.name, run.proc.pid, run.argv)
 
