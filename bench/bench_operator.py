@@ -39,8 +39,10 @@ from pathlib import Path
 import psutil
 import yaml
 
+from roboaug.api.models import GROUP, PLURAL, TERMINAL_STATUSES, VERSION
+
 REPO = Path(__file__).resolve().parents[1]
-GROUP, VERSION, PLURAL = "roboaug.dev", "v1alpha1", "augmentationjobs"
+TERMINAL = {s.value for s in TERMINAL_STATUSES}
 PROJECT = "2489e9ad-2ee2-8e00-8ec9-32d5f69181c0"
 
 
@@ -129,7 +131,7 @@ def _watch_process(kubeconfig: str, namespace: str, kind: str, out, ready) -> No
                         out.put((owner, now, None))
                 else:
                     st = (obj.get("status") or {}).get("status")
-                    if st in ("completed", "failed", "cancelled") and meta["name"] not in seen:
+                    if st in TERMINAL and meta["name"] not in seen:
                         seen.add(meta["name"])
                         out.put((meta["name"], now, st))
         except Exception:  # watch expired or connection reset: resume

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from roboaug.operator.phases import check
+from roboaug.api.models import TERMINAL_STATUSES
 
 GROUP, VERSION, PLURAL = "roboaug.dev", "v1alpha1", "augmentationjobs"
 PROJECT = "2489e9ad-2ee2-8e00-8ec9-32d5f69181c0"
@@ -130,7 +131,7 @@ def wait_cr(cluster, k8s, ns, name, pred, what, timeout=WAIT, op=None):
 
 
 def final(status):
-    return status.get("status") in ("completed", "failed", "cancelled")
+    return status.get("status") in {s.value for s in TERMINAL_STATUSES}
 
 
 def phase_names(status):

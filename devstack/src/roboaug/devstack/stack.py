@@ -29,6 +29,8 @@ from pathlib import Path
 import yaml
 
 from .cluster import LocalCluster, free_port
+from roboaug.api.models import TERMINAL_STATUSES
+
 from .hubserver import WRITE_TOKEN
 from .hubserver.server import LocalHub
 from .nodeagent import NODE_TAINT
@@ -234,7 +236,7 @@ class DevStack:
             if key != seen and on_change:
                 on_change(cr)
             seen = key
-            if status.get("status") in ("completed", "failed", "cancelled"):
+            if status.get("status") in {s.value for s in TERMINAL_STATUSES}:
                 return cr
             for proc in (self.operator, self.gateway):
                 if proc is not None and not proc.alive():
