@@ -28,9 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from .cluster import LocalCluster, free_port
 from roboaug.api.models import TERMINAL_STATUSES
 
+from .cluster import LocalCluster, free_port
 from .hubserver import WRITE_TOKEN
 from .hubserver.server import LocalHub
 from .nodeagent import NODE_TAINT
