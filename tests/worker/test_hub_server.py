@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 
-from roboaug.devstack.hubserver import READ_TOKEN, WRITE_TOKEN  # noqa: E402
+from roboaug.devstack.hubserver import OTHER_TOKEN, READ_TOKEN, WRITE_TOKEN  # noqa: E402
 from roboaug.devstack.hubserver.fixtures import TREE_PAGE_SIZE, local_hub, local_hub_session  # noqa: E402,F401
 
 from huggingface_hub import CommitOperationAdd, HfApi  # noqa: E402
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # noqa: E402
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError  # noqa: E402
 
 
 @pytest.fixture
@@ -92,3 +92,45 @@ def test_branches_and_commits_through_the_client(local_hub, api):
     assert store.branches("dataset", "roboaug-test/branches")["staging"] == info.oid
     assert "x.txt" not in store.snapshot("dataset", "roboaug-test/branches", "main")
     assert store.snapshot("dataset", "roboaug-test/branches", "staging")["x.txt"] == b"staged"
+
+
+def test_private_repo_is_invisible_to_other_users(local_hub, api):
+    """As on the Hub: anonymous gets 401, another user's token 404, both like a missing repo."""
+    api.create_repo("roboaug-test/secret", repo_type="dataset", private=True)
+    other = HfApi(endpoint=local_hub.endpoint, token=OTHER_TOKEN)
+    for client, status in ((HfApi(endpoint=local_hub.endpoint, token=False), 401), (other, 404)):
+        with pytest.raises(RepositoryNotFoundError) as err:
+            client.repo_info("roboaug-test/secret", repo_type="dataset")
+        assert err.value.response.status_code == status
+        with pytest.raises(RepositoryNotFoundError):
+            client.list_repo_refs("roboaug-test/secret", repo_type="dataset")
+    with pytest.raises(HfHubHTTPError) as err:  # nor may it write into someone else's namespace
+        other.create_repo("roboaug-test/not-mine", repo_type="dataset")
+    assert err.value.response.status_code == 403
+    other.create_repo("someone-else/mine", repo_type="dataset", private=True)
+    assert other.repo_info("someone-else/mine", repo_type="dataset").private is True
+    api.create_repo("roboaug-test/open", repo_type="dataset")
+    assert other.repo_info("roboaug-test/open", repo_type="dataset").private is False
+
+
+def test_refs_and_tags_through_the_client(local_hub, api):
+    repo = "roboaug-test/tags"
+    first = local_hub.seed(repo, {"a.txt": b"1"}, title="one")
+    api.create_tag(repo, tag="v3.0", repo_type="dataset")  # at main
+    second = local_hub.seed(repo, {"a.txt": b"2"}, title="two")
+    refs = api.list_repo_refs(repo, repo_type="dataset", include_pull_requests=True)
+    assert [(b.name, b.ref, b.target_commit) for b in refs.branches] == [("main", "refs/heads/main", second)]
+    assert [(t.name, t.ref, t.target_commit) for t in refs.tags] == [("v3.0", "refs/tags/v3.0", first)]
+    assert refs.pull_requests == []
+    assert api.repo_info(repo, repo_type="dataset", revision="v3.0").sha == first  # a tag is a revision
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_tag(repo, tag="v3.0", repo_type="dataset")
+    assert err.value.response.status_code == 409  # moving a tag is delete + create, as on the Hub
+    api.delete_tag(repo, tag="v3.0", repo_type="dataset")
+    api.create_tag(repo, tag="v3.0", revision=second, repo_type="dataset")
+    assert [t.target_commit for t in api.list_repo_refs(repo, repo_type="dataset").tags] == [second]
+    with pytest.raises(RevisionNotFoundError):
+        api.delete_tag(repo, tag="nope", repo_type="dataset")
+    with pytest.raises(HfHubHTTPError) as err:
+        HfApi(endpoint=local_hub.endpoint, token=READ_TOKEN).delete_tag(repo, tag="v3.0", repo_type="dataset")
+    assert err.value.response.status_code == 403

@@ -7,7 +7,9 @@ Endpoints (what huggingface_hub 2.x calls; `{t}` is `models|datasets|spaces`, `{
 prefix `datasets/`, `spaces/` or nothing for models):
   GET  /api/whoami-v2
   POST /api/repos/create            DELETE /api/repos/delete          POST /api/validate-yaml
-  GET  /api/{t}/{repo}              GET  /api/{t}/{repo}/revision/{rev}
+  GET  /api/{t}/{repo}              GET  /api/{t}/{repo}/revision/{rev}   ("private": visibility)
+  GET  /api/{t}/{repo}/refs         (branches and tags; pullRequests: [] with include_prs)
+  POST /api/{t}/{repo}/tag/{rev}    DELETE /api/{t}/{repo}/tag/{tag}   (409 on an existing tag)
   GET  /api/{t}/{repo}/tree/{rev}[/{path}]?recursive=&expand=&cursor=   (Link: rel="next")
   POST /api/{t}/{repo}/paths-info/{rev}
   POST /api/{t}/{repo}/preupload/{rev}
@@ -20,6 +22,13 @@ prefix `datasets/`, `spaces/` or nothing for models):
   HEAD|GET /{p}{repo}/resolve/{rev}/{path}            (LFS files: 302 to the "CDN" below)
   HEAD|GET /_cdn/{type}/{repo}/{oid}?sig=             (served on http://localhost:<port>, another
                                                        origin, so the client drops its token there)
+
+Who sees what, as on the Hub: every token belongs to a user with namespaces (`orgs`; "*" = all,
+the test users' default). A public repo is readable by anyone. A private repo answers 401 to an
+anonymous request and 404 "Repository not found" to a token whose user is not in its namespace,
+exactly what a missing repo answers, so neither learns that it exists. Writing (create, commit,
+branches, tags, delete) needs a write token in the repo's namespace (403 otherwise).
+Revisions are branches, tags or full commit ids (a branch wins over a tag of the same name).
 """
 
 from __future__ import annotations
@@ -47,6 +56,9 @@ from .store import SHA256_RE, HubStore, Op, StoreError
 
 WRITE_TOKEN = "hf_localhub_write_0123456789abcdef"
 READ_TOKEN = "hf_localhub_read_0123456789abcdef"
+OTHER_TOKEN = "hf_localhub_other_0123456789abcdef"
+"""A write token of another user, `someone-else`: sees public repos only, writes only its own namespace."""
+ALL_NAMESPACES = "*"
 TYPE_OF_PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 PREFIX_OF_TYPE = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
@@ -91,8 +103,9 @@ class LocalHub:
     def __init__(self, root: Path, lfs_threshold: int = 10 * 1024 * 1024, tree_page_size: int = 1000):
         self.store = HubStore(root, lfs_threshold=lfs_threshold)
         self.tokens: dict[str, dict] = {
-            WRITE_TOKEN: {"name": "roboaug-test", "role": "write"},
-            READ_TOKEN: {"name": "roboaug-reader", "role": "read"},
+            WRITE_TOKEN: {"name": "roboaug-test", "role": "write", "orgs": ALL_NAMESPACES},
+            READ_TOKEN: {"name": "roboaug-reader", "role": "read", "orgs": ALL_NAMESPACES},
+            OTHER_TOKEN: {"name": "someone-else", "role": "write", "orgs": ()},
         }
         self.tree_page_size = tree_page_size
         self.faults: list[Fault] = []
@@ -183,20 +196,28 @@ class LocalHub:
             raise HubError(401, "Invalid credentials in Authorization header")
         return user
 
-    def _need_write(self, request: Request) -> dict:
+    @staticmethod
+    def _member(user: Optional[dict], namespace: str) -> bool:
+        if user is None:
+            return False
+        return user["orgs"] == ALL_NAMESPACES or namespace == user["name"] or namespace in user["orgs"]
+
+    def _need_write(self, request: Request, namespace: Optional[str] = None) -> dict:
         user = self._user(request)
         if user is None:
             raise HubError(401, "You must be authenticated to do this")
         if user["role"] != "write":
             raise HubError(403, "You don't have the rights to write to this repository (read-only token)")
+        if namespace is not None and not self._member(user, namespace):
+            raise HubError(403, f"You don't have the rights to write in the namespace {namespace}")
         return user
 
     def _need_read(self, request: Request, repo_type: str, repo_id: str) -> None:
         user = self._user(request)
-        if not self.store.exists(repo_type, repo_id):
+        hidden = (not self.store.exists(repo_type, repo_id)
+                  or (self.store.is_private(repo_type, repo_id) and not self._member(user, repo_id.split("/")[0])))
+        if hidden:  # a private repo of others reads exactly like a missing one
             raise HubError(404 if user else 401, f"Repository not found: {repo_id}", "RepoNotFound")
-        if self.store.is_private(repo_type, repo_id) and user is None:
-            raise HubError(401, f"Repository not found: {repo_id}", "RepoNotFound")
 
     def _injected(self, method: str, path: str) -> Optional[Fault]:
         with self._lock:
@@ -260,6 +281,11 @@ class LocalHub:
                     return self._preupload(request, rtype, repo, rest[1], await request.json())
                 if len(rest) == 2 and rest[0] == "commit" and method == "POST":
                     return self._commit(request, rtype, repo, rest[1], await request.body())
+                if rest == ["refs"] and method == "GET":
+                    return self._refs(request, rtype, repo)
+                if len(rest) == 2 and rest[0] == "tag" and method in ("POST", "DELETE"):
+                    body = await request.body()
+                    return self._tag(request, rtype, repo, rest[1], method, json.loads(body) if body else {})
                 if len(rest) == 2 and rest[0] == "branch" and method in ("POST", "DELETE"):
                     body = await request.body()
                     return self._branch(request, rtype, repo, rest[1], method, json.loads(body) if body else {})
@@ -295,11 +321,11 @@ class LocalHub:
                                       "accessToken": {"displayName": user["role"], "role": user["role"]}}})
 
     def _create_repo(self, request: Request, body: dict) -> Response:
-        self._need_write(request)
         rtype = body.get("type") or "model"
         name, org = body.get("name"), body.get("organization")
         if rtype not in PREFIX_OF_TYPE or not name or not org:
             raise HubError(400, "create needs name, organization and a valid type")
+        self._need_write(request, org)
         repo = f"{org}/{name}"
         private = body.get("private") or body.get("visibility") in ("private", "protected")
         try:
@@ -312,11 +338,10 @@ class LocalHub:
         return JSONResponse({"url": f"{self.endpoint}/{PREFIX_OF_TYPE[rtype]}{repo}", "name": repo, "id": repo})
 
     def _delete_repo(self, request: Request, body: dict) -> Response:
-        self._need_write(request)
         rtype = body.get("type") or "model"
         repo = f"{body.get('organization')}/{body.get('name')}"
-        if not self.store.exists(rtype, repo):
-            raise HubError(404, f"Repository not found: {repo}", "RepoNotFound")
+        self._need_read(request, rtype, repo)
+        self._need_write(request, body.get("organization"))
         self.store.delete(rtype, repo)
         return JSONResponse({})
 
@@ -402,7 +427,7 @@ class LocalHub:
 
     def _preupload(self, request: Request, rtype: str, repo: str, rev: str, body: dict) -> Response:
         self._need_read(request, rtype, repo)
-        self._need_write(request)
+        self._need_write(request, repo.split("/")[0])
         if request.query_params.get("create_pr"):
             raise HubError(400, "pull requests are not supported by the local Hub")
         sha, files = self.store.files(rtype, repo, rev)
@@ -419,7 +444,7 @@ class LocalHub:
 
     def _commit(self, request: Request, rtype: str, repo: str, rev: str, body: bytes) -> Response:
         self._need_read(request, rtype, repo)
-        self._need_write(request)
+        self._need_write(request, repo.split("/")[0])
         if request.query_params.get("create_pr"):
             raise HubError(400, "pull requests are not supported by the local Hub")
         header, ops = None, []
@@ -451,11 +476,34 @@ class LocalHub:
 
     def _branch(self, request: Request, rtype: str, repo: str, branch: str, method: str, body: dict) -> Response:
         self._need_read(request, rtype, repo)
-        self._need_write(request)
+        self._need_write(request, repo.split("/")[0])
         if method == "DELETE":
             self.store.delete_branch(rtype, repo, branch)
         else:
             self.store.create_branch(rtype, repo, branch, body.get("startingPoint"))
+        return JSONResponse({})
+
+    def _refs(self, request: Request, rtype: str, repo: str) -> Response:
+        self._need_read(request, rtype, repo)
+        def ref(kind: str, name: str, sha: str) -> dict:
+            return {"name": name, "ref": f"refs/{kind}/{name}", "targetCommit": sha}
+        out = {"branches": [ref("heads", b, sha) for b, sha in sorted(self.store.branches(rtype, repo).items())],
+               "tags": [ref("tags", t, sha) for t, sha in sorted(self.store.tags(rtype, repo).items())],
+               "converts": []}
+        if request.query_params.get("include_prs"):
+            out["pullRequests"] = []
+        return JSONResponse(out)
+
+    def _tag(self, request: Request, rtype: str, repo: str, name: str, method: str, body: dict) -> Response:
+        """POST .../tag/{revision} {"tag": name} creates; DELETE .../tag/{name} deletes."""
+        self._need_read(request, rtype, repo)
+        self._need_write(request, repo.split("/")[0])
+        if method == "DELETE":
+            self.store.delete_tag(rtype, repo, name)
+        else:
+            if not body.get("tag"):
+                raise HubError(400, "the body needs a tag name")
+            self.store.create_tag(rtype, repo, body["tag"], name)
         return JSONResponse({})
 
     # -- LFS ---------------------------------------------------------------------------------
@@ -463,7 +511,7 @@ class LocalHub:
         self._need_read(request, rtype, repo)
         if body.get("operation") != "upload":
             raise HubError(422, "only the upload operation is implemented")
-        self._need_write(request)
+        self._need_write(request, repo.split("/")[0])
         if "basic" not in (body.get("transfers") or ["basic"]):
             raise HubError(422, "only the basic transfer is offered")
         objects = []
@@ -488,7 +536,7 @@ class LocalHub:
 
     def _lfs_verify(self, request: Request, rtype: str, repo: str, body: dict) -> Response:
         self._need_read(request, rtype, repo)
-        self._need_write(request)
+        self._need_write(request, repo.split("/")[0])
         if self.store.has_lfs(rtype, repo, body.get("oid", "")) != body.get("size"):
             raise HubError(404, f"object {body.get('oid')} is not stored")
         return JSONResponse({"success": True})

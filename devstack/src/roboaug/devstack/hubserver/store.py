@@ -1,7 +1,7 @@
 """A git-less repository store: immutable commits (path -> blob) per repo, branches as refs.
 
 Layout under the root, per repo `<type>s/<org>/<name>/`:
-  refs.json            {"branches": {"main": "<sha>", ...}, "private": bool}
+  refs.json            {"branches": {"main": "<sha>", ...}, "tags": {"v1": "<sha>"}, "private": bool}
   commits/<sha>.json   {"id", "parents", "title", "message", "date", "files": {path: entry}}
   blobs/<git sha1>     content of regular files (content-addressed)
   lfs/<sha256>         content of LFS objects (content-addressed, per repo like the Hub)
@@ -111,7 +111,7 @@ class HubStore:
             d = self.repo_dir(repo_type, repo_id)
             for sub in ("commits", "blobs", "lfs"):
                 (d / sub).mkdir(parents=True, exist_ok=True)
-            _atomic_write(d / "refs.json", json.dumps({"branches": {}, "private": private}).encode())
+            _atomic_write(d / "refs.json", json.dumps({"branches": {}, "tags": {}, "private": private}).encode())
             ops = [Op("file", ".gitattributes", content=DEFAULT_GITATTRIBUTES)]
             return self._commit(repo_type, repo_id, "main", ops, "initial commit", "", create_branch=True)
 
@@ -124,11 +124,18 @@ class HubStore:
     def branches(self, repo_type: str, repo_id: str) -> dict[str, str]:
         return dict(self._refs(repo_type, repo_id)["branches"])
 
+    def tags(self, repo_type: str, repo_id: str) -> dict[str, str]:
+        return dict(self._refs(repo_type, repo_id).get("tags", {}))
+
     def resolve(self, repo_type: str, repo_id: str, revision: str) -> str:
-        """Branch name or full commit id -> commit id; a missing revision is a RevisionNotFound."""
+        """Branch, tag or full commit id -> commit id (the Hub's order: a branch wins over a tag
+        of the same name); a missing revision is a RevisionNotFound."""
         branches = self.branches(repo_type, repo_id)
         if revision in branches:
             return branches[revision]
+        tags = self.tags(repo_type, repo_id)
+        if revision in tags:
+            return tags[revision]
         if SHA1_RE.match(revision) and (self.repo_dir(repo_type, repo_id) / "commits" / f"{revision}.json").is_file():
             return revision
         raise StoreError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
@@ -157,6 +164,27 @@ class HubStore:
                 raise StoreError(404 if branch != "main" else 403, f"cannot delete branch {branch}",
                                  "RevisionNotFound" if branch != "main" else None)
             del refs["branches"][branch]
+            _atomic_write(self.repo_dir(repo_type, repo_id) / "refs.json", json.dumps(refs).encode())
+
+    def create_tag(self, repo_type: str, repo_id: str, tag: str, revision: str) -> str:
+        """Tag `revision` (branch, tag or sha); an existing tag is a 409, as on the Hub: moving
+        one is delete + create."""
+        with self._lock:
+            refs = self._refs(repo_type, repo_id)
+            tags = refs.setdefault("tags", {})
+            if tag in tags:
+                raise StoreError(409, f"Tag {tag} already exists")
+            sha = self.resolve(repo_type, repo_id, revision)
+            tags[tag] = sha
+            _atomic_write(self.repo_dir(repo_type, repo_id) / "refs.json", json.dumps(refs).encode())
+            return sha
+
+    def delete_tag(self, repo_type: str, repo_id: str, tag: str) -> None:
+        with self._lock:
+            refs = self._refs(repo_type, repo_id)
+            if tag not in refs.get("tags", {}):
+                raise StoreError(404, f"Invalid rev id: {tag}", "RevisionNotFound")
+            del refs["tags"][tag]
             _atomic_write(self.repo_dir(repo_type, repo_id) / "refs.json", json.dumps(refs).encode())
 
     # -- content -----------------------------------------------------------------------------
