@@ -44,7 +44,7 @@ from pathlib import Path
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from .procs import die_with_parent, kill_group
+from .procs import kill_group, set_parent_death_signal
 
 log = logging.getLogger("roboaug.nodeagent")
 
@@ -372,7 +372,7 @@ class NodeAgent:
             run.proc = subprocess.Popen(
                 run.argv, env=run.env, cwd=run.cwd, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=die_with_parent
+                preexec_fn=set_parent_death_signal
                 if threading.current_thread() is threading.main_thread() else None)
         log.info("started %s/%s pid %s: %s", run.ns, run.name, run.proc.pid, run.argv)
 

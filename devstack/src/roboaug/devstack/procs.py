@@ -22,7 +22,7 @@ _live: set["Proc"] = set()
 _lock = threading.Lock()
 
 
-def die_with_parent() -> None:  # runs in the child between fork and exec
+def set_parent_death_signal() -> None:  # runs in the child between fork and exec
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -74,7 +74,7 @@ class Proc:
         self.popen = subprocess.Popen(
             self.args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, cwd=cwd, start_new_session=True,
-            preexec_fn=die_with_parent if pdeath else None)
+            preexec_fn=set_parent_death_signal if pdeath else None)
         with _lock:
             _live.add(self)
 
