@@ -111,6 +111,13 @@ def test_apiserver_itself_refuses_an_invalid_cr(cluster, k8s, namespace):
     out = cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(bad), check=False)
     assert out.returncode != 0
     assert "augment_transforms" in out.stderr
+    # inplace takes one version per episode: a per-transform count other than 1 is refused too
+    bad["metadata"]["name"] = "kubectl-inplace"
+    bad["spec"].update(augment_transforms="lighting,noise", augment_mode="independent",
+                       augment_dataset_mode="inplace", augment_copies_per_transform={"noise": 2})
+    out = cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(bad), check=False)
+    assert out.returncode != 0
+    assert "augment_copies_per_transform: in inplace mode" in out.stderr
     assert k8s.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"] == []
 
 

@@ -89,6 +89,22 @@ def test_copies_per_transform_accepted_when_keys_are_chosen(client):
     assert "ignored" not in r.json()["message"]
 
 
+@pytest.mark.parametrize("augment_mode", ["independent", "stacked"])
+def test_copies_per_transform_other_than_one_is_refused_in_inplace_mode(client, store, augment_mode):
+    body = minimal_body(augment_mode=augment_mode, augment_dataset_mode="inplace",
+                        augment_transforms="lighting,noise,blur",
+                        augment_copies_per_transform={"noise": 1, "blur": 2})
+    msg = only_error(post_job(client, body), "augment_copies_per_transform")
+    assert "inplace" in msg and "blur=2" in msg and "noise" not in msg.split("got")[-1]
+    assert store.jobs == {}
+
+
+def test_copies_per_transform_of_one_is_accepted_in_inplace_mode(client):
+    body = minimal_body(augment_mode="independent", augment_dataset_mode="inplace",
+                        augment_transforms="lighting,noise", augment_copies_per_transform={"noise": 1})
+    assert post_job(client, body).status_code == 201
+
+
 def test_copies_per_transform_value_bounds(client):
     body = minimal_body(augment_mode="independent", augment_transforms="noise",
                         augment_copies_per_transform={"noise": 0})

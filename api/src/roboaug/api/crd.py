@@ -155,6 +155,16 @@ def spec_schema() -> dict[str, Any]:
             ".augment_copies_per_transform",
         )
     )
+    rules.append(
+        _cel(
+            f"{present('augment_copies_per_transform', 'augment_dataset_mode')}"
+            "self.augment_dataset_mode != 'inplace' "
+            "|| self.augment_copies_per_transform.all(k, self.augment_copies_per_transform[k] == 1)",
+            "augment_copies_per_transform: in inplace mode each episode is replaced by exactly one "
+            "augmented version, so every count must be 1",
+            ".augment_copies_per_transform",
+        )
+    )
     schema["x-kubernetes-validations"] = rules
     schema["description"] = (
         "What to augment and how: the REST request's fields, unchanged, plus job_id, "

@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 GENERATIVE_DISABLED_MESSAGE = (
@@ -227,7 +228,8 @@ class AugmentationJobCreateRequest(BaseModel):
         None, max_length=16,
         description=(
             "Independent mode only: copies per episode for each named transform (keys must be "
-            "transforms chosen in augment_transforms), overriding augment_copies. Ignored in stacked mode."
+            "transforms chosen in augment_transforms), overriding augment_copies. Ignored in stacked mode. "
+            "In inplace mode each episode gets exactly one version, so every count must be 1."
         ),
     )
     augment_dataset_mode: DatasetMode = Field(
@@ -350,6 +352,19 @@ class AugmentationJobCreateRequest(BaseModel):
                     f"augment_transforms ({', '.join(chosen)})"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _inplace_has_one_version(self):
+        # inplace replaces each episode by exactly one augmented version: a count other than 1
+        # cannot be honoured, and silently dropping it surprised users.
+        per = self.augment_copies_per_transform or {}
+        if self.augment_dataset_mode == DatasetMode.inplace.value and any(n != 1 for n in per.values()):
+            counts = ", ".join(f"{k}={n}" for k, n in per.items() if n != 1)
+            raise ValueError(
+                "augment_copies_per_transform: in inplace mode each episode is replaced by exactly one "
+                f"augmented version, so every count must be 1 (got {counts})"
+            )
+        return self
 
     # -- derived views ------------------------------------------------------------------------
     @property
