@@ -136,6 +136,19 @@ def iter_frames(
         container.close()
 
 
+# Quality: every codec gets a constant-quality setting the encoder really reads (measured by
+# bench/bench_video_quality.py: written frames >= 38 dB PSNR against the pre-encode ones for a
+# lighting-only copy, bitrate within 2x of the source's, at 96x96 and 640x480).
+AV1_CRF = "30"
+"""lerobot's own AV1 setting: outputs stay in the quality class of lerobot-written sources."""
+H264_CRF = "23"
+"""libx264's default constant-rate factor (a private option of libx264: it takes it)."""
+MPEG4_QUANTISER = "3"
+"""mpeg4 has no crf and libavcodec ignores a `qscale` option (PyAV passes it, nothing reads it:
+same bytes for 3, 31 or none), so the encoder fell back to its 200 kbit/s default bitrate. The
+quantiser is pinned through qmin = qmax instead; 2..5 is mpeg4's visually-lossless range."""
+
+
 def encoder_settings(codec: str) -> tuple[str, dict[str, str]]:
     """Encoder name and options for a source codec: lerobot's AV1 settings, else the same codec.
 
@@ -146,11 +159,11 @@ def encoder_settings(codec: str) -> tuple[str, dict[str, str]]:
         preset = os.environ.get("ROBOAUG_SVTAV1_PRESET", DEFAULT_SVTAV1_PRESET)
         if not preset.isdigit() or not 0 <= int(preset) <= 13:
             raise WorkerError(ExitCode.INVALID_SPEC, f"ROBOAUG_SVTAV1_PRESET must be an integer 0..13, got {preset!r}")
-        return "libsvtav1", {"g": "2", "crf": "30", "preset": preset, "svtav1-params": "lp=1"}
+        return "libsvtav1", {"g": "2", "crf": AV1_CRF, "preset": preset, "svtav1-params": "lp=1"}
     if codec == "h264":
-        return "libx264", {"g": "2", "crf": "23", "bf": "0", "threads": "1", "preset": "medium"}
+        return "libx264", {"g": "2", "crf": H264_CRF, "bf": "0", "threads": "1", "preset": "medium"}
     if codec == "mpeg4":
-        return "mpeg4", {"g": "2", "qscale": "3", "bf": "0", "threads": "1"}
+        return "mpeg4", {"g": "2", "qmin": MPEG4_QUANTISER, "qmax": MPEG4_QUANTISER, "bf": "0", "threads": "1"}
     raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"video codec {codec!r} is not supported (av1, h264, mpeg4)")
 
 
