@@ -5,7 +5,8 @@ import random
 from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE, AugmentationJobStatus
 from roboaug.operator.config import parse_config
 from roboaug.operator.phases import check
-from roboaug.operator.reconcile import MAX_WAITING_EVENTS, Observed, decide
+from roboaug.operator.reconcile import Observed, decide
+from roboaug.operator.steps import MAX_WAITING_EVENTS
 
 from tests.operator._operator_factories import CPU_NODE, CR_UID, JOB_ID, at, cr, job, pod
 

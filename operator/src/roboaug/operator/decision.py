@@ -1,0 +1,140 @@
+"""What `reconcile.decide` reads (`Observed`), what it returns (`Plan`), and what its steps share
+while it runs (`Decision`).
+
+A `Decision` is one decision in the making: the observation, the facts derived from it once
+(which pod matters now, which pods failed), what earlier steps settled (the parsed spec, the
+pool), the phase history being written and the plan being built. The steps (`steps.py`) read a
+Decision and write only its history `h`, its plan, and the fields documented as theirs; none
+does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
+
+from roboaug.api.models import AugmentationJobSpec
+
+from .config import OperatorConfig
+from .errors import PodFailure
+from .observe import JobView, PodView
+from .phases import History
+from .pools import PoolChoice
+
+
+@dataclass
+class Observed:
+    cr: dict                                   # the AugmentationJob as stored
+    job: Optional[JobView] = None
+    pods: list[PodView] = field(default_factory=list)
+    node_labels: dict[str, dict] = field(default_factory=dict)
+    now: datetime = None  # type: ignore[assignment]
+    create_error: Optional[str] = None         # the apiserver refused our Job (not a 409)
+
+
+@dataclass
+class Plan:
+    status: dict = field(default_factory=dict)          # status fields to merge-patch (changed only)
+    create_job: Optional[dict] = None
+    delete_job: Optional[str] = None                    # foreground deletion
+    labels: dict = field(default_factory=dict)          # CR labels to add
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    transitions: list[tuple[str, str, Optional[float]]] = field(default_factory=list)
+    finished: Optional[str] = None                      # final status reached by this plan
+    retries: int = 0
+    queue_wait: Optional[float] = None                  # CR created -> worker running, seconds
+    requeue_after: Optional[float] = None
+    new_status: dict = field(default_factory=dict)      # the whole operator-owned status after the plan
+
+    @property
+    def empty(self) -> bool:
+        return not (self.status or self.create_job or self.delete_job or self.labels or self.events)
+
+
+def operator_status(status: Optional[dict]) -> dict:
+    """The part of status the operator owns: all of it but the worker's `progress`."""
+    return {k: v for k, v in (status or {}).items() if k != "progress"}
+
+
+def current_pod(pods: list[PodView]) -> Optional[PodView]:
+    """The pod that matters now: the newest one still alive, else the newest one."""
+    live = [p for p in pods if not p.deleting and p.phase not in ("Failed", "Succeeded")]
+    pool = live or list(pods)
+    return max(pool, key=lambda p: (p.created or "", p.name)) if pool else None
+
+
+def failure_of(pod: PodView) -> PodFailure:
+    return PodFailure(exit_code=pod.exit_code, reason=pod.exit_reason, message=pod.exit_message,
+                      pod=pod.name, node=pod.node)
+
+
+@dataclass
+class Decision:
+    obs: Observed
+    config: OperatorConfig
+    before: dict                    # the operator-owned status as stored
+    h: History                      # the history being written (a copy of `before`)
+    was_terminal: bool              # `before` had already reached a final status
+    plan: Plan
+    job_id: str
+    pods: list[PodView]             # oldest first
+    current: Optional[PodView]      # see `current_pod`
+    failed_pods: list[PodView]      # failed and not disrupted, oldest first
+    # The worker's last report; `steps.progress` drops it when another pod wrote it.
+    progress: Optional[dict] = None
+    spec: Optional[AugmentationJobSpec] = None   # set by `steps.validate`
+    choice: Optional[PoolChoice] = None          # set by `steps.route`
+
+    @classmethod
+    def begin(cls, obs: Observed, config: OperatorConfig) -> "Decision":
+        cr = obs.cr
+        meta = cr.get("metadata") or {}
+        before = operator_status(cr.get("status"))
+        pods = sorted(obs.pods, key=lambda p: (p.created or "", p.name))
+        h = History(before)
+        return cls(
+            obs=obs, config=config, before=before, h=h, was_terminal=h.terminal, plan=Plan(),
+            job_id=str(before.get("job_id") or (cr.get("spec") or {}).get("job_id") or meta.get("uid")),
+            pods=pods, current=current_pod(pods),
+            failed_pods=[p for p in pods if p.phase == "Failed" and not p.disrupted],
+            progress=(cr.get("status") or {}).get("progress") or None,
+        )
+
+    # -- read-only views of the observation ------------------------------------------------------
+    @property
+    def now(self) -> datetime:
+        return self.obs.now
+
+    @property
+    def meta(self) -> dict:
+        return self.obs.cr.get("metadata") or {}
+
+    @property
+    def spec_raw(self) -> dict:
+        return self.obs.cr.get("spec") or {}
+
+    @property
+    def job(self) -> Optional[JobView]:
+        return self.obs.job
+
+    @property
+    def ours(self) -> bool:
+        """A Job exists and this CR owns it (a Job of the same name may belong to another)."""
+        return self.job is not None and self.job.owner_uid == self.meta.get("uid")
+
+    @property
+    def last_failure(self) -> Optional[PodFailure]:
+        return failure_of(self.failed_pods[-1]) if self.failed_pods else None
+
+    @property
+    def ran(self) -> bool:
+        """The current pod got a node and its container started (it runs or has run)."""
+        c = self.current
+        return bool(c is not None and c.node and c.phase in ("Running", "Succeeded", "Failed"))
+
+    # -- writing ----------------------------------------------------------------------------------
+    def fail(self, error: str, message: str, data: Optional[dict] = None) -> bool:
+        """The job fails; returns True, so a step can end the decision with `return d.fail(...)`."""
+        self.h.fail(self.now, error, message, data)
+        return True

@@ -1,0 +1,334 @@
+"""The steps of `reconcile.decide`, in the order `reconcile.STEPS` runs them.
+
+Each step is a plain function of one `Decision` (see `decision.py`): it reads the observation and
+what earlier steps settled, writes the phase history and the plan, and returns True when the
+decision is complete, so that no later step runs (the job failed or was cancelled, or it waits
+for its Job to be created or to go away). None does I/O; tests/operator/test_operator_steps.py
+tests each one alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
+
+from pydantic import ValidationError
+
+from roboaug.api.models import (
+    GENERATIVE_DISABLED_MESSAGE,
+    LABEL_JOB_ID,
+    LABEL_PROJECT_ID,
+    WORKER_PHASES,
+    AugmentationJobSpec,
+)
+
+from .decision import Decision
+from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
+from .jobs import output_dataset_id, render_job
+from .observe import JobView, PodView
+from .phases import QUEUED_PHASES, parse_ts
+from .pools import NoPoolError, select_pool
+
+LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+LABEL_REGION = "topology.kubernetes.io/region"
+NO_POD_REASON = ("the Job controller created no pod (see the Job's events: a missing ServiceAccount "
+                 "or an exhausted ResourceQuota are the usual causes)")
+# Kubelet `state.waiting` reasons of a container that will not start without someone fixing
+# something (a missing Secret or key, a wrong image); ContainerCreating / PodInitializing are
+# the normal way to start and are left alone. The operator cannot check Secrets itself (no RBAC
+# on them, by design), so the kubelet's words are what the user gets.
+CANNOT_START_REASONS = frozenset({
+    "CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff",
+    "InvalidImageName", "ErrImageNeverPull",
+})
+# Per pod. ErrImagePull and ImagePullBackOff alternate, and a pull error can name a different
+# address each time: a bound keeps the CR small (status.error carries the last word anyway).
+MAX_WAITING_EVENTS = 10
+# A Job still being deleted (ours deleted behind our back, or an earlier CR's of the same name):
+# look again shortly, once it is gone.
+DELETING_REQUEUE_SECONDS = 2.0
+
+
+def spec_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        parts.append(f"spec.{where}: {err['msg']}")
+    return "invalid spec: " + "; ".join(parts)
+
+
+# -- before any Job ---------------------------------------------------------------------------------
+def label(d: Decision) -> bool:
+    """The CR labels the gateway sets, added to a CR made with kubectl."""
+    labels = d.meta.get("labels") or {}
+    if LABEL_JOB_ID not in labels:
+        d.plan.labels[LABEL_JOB_ID] = d.job_id
+    if LABEL_PROJECT_ID not in labels and d.spec_raw.get("project_id"):
+        d.plan.labels[LABEL_PROJECT_ID] = str(d.spec_raw["project_id"])
+    return False
+
+
+def settle(d: Decision) -> bool:
+    """A finished job stays as it is; only a cancel whose Job deletion failed last time still
+    has work: the deletion."""
+    if not d.h.terminal:
+        return False
+    if d.h.phase == "cancelled" and d.ours and not d.job.deleting:
+        d.plan.delete_job = d.job.name
+    return True
+
+
+def accept(d: Decision) -> bool:
+    """First sight of the CR: its history starts with `queued`."""
+    if not d.h.started:
+        d.h.start(d.job_id, d.meta.get("creationTimestamp"), d.now, message="accepted")
+    return False
+
+
+def validate(d: Decision) -> bool:
+    """The spec parses (sets `d.spec`), else the job fails naming the field."""
+    try:
+        d.spec = AugmentationJobSpec.model_validate(d.spec_raw)
+    except ValidationError as e:
+        return d.fail(spec_error(e), "the spec is invalid")
+    return False
+
+
+def cancel(d: Decision) -> bool:
+    """`spec.cancel_requested`: our Job is deleted (foreground) and the job ends `cancelled`."""
+    if not d.spec.cancel_requested:
+        return False
+    if d.ours and not d.job.deleting:
+        d.plan.delete_job = d.job.name
+    d.h.cancel(d.now, "cancelled on request" + (f"; Job {d.job.name} deleted" if d.ours else ""))
+    return True
+
+
+def route(d: Decision) -> bool:
+    """The pool for the augmentation type (sets `d.choice`); generative jobs are refused."""
+    if d.spec.augmentation_type == "generative":
+        return d.fail(GENERATIVE_DISABLED_MESSAGE, "generative augmentation is disabled",
+                      {"augmentation_type": "generative"})
+    try:
+        d.choice = select_pool(d.config, d.spec.augmentation_type)
+    except NoPoolError as e:
+        return d.fail(str(e), "no pool for this augmentation type")
+    return False
+
+
+def ensure_job(d: Decision) -> bool:
+    """The worker Job: create it, adopt ours (-> `scheduling`), or wait for one being deleted;
+    a Job of the same name that another object owns fails the job."""
+    job = d.job
+    if job is None:
+        if d.obs.create_error:
+            return d.fail(f"cannot create the worker Job: {d.obs.create_error}", "Job creation refused")
+        d.plan.create_job = render_job(d.obs.cr, d.spec, d.job_id, d.config, d.choice)
+        return True
+    if not d.ours:
+        if job.deleting:  # the Job of an earlier CR with the same name, on its way out
+            d.plan.requeue_after = DELETING_REQUEUE_SECONDS
+            return True
+        return d.fail(f"a Job named {job.name} already exists and is not owned by this AugmentationJob; "
+                      "not adopting it", "name clash with an existing Job")
+    d.h.status["job_name"] = job.name
+    if job.deleting:  # deleted behind our back; recreated once it is gone
+        d.plan.requeue_after = DELETING_REQUEUE_SECONDS
+        return True
+    if d.h.phase == "queued":
+        d.h.advance("scheduling", d.now, f"Job {job.name} created on pool {d.choice.name}",
+                    data={"job": job.name, "pool": d.choice.name,
+                          "instance_type": d.choice.pool.instance_type})
+    return False
+
+
+# -- the Job's pods -----------------------------------------------------------------------------------
+def placement(d: Decision) -> bool:
+    """Node facts (instance type, region) of the pod that runs or ran the work, recorded once the
+    work has started, so they land with the move to `downloading` (one status write, not two)."""
+    c = d.current
+    placed = c if c and c.node else next((p for p in reversed(d.pods) if p.node), None)
+    if placed is None or not (d.ran or d.job.finished or d.h.phase not in QUEUED_PHASES):
+        return False
+    node = d.obs.node_labels.get(placed.node) or {}
+    if node.get(LABEL_INSTANCE_TYPE):
+        d.h.status["instance_type"] = node[LABEL_INSTANCE_TYPE]
+    if node.get(LABEL_REGION):
+        d.h.status["region"] = node[LABEL_REGION]
+    if not d.h.status.get("instance_type") and d.choice.pool.instance_type:
+        # a node without the well-known label: report what the pool is configured to be
+        d.h.status["instance_type"] = d.choice.pool.instance_type
+    return False
+
+
+def disruptions(d: Decision) -> bool:
+    """Pods lost to node disruptions are noted once each; they are not attempts
+    (podFailurePolicy Ignore)."""
+    noted = {(e.get("data") or {}).get("pod") for ph in d.h.status["phases"] for e in ph["events"]
+             if e["status"] == "disrupted"}
+    for p in d.pods:
+        if p.disrupted and p.phase == "Failed" and p.name not in noted:
+            d.h.event("disrupted", d.now, f"pod {p.name} was disrupted on node {p.node}; not counted as a retry",
+                      data={"pod": p.name, "node": p.node})
+            d.plan.events.append(("Warning", "Disrupted", f"pod {p.name} disrupted on node {p.node}"))
+            noted.add(p.name)
+    return False
+
+
+def failed(d: Decision) -> bool:
+    """The Job failed (its Failed or FailureTarget condition), or a pod exited with a permanent
+    code (the podFailurePolicy fails the Job on it; no retry will happen)."""
+    job, last = d.job, d.last_failure
+    if job.failed_condition is not None:
+        attempts = max(job.failed, len(d.failed_pods), 1)
+        cond = job.failed_condition
+        text = job_failure_text(cond.get("reason"), cond.get("message"), last, attempts)
+        data = {**(last.data() if last else {}), "job_reason": cond.get("reason"), "attempts": attempts}
+        return d.fail(text, f"Job {job.name} failed ({cond.get('reason') or 'Failed'})", data)
+    if last is not None and last.permanent:
+        return d.fail(last.describe(), f"Job {job.name} failed (permanent worker error)",
+                      {**last.data(), "attempts": max(job.failed, len(d.failed_pods))})
+    return False
+
+
+def retries(d: Decision) -> bool:
+    """Each failed attempt not yet in the history is a `retry` event (at most `backoff_limit`);
+    the last one carries the failed pod's exit code and message."""
+    h, last, limit = d.h, d.last_failure, d.config.backoff_limit
+    n_failed = min(max(d.job.failed, len(d.failed_pods)), limit)
+    if n_failed <= h.attempt:
+        return False
+    for attempt in range(h.attempt + 1, n_failed + 1):
+        is_last = attempt == n_failed
+        h.retry(attempt, d.now, f"attempt {attempt - 1} failed; retry {attempt} of at most {limit}",
+                error=last.describe() if (is_last and last) else None,
+                data=last.data() if (is_last and last) else None)
+        d.plan.retries += 1
+    d.plan.events.append(("Warning", "Retry",
+                          f"attempt {n_failed} started" + (f" after: {last.describe()}" if last else "")))
+    return False
+
+
+def started(d: Decision) -> bool:
+    """The current pod runs on a node: `downloading`, and the queue wait is measured."""
+    if not (d.ran and d.h.phase in QUEUED_PHASES):
+        return False
+    c = d.current
+    d.h.advance("downloading", d.now, f"worker started on node {c.node}",
+                data={"pod": c.name, "node": c.node,
+                      "instance_type": d.h.status.get("instance_type"), "region": d.h.status.get("region")})
+    created = parse_ts(d.h.status.get("created_at"))
+    if created:
+        d.plan.queue_wait = max(0.0, (d.now - created).total_seconds())
+    return False
+
+
+def progress(d: Decision) -> bool:
+    """The worker's report (`status.progress`) moves the phase forward (never back) and, in the
+    phase it names, becomes a `progress` event. A report written by an earlier attempt's pod is
+    no news about the current one: it is dropped (`d.progress = None`)."""
+    report = d.progress
+    if report and report.get("pod") and d.current is not None and report["pod"] != d.current.name:
+        d.progress = None
+        return False
+    if not (report and report.get("phase") in WORKER_PHASES):
+        return False
+    target = report["phase"]
+    for p in WORKER_PHASES[: WORKER_PHASES.index(target) + 1]:  # advance() never goes back
+        d.h.advance(p, d.now, f"{p} started", data={"pod": d.current.name if d.current else None})
+    if d.h.phase == target:
+        d.h.progress(report, d.now)
+    return False
+
+
+def completion(d: Decision) -> bool:
+    """The Job completed: `completed`, with the output dataset id the worker reported (else
+    the naming rule)."""
+    if not d.job.complete:
+        return False
+    out = (d.progress or {}).get("output_dataset_id") or output_dataset_id(d.spec, d.job_id)
+    d.h.status["augmented_dataset_id"] = out
+    d.h.complete(d.now, f"augmented dataset: {out}", data={"augmented_dataset_id": out})
+    return True
+
+
+# -- the one pending timeout ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Note:
+    """Something new about a stalled pod: a history event and a Warning Event with the same words."""
+
+    status: str      # the history event's status
+    reason: str      # the Kubernetes Event's reason
+    message: str
+    data: dict
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A worker pod that has not started and may never: since when it waits, what is new about
+    it, and what the job fails with when the wait reaches the pending timeout."""
+
+    since: datetime
+    note: Optional[Note]
+    error: str       # status.error at the timeout
+    message: str     # the `failed` event's message
+    data: dict       # the `failed` event's data, after pending_seconds and timeout_seconds
+
+
+def unplaced(pod: Optional[PodView], job: JobView, events: list[dict], now: datetime,
+             timeout: int) -> Optional[Stall]:
+    """No pod, or a pod no node took yet: the scheduler's words (each change of them is news)."""
+    if pod is not None and pod.node:
+        return None
+    why = pod.unschedulable if pod is not None else NO_POD_REASON
+    note = None
+    if pod is not None and why:
+        said = [e.get("message") for e in events if e["status"] == "unschedulable"]
+        if not said or said[-1] != why:
+            note = Note("unschedulable", "Unschedulable", why, {"pod": pod.name})
+    return Stall(since=parse_ts((pod.created if pod is not None else None) or job.created) or now,
+                 note=note, error=pending_timeout_text(timeout, why),
+                 message="no node could take the worker pod", data={"scheduler": why})
+
+
+def not_starting(pod: Optional[PodView], events: list[dict], now: datetime, timeout: int) -> Optional[Stall]:
+    """A pod on a node whose container the kubelet cannot start. It gets the same budget as an
+    unplaced pod, so a missing Hub-token Secret fails the job instead of leaving it queued
+    forever. Each distinct kubelet message of the pod is news, up to MAX_WAITING_EVENTS."""
+    if (pod is None or not pod.node or pod.phase != "Pending"
+            or pod.waiting_reason not in CANNOT_START_REASONS):
+        return None
+    words = kubelet_waiting_text(pod.waiting_reason, pod.waiting_message)
+    said = [e.get("message") for e in events
+            if e["status"] == "container_waiting" and (e.get("data") or {}).get("pod") == pod.name]
+    note = None
+    if words not in said and len(said) < MAX_WAITING_EVENTS:
+        note = Note("container_waiting", "ContainerWaiting", words,
+                    {"pod": pod.name, "node": pod.node, "reason": pod.waiting_reason})
+    return Stall(since=parse_ts(pod.created) or now, note=note,
+                 error=start_timeout_text(timeout, pod.waiting_reason, pod.waiting_message),
+                 message="the worker container could not start",
+                 data={"pod": pod.name, "node": pod.node, "kubelet_reason": pod.waiting_reason})
+
+
+def pending_timeout(d: Decision) -> bool:
+    """A worker pod that does not start (`unplaced` or `not_starting`) within the pending timeout
+    (the spec's, else the config's): its news is recorded as it comes; at the timeout the Job is
+    deleted and the job fails (no retry is spent); before it, a look again when it runs out."""
+    timeout = d.spec.pending_timeout_seconds or d.config.pending_timeout_seconds
+    events = d.h.current["events"]
+    stall = (unplaced(d.current, d.job, events, d.now, timeout)
+             or not_starting(d.current, events, d.now, timeout))
+    if stall is None:
+        return False
+    if stall.note is not None:
+        d.h.event(stall.note.status, d.now, stall.note.message, data=stall.note.data)
+        d.plan.events.append(("Warning", stall.note.reason, stall.note.message))
+    waited = (d.now - stall.since).total_seconds()
+    if waited < timeout:
+        d.plan.requeue_after = max(0.5, timeout - waited)
+        return False
+    d.plan.delete_job = d.job.name
+    return d.fail(stall.error, stall.message,
+                  {"pending_seconds": round(waited, 1), "timeout_seconds": timeout, **stall.data})

@@ -1,0 +1,385 @@
+"""The steps of decide(), one at a time: each on a Decision built from an observation, the way
+decide() builds it; what decide() makes of them together is test_operator_reconcile.py."""
+import pytest
+
+from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE, AugmentationJobSpec
+from roboaug.operator import steps
+from roboaug.operator.config import parse_config
+from roboaug.operator.decision import Decision, Observed
+from roboaug.operator.phases import History
+from roboaug.operator.pools import select_pool
+from roboaug.operator.reconcile import STEPS, decide, finish
+
+from tests.operator._operator_factories import CPU_NODE, CR_UID, JOB_ID, PROJECT, at, cr, iso, job, pod
+
+CFG = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60})
+
+
+def history(*phases, now=0):
+    """A status that went through `phases` after `queued` (the way the operator writes it)."""
+    h = History()
+    h.start(JOB_ID, iso(0), at(0))
+    for name in phases:
+        h.advance(name, at(now))
+    return h.status
+
+
+def decision(c=None, now=1.0, config=CFG, settled=True, **obs):
+    """A Decision as the steps after `route` see it (spec parsed, pool chosen) when `settled`."""
+    d = Decision.begin(Observed(cr=c or cr(), now=at(now), **obs), config)
+    if settled:
+        d.spec = AugmentationJobSpec.model_validate(d.spec_raw)
+        d.choice = select_pool(config, d.spec.augmentation_type)
+    return d
+
+
+def events(d, status=None):
+    return [e for e in d.h.current["events"] if status is None or e["status"] == status]
+
+
+# -- decide() composes the steps -------------------------------------------------------------------
+def test_a_step_that_completes_the_decision_stops_the_later_ones(monkeypatch):
+    ran = []
+    fake = [lambda d, i=i: ran.append(i) or i == 2 for i in range(5)]
+    monkeypatch.setattr("roboaug.operator.reconcile.STEPS", tuple(fake))
+    decide(Observed(cr=cr(), now=at(1)), CFG)
+    assert ran == [0, 1, 2]
+
+
+def test_the_spec_and_pool_are_settled_before_the_steps_that_read_them():
+    order = [s.__name__ for s in STEPS]
+    for reader in ("cancel", "route", "ensure_job", "placement", "completion", "pending_timeout"):
+        assert order.index("validate") < order.index(reader)
+    for reader in ("ensure_job", "placement"):
+        assert order.index("route") < order.index(reader)
+    assert order.index("settle") < order.index("accept") < order.index("validate")
+
+
+# -- before any Job -----------------------------------------------------------------------------------
+def test_label_adds_what_a_kubectl_cr_lacks():
+    d = decision(cr(spec={"job_id": None}, labels={}), settled=False)
+    assert steps.label(d) is False
+    assert d.plan.labels == {"roboaug.dev/job-id": CR_UID, "roboaug.dev/project-id": PROJECT}
+    d = decision(cr(), settled=False)
+    steps.label(d)
+    assert d.plan.labels == {}
+    d = decision(cr(spec={"project_id": None}, labels={"roboaug.dev/job-id": JOB_ID}), settled=False)
+    steps.label(d)
+    assert d.plan.labels == {}
+
+
+def cancelled_status():
+    h = History(history("scheduling"))
+    h.cancel(at(2))
+    return h.status
+
+
+def test_settle_keeps_a_finished_job_and_finishes_a_cancel_deletion():
+    assert steps.settle(decision(cr(status=history("scheduling")), settled=False)) is False
+    d = decision(cr(status=cancelled_status()), job=job(), settled=False)
+    assert steps.settle(d) is True and d.plan.delete_job == "aug-demo-worker"
+    for other in (job(deleting=True), job(owner="someone-else"), None):
+        d = decision(cr(status=cancelled_status()), job=other, settled=False)
+        assert steps.settle(d) is True and d.plan.delete_job is None
+    done = History(history("scheduling"))
+    done.complete(at(2), "done")
+    d = decision(cr(status=done.status), job=job(), settled=False)
+    assert steps.settle(d) is True and d.plan.delete_job is None
+
+
+def test_accept_starts_the_history_once():
+    d = decision(settled=False)
+    assert steps.accept(d) is False
+    assert d.h.phase == "queued" and d.h.status["created_at"] == iso(0) and d.h.status["job_id"] == JOB_ID
+    d = decision(cr(status=history("scheduling")), settled=False)
+    steps.accept(d)
+    assert d.h.status == history("scheduling")
+
+
+def test_validate_sets_the_spec_or_fails_naming_the_field():
+    d = decision(settled=False)
+    steps.accept(d)
+    assert steps.validate(d) is False and d.spec.dataset_id == "lerobot/pusht"
+    d = decision(cr(spec={"augment_transforms": "lighting,sparkles"}), settled=False)
+    steps.accept(d)
+    assert steps.validate(d) is True and d.spec is None
+    assert d.h.phase == "failed" and d.h.status["error"].startswith("invalid spec: spec.augment_transforms")
+
+
+def test_cancel_deletes_only_our_live_job():
+    d = decision(cr(status=history("scheduling")), job=job())
+    assert steps.cancel(d) is False and d.h.phase == "scheduling"
+    d = decision(cr(spec={"cancel_requested": True}, status=history("scheduling")), job=job())
+    assert steps.cancel(d) is True and d.plan.delete_job == "aug-demo-worker"
+    assert d.h.phase == "cancelled" and events(d)[0]["message"] == "cancelled on request; Job aug-demo-worker deleted"
+    d = decision(cr(spec={"cancel_requested": True}, status=history("scheduling")), job=job(deleting=True))
+    assert steps.cancel(d) is True and d.plan.delete_job is None
+    d = decision(cr(spec={"cancel_requested": True}, status=history()), job=job(owner="someone-else"))
+    assert steps.cancel(d) is True and d.plan.delete_job is None
+    assert events(d)[0]["message"] == "cancelled on request"
+
+
+def test_route_refuses_generative_and_names_a_missing_route():
+    d = decision(cr(status=history()), settled=False)
+    d.spec = AugmentationJobSpec.model_validate(d.spec_raw)
+    assert steps.route(d) is False and d.choice.name == "cpu"
+    d = decision(cr(spec={"augmentation_type": "generative"}, status=history()), settled=False)
+    d.spec = AugmentationJobSpec.model_validate(d.spec_raw)
+    assert steps.route(d) is True and d.h.status["error"] == GENERATIVE_DISABLED_MESSAGE
+    unrouted = parse_config({"routing": {"generative": "gpu"}})
+    d = decision(cr(status=history()), config=unrouted, settled=False)
+    d.spec = AugmentationJobSpec.model_validate(d.spec_raw)
+    assert steps.route(d) is True and "routing.deterministic" in d.h.status["error"]
+
+
+def test_ensure_job_creates_adopts_or_waits():
+    d = decision(cr(status=history()))
+    assert steps.ensure_job(d) is True and d.plan.create_job["metadata"]["name"] == "aug-demo-worker"
+    d = decision(cr(status=history()), create_error="quota exceeded")
+    assert steps.ensure_job(d) is True and d.plan.create_job is None
+    assert d.h.status["error"] == "cannot create the worker Job: quota exceeded"
+    d = decision(cr(status=history()), job=job())
+    assert steps.ensure_job(d) is False
+    assert d.h.phase == "scheduling" and d.h.status["job_name"] == "aug-demo-worker"
+    assert events(d)[0]["data"] == {"job": "aug-demo-worker", "pool": "cpu", "instance_type": "c7i.4xlarge"}
+    d = decision(cr(status=history("scheduling", "downloading")), job=job())
+    assert steps.ensure_job(d) is False and d.h.phase == "downloading"
+
+
+@pytest.mark.parametrize("owner", [CR_UID, "old-cr-uid"])
+def test_ensure_job_waits_for_a_job_being_deleted(owner):
+    d = decision(cr(status=history()), job=job(owner=owner, deleting=True))
+    assert steps.ensure_job(d) is True
+    assert d.plan.requeue_after == steps.DELETING_REQUEUE_SECONDS and d.h.phase == "queued"
+    assert d.plan.create_job is None and d.plan.delete_job is None
+
+
+def test_ensure_job_does_not_adopt_a_foreign_job():
+    d = decision(cr(status=history()), job=job(owner="someone-else"))
+    assert steps.ensure_job(d) is True and d.h.phase == "failed"
+    assert "not owned by this AugmentationJob" in d.h.status["error"] and "job_name" not in d.h.status
+
+
+# -- the Job's pods -------------------------------------------------------------------------------------
+def test_placement_records_node_facts_once_the_work_started():
+    running = pod(phase="Running", node="cpu-0")
+    d = decision(cr(status=history("scheduling")), job=job(), pods=[running], node_labels=CPU_NODE)
+    assert steps.placement(d) is False
+    assert (d.h.status["instance_type"], d.h.status["region"]) == ("c7i.4xlarge", "us-east-1")
+    # placed but not started, while still queued: not yet (it lands with `downloading`)
+    d = decision(cr(status=history("scheduling")), job=job(), pods=[pod(node="cpu-0")], node_labels=CPU_NODE)
+    steps.placement(d)
+    assert "instance_type" not in d.h.status
+    # a node without the label: the pool's configured instance type, no region
+    d = decision(cr(status=history("scheduling")), job=job(), pods=[pod(phase="Running", node="bare-0")])
+    steps.placement(d)
+    assert d.h.status["instance_type"] == "c7i.4xlarge" and "region" not in d.h.status
+
+
+def test_placement_uses_the_last_placed_pod_when_the_current_one_has_no_node():
+    pods = [pod(name="p1", created=1, phase="Failed", node="cpu-0", exit_code=75), pod(name="p2", created=2)]
+    d = decision(cr(status=history("scheduling", "downloading")), job=job(failed=1), pods=pods,
+                 node_labels=CPU_NODE | {"cpu-1": {}})
+    steps.placement(d)
+    assert d.h.status["region"] == "us-east-1"
+
+
+def test_disruptions_are_noted_once_per_pod_and_are_not_attempts():
+    lost = pod(name="p1", phase="Failed", node="cpu-0", disrupted=True)
+    d = decision(cr(status=history("scheduling", "downloading")), job=job(), pods=[lost, pod(name="p2", created=3)])
+    assert steps.disruptions(d) is False
+    assert [e["data"] for e in events(d, "disrupted")] == [{"pod": "p1", "node": "cpu-0"}]
+    assert d.plan.events == [("Warning", "Disrupted", "pod p1 disrupted on node cpu-0")]
+    assert d.failed_pods == [] and d.h.attempt == 0
+    again = decision(cr(status=d.h.status), job=job(), pods=[lost, pod(name="p2", created=3)])
+    steps.disruptions(again)
+    assert len(events(again, "disrupted")) == 1 and again.plan.events == []
+
+
+def test_failed_on_the_job_condition_or_a_permanent_exit_code():
+    retryable = pod(name="p1", phase="Failed", node="cpu-0", exit_code=75)
+    d = decision(cr(status=history("scheduling", "downloading")), job=job(failed=1), pods=[retryable])
+    assert steps.failed(d) is False and d.h.phase == "downloading"
+    d = decision(cr(status=history("scheduling", "downloading")), pods=[retryable],
+                 job=job(failed=1, failed_condition={"reason": "BackoffLimitExceeded", "message": "m"}))
+    assert steps.failed(d) is True
+    assert d.h.status["error"].endswith("(gave up after 1 attempt)")
+    assert events(d)[0]["data"]["attempts"] == 1 and events(d)[0]["data"]["job_reason"] == "BackoffLimitExceeded"
+    permanent = pod(name="p1", phase="Failed", node="cpu-0", exit_code=10, exit_message="no such dataset")
+    d = decision(cr(status=history("scheduling", "downloading")), job=job(failed=1), pods=[permanent])
+    assert steps.failed(d) is True
+    assert d.h.status["error"] == "worker exited with code 10 (dataset_not_found, permanent): no such dataset"
+    # a Job that failed before any pod could say why (e.g. its active deadline)
+    d = decision(cr(status=history("scheduling")), job=job(failed_condition={"reason": "DeadlineExceeded"}))
+    assert steps.failed(d) is True and d.h.status["error"] == "Job failed: DeadlineExceeded"
+    assert events(d)[0]["data"] == {"job_reason": "DeadlineExceeded", "attempts": 1}
+
+
+def test_retries_count_new_failures_up_to_the_backoff_limit():
+    fails = [pod(name=f"p{i}", created=i, phase="Failed", node="cpu-0", exit_code=75) for i in range(3)]
+    d = decision(cr(status=history("scheduling", "downloading")), job=job(failed=2), pods=fails[:2])
+    assert steps.retries(d) is False
+    assert d.plan.retries == 2 and d.h.attempt == 2
+    first, second = events(d, "retry")
+    assert first["error"] is None and first["message"] == "attempt 0 failed; retry 1 of at most 2"
+    assert second["data"]["pod"] == "p1" and "code 75" in second["error"]
+    assert d.plan.events == [("Warning", "Retry", f"attempt 2 started after: {second['error']}")]
+    # the retries already recorded are not counted again; more failures than the limit are capped
+    d = decision(cr(status=d.h.status), job=job(failed=3), pods=fails)
+    steps.retries(d)
+    assert d.plan.retries == 0 and d.h.attempt == 2 and d.plan.events == []
+
+
+def test_started_moves_to_downloading_and_measures_the_queue_wait():
+    d = decision(cr(status=history("scheduling")), now=7, job=job(), pods=[pod(phase="Running", node="cpu-0")])
+    assert steps.started(d) is False
+    assert d.h.phase == "downloading" and d.plan.queue_wait == 7.0
+    assert events(d)[0]["data"] == {"pod": "aug-demo-worker-abcde", "node": "cpu-0",
+                                    "instance_type": None, "region": None}
+    d = decision(cr(status=history("scheduling")), job=job(), pods=[pod(node="cpu-0")])
+    steps.started(d)
+    assert d.h.phase == "scheduling" and d.plan.queue_wait is None
+
+
+def with_progress(status, **report):
+    c = cr(status=status)
+    c["status"]["progress"] = {"episodes_done": 1, "episodes_total": 4, "frames_done": 10,
+                               "frames_total": 40, "updated_at": iso(3), **report}
+    return c
+
+
+def test_progress_moves_the_phase_forward_and_records_counts():
+    running = pod(name="p1", phase="Running", node="cpu-0")
+    d = decision(with_progress(history("scheduling"), phase="augmenting", pod="p1"), job=job(), pods=[running])
+    assert steps.progress(d) is False
+    assert [p["name"] for p in d.h.status["phases"]][-2:] == ["downloading", "augmenting"]
+    assert events(d, "progress")[0]["data"]["episodes_done"] == 1
+    # never back
+    d = decision(with_progress(history("scheduling", "downloading", "augmenting", "uploading"),
+                               phase="downloading", pod="p1"), job=job(), pods=[running])
+    steps.progress(d)
+    assert d.h.phase == "uploading" and events(d, "progress") == []
+
+
+def test_progress_of_another_pod_is_dropped():
+    c = with_progress(history("scheduling", "downloading"), phase="uploading", pod="p1",
+                      output_dataset_id="lerobot/from-p1")
+    d = decision(c, job=job(failed=1), pods=[pod(name="p2", created=4, phase="Running", node="cpu-1")])
+    steps.progress(d)
+    assert d.progress is None and d.h.phase == "downloading"
+
+
+def test_completion_takes_the_reported_output_id_else_the_naming_rule():
+    d = decision(cr(status=history("scheduling", "downloading")), job=job())
+    assert steps.completion(d) is False and d.h.phase == "downloading"
+    c = with_progress(history("scheduling", "downloading"), phase="uploading", output_dataset_id="lerobot/x")
+    d = decision(c, job=job(complete=True, active=0))
+    assert steps.completion(d) is True
+    assert d.h.phase == "completed" and d.h.status["augmented_dataset_id"] == "lerobot/x"
+    d = decision(cr(status=history("scheduling", "downloading")), job=job(complete=True, active=0))
+    steps.completion(d)
+    assert d.h.status["augmented_dataset_id"] == "lerobot/pusht-augmented-7d0f5a52"
+
+
+# -- the one pending timeout ----------------------------------------------------------------------------
+def test_unplaced_waits_from_the_pod_else_the_job_and_says_why():
+    no_pod = steps.unplaced(None, job(created=3), [], at(10), 60)
+    assert no_pod.since == at(3) and no_pod.note is None and no_pod.data == {"scheduler": steps.NO_POD_REASON}
+    assert no_pod.error == f"no node could run the worker within 60s: {steps.NO_POD_REASON}"
+    s = steps.unplaced(pod(created=5, unschedulable="0/3 nodes"), job(), [], at(10), 60)
+    assert s.since == at(5) and s.note == steps.Note("unschedulable", "Unschedulable", "0/3 nodes",
+                                                     {"pod": "aug-demo-worker-abcde"})
+    quiet = steps.unplaced(pod(), job(), [], at(10), 60)  # no word from the scheduler yet
+    assert quiet.note is None and quiet.error.endswith("(no reason reported by the scheduler)")
+    assert steps.unplaced(pod(node="cpu-0"), job(), [], at(10), 60) is None
+
+
+def test_unplaced_news_is_a_change_of_the_schedulers_words():
+    said = [{"status": "unschedulable", "message": m} for m in ("A", "B")]
+    assert steps.unplaced(pod(unschedulable="B"), job(), said, at(10), 60).note is None
+    assert steps.unplaced(pod(unschedulable="A"), job(), said, at(10), 60).note.message == "A"
+
+
+def test_not_starting_only_for_a_container_the_kubelet_cannot_start():
+    for ok in (pod(node="cpu-0", waiting_reason="ContainerCreating"), pod(node="cpu-0"),
+               pod(phase="Running", node="cpu-0"), pod(waiting_reason="ErrImagePull"), None):
+        assert steps.not_starting(ok, [], at(10), 60) is None
+    s = steps.not_starting(pod(node="cpu-0", created=4, waiting_reason="ErrImagePull", waiting_message="nope"),
+                           [], at(10), 60)
+    assert s.since == at(4) and s.note.message == "ErrImagePull: nope"
+    assert s.error == "the worker container did not start within 60s: ErrImagePull: nope"
+    assert s.data == {"pod": "aug-demo-worker-abcde", "node": "cpu-0", "kubelet_reason": "ErrImagePull"}
+
+
+def test_not_starting_news_is_each_new_message_of_the_pod_up_to_the_bound():
+    p = pod(node="cpu-0", waiting_reason="ErrImagePull", waiting_message="m0")
+
+    def said(*messages, of="aug-demo-worker-abcde"):
+        return [{"status": "container_waiting", "message": f"ErrImagePull: {m}", "data": {"pod": of}}
+                for m in messages]
+    assert steps.not_starting(p, said("m1", "m0"), at(10), 60).note is None
+    assert steps.not_starting(p, said("m0", of="other-pod"), at(10), 60).note is not None
+    full = said(*[f"x{i}" for i in range(steps.MAX_WAITING_EVENTS)])
+    assert steps.not_starting(p, full, at(10), 60).note is None
+    assert steps.not_starting(p, full[1:], at(10), 60).note is not None
+
+
+STALLED = {
+    "unplaced": dict(pod=pod(created=1, unschedulable="0/3 nodes are available"),
+                     error="no node could run the worker within 60s: 0/3 nodes are available",
+                     news=("unschedulable", "Unschedulable")),
+    "not_starting": dict(pod=pod(created=1, node="cpu-0", waiting_reason="CreateContainerConfigError",
+                                 waiting_message="secret missing"),
+                         error="the worker container did not start within 60s: "
+                               "CreateContainerConfigError: secret missing",
+                         news=("container_waiting", "ContainerWaiting")),
+}
+
+
+@pytest.mark.parametrize("kind", STALLED)
+def test_pending_timeout_is_one_budget_for_every_stall(kind):
+    case = STALLED[kind]
+    d = decision(cr(status=history("scheduling")), now=31, job=job(), pods=[case["pod"]])
+    assert steps.pending_timeout(d) is False
+    assert d.plan.requeue_after == 30 and d.plan.delete_job is None
+    assert events(d)[-1]["status"] == case["news"][0] and d.plan.events[-1][:2] == ("Warning", case["news"][1])
+    d = decision(cr(status=d.h.status), now=60.9, job=job(), pods=[case["pod"]])
+    steps.pending_timeout(d)
+    assert d.plan.requeue_after == 0.5 and d.plan.events == []  # nothing new to say, a floor on the wait
+    d = decision(cr(status=d.h.status), now=61, job=job(), pods=[case["pod"]])
+    assert steps.pending_timeout(d) is True
+    assert d.plan.delete_job == "aug-demo-worker" and d.h.status["error"] == case["error"]
+    data = d.h.status["phases"][-1]["events"][0]["data"]
+    assert (data["pending_seconds"], data["timeout_seconds"]) == (60.0, 60)
+
+
+def test_pending_timeout_takes_the_specs_timeout_and_leaves_a_started_pod_alone():
+    stuck = pod(created=1, unschedulable="0/3")
+    d = decision(cr(spec={"pending_timeout_seconds": 300}, status=history("scheduling")), now=200, job=job(),
+                 pods=[stuck])
+    assert steps.pending_timeout(d) is False and d.plan.requeue_after == 101
+    d = decision(cr(status=history("scheduling", "downloading")), now=500, job=job(),
+                 pods=[pod(phase="Running", node="cpu-0")])
+    assert steps.pending_timeout(d) is False and d.plan.requeue_after is None and d.plan.events == []
+
+
+# -- finish: the plan out of what the steps wrote ------------------------------------------------------
+def test_finish_patches_only_what_changed_and_nulls_what_went():
+    before = history("scheduling") | {"job_name": "aug-demo-worker"}
+    d = decision(cr(status=before, generation=3), job=job())
+    d.h.status.pop("job_name")
+    plan = finish(d)
+    assert plan.status == {"job_name": None, "observed_generation": 3}
+    assert plan.new_status["observed_generation"] == 3 and plan.events == [] and plan.finished is None
+
+
+def test_finish_says_each_phase_entered_and_a_newly_reached_end():
+    d = decision(cr(status=history()), now=4, job=job())
+    d.h.advance("scheduling", at(4), "Job created")
+    d.h.fail(at(5), "boom", "it broke")
+    plan = finish(d)
+    assert plan.events == [("Normal", "Scheduling", "Job created"), ("Warning", "Failed", "boom")]
+    assert [t[:2] for t in plan.transitions] == [("queued", "scheduling"), ("scheduling", "failed")]
+    assert plan.finished == "failed"
+    again = finish(decision(cr(status=plan.new_status), job=job()))
+    assert again.finished is None and again.status == {}
