@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from tests.worker import checker
@@ -52,8 +53,14 @@ def test_lerobot_formats(sources, tmp_path, version, mode, augment_mode):
     if mode == "copy":
         # originals byte for byte (metadata files that list episodes necessarily grow)
         grown = {"meta/info.json", "meta/stats.json", "meta/episodes.jsonl", "meta/episodes_stats.jsonl"}
+        # the originals' episode rows are rewritten with stats recomputed from the data: all else equal
+        restated = {rel for rel in before if rel.startswith("meta/episodes/")}
         for rel, digest in before.items():
-            if rel not in grown:
+            if rel in restated:
+                a, b = pq.read_table(src / rel), pq.read_table(out / rel)
+                keep = [c for c in a.column_names if not c.startswith("stats/")]
+                assert a.schema == b.schema and a.select(keep).equals(b.select(keep)), rel
+            elif rel not in grown:
                 assert after.get(rel) == digest, rel
         assert report["frames"] == src_info["total_frames"] * (1 + _expected_new(n, spec) // n)
     else:

@@ -52,6 +52,7 @@ class EpisodeTask:
     spec: Any  # AugmentationJobSpec
     with_quantiles: dict[str, bool]
     preview: bool = False
+    source_stats: bool = False  # also the camera stats of the decoded source frames (the original episode's)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class EpisodeResult:
     out_index: int
     params: dict[str, dict] = field(default_factory=dict)
     stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    source_stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # task.source_stats
     segments: dict[str, tuple[str, int]] = field(default_factory=dict)
     images: dict[str, list[bytes]] = field(default_factory=dict)
     preview: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -100,6 +102,7 @@ def run_episode(task: EpisodeTask) -> EpisodeResult:
         )
         result.params[cam.key] = params.to_dict()
         acc = CameraStatsAccumulator(task.length)
+        src_acc = CameraStatsAccumulator(task.length) if task.source_stats else None
         if cam.kind == "video":
             # each chunk is done with (augmented into `buffer`, preview copied) before the next
             source = iter_frames(Path(cam.video_path), cam.from_ts, task.length, task.fps, chunk=CHUNK_FRAMES,
@@ -116,6 +119,10 @@ def run_episode(task: EpisodeTask) -> EpisodeResult:
         try:
             for frames in _timed(tm, "decode", source):
                 t0 = time.perf_counter()
+                if src_acc is not None:  # before augmenting: `frames` is the decoder's reused buffer
+                    src_acc.add(frames, first)
+                    tm["stats"] += time.perf_counter() - t0
+                    t0 = time.perf_counter()
                 if buffer is None or buffer.shape[1:] != frames.shape[1:] or len(buffer) < len(frames):
                     buffer = np.empty(frames.shape, np.uint8)
                 c0 = time.thread_time()
@@ -147,5 +154,7 @@ def run_episode(task: EpisodeTask) -> EpisodeResult:
             if sink is not None:  # an error mid-episode: release the encoder without flushing
                 sink.__exit__(RuntimeError, None, None)
         result.stats[cam.key] = acc.result(task.with_quantiles.get(cam.key, False))
+        if src_acc is not None:
+            result.source_stats[cam.key] = src_acc.result(task.with_quantiles.get(cam.key, False))
     tm["cpu"] += time.process_time() - cpu0
     return result

@@ -68,6 +68,8 @@ def episode_tasks(ds: LeRobotDataset, planned: list[OutputEpisode], spec, seg_di
         tasks.append(EpisodeTask(
             oe.out_index, oe.source.index, oe.copy, oe.transforms, oe.source.length, ds.fps, tuple(cams),
             str(seg_dir), spec, quantiles, preview=i in preview_at,
+            # the first copy of each episode also measures the original (the output holds it in copy mode)
+            source_stats=oe.copy == 0,
         ))
     keys = ds.video_keys
     if keys:  # all files of one key must share codec, pix_fmt, size (invariant 6): refuse mixed sources
@@ -98,7 +100,10 @@ def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
     results_list = run_tasks(run_episode, tasks, job.processes, on_done)
     t1 = time.perf_counter()
     results = {r.out_index: r for r in results_list}
-    lerobot_writer.write(ds, stage, spec.augment_dataset_mode, planned, results)
+    warnings = lerobot_writer.write(ds, stage, spec.augment_dataset_mode, planned, results)
+    for message in warnings:  # input inconsistencies: they reach the job's events through progress
+        reporter.update("augmenting", episodes_done=len(tasks), episodes_total=len(tasks), frames_done=frames_total,
+                        frames_total=frames_total, message=f"warning: {message}", force=True)
     entries = [
         {"episode_index": oe.out_index, "source_episode": oe.source.index, "copy": oe.copy,
          "transforms": list(oe.transforms), "params": results[oe.out_index].params}

@@ -2,7 +2,11 @@
 
 copy mode: every source file is copied byte for byte and the augmented episodes are appended in
 new files that sort after the existing ones; inplace mode: same episodes, indices and totals,
-every video file re-encoded with the same frame count and timing, camera stats recomputed.
+every video file re-encoded with the same frame count and timing.
+Either way the per-episode stats of every episode the output holds are recomputed from the data
+(episode_stats.py; originals too, their episode rows rewritten), every video we write gets its
+from/to timestamps from where its frames sit, and info.json's video fields describe the files
+written. `write` returns the input inconsistencies found on the way, as warning messages.
 The invariants are the ones listed in shared/LEROBOT_FORMAT.md.
 """
 
@@ -19,11 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .episode_stats import StatsWarnings, episode_numeric_stats
 from .episode_task import EpisodeResult
 from .files import copy_tree, write_json
-from .lerobot_dataset import Episode, LeRobotDataset
-from .stats import aggregate, constant_stats, shift_stats
-from .video import GRID_TOLERANCE_S, concat_segments
+from .lerobot_dataset import Episode, LeRobotDataset, video_feature_info
+from .stats import aggregate
+from .video import GRID_TOLERANCE_S, concat_segments, probe
 
 MB = 1024 * 1024
 
@@ -66,23 +71,64 @@ def _set_int_column(table: pa.Table, name: str, values: np.ndarray) -> pa.Table:
     return table.set_column(idx, field, pa.array(values, type=field.type))
 
 
-def new_episode_stats(ds: LeRobotDataset, oe: OutputEpisode, res: EpisodeResult, index_start: int) -> dict:
-    """Stats of an output episode: numeric ones carried over (index and episode_index shifted),
-    camera ones from the augmented pixels."""
-    stats = {f: dict(s) for f, s in oe.source.stats.items()}
-    src_from = _source_from_index(ds, oe.source)
-    if "index" in stats:
-        stats["index"] = shift_stats(stats["index"], index_start - src_from)
-    if "episode_index" in stats:
-        stats["episode_index"] = constant_stats(oe.out_index, oe.source.length, stats["episode_index"])
-    stats.update(res.stats)
-    return stats
+def quantile_flags(ds: LeRobotDataset) -> dict[str, bool]:
+    """Whether each feature's stats carry quantiles: as the input's do (lerobot >= 0.4 writes
+    them, v2.1 datasets do not); a feature without input stats follows the others."""
+    given = ds.episodes[0].stats if ds.episodes else {}
+    default = any("q01" in s for s in given.values())
+    return {k: ("q01" in given[k]) if k in given else default for k in ds.features}
 
 
-def _source_from_index(ds: LeRobotDataset, ep: Episode) -> int:
-    if "dataset_from_index" in ep.meta:
-        return int(ep.meta["dataset_from_index"])
-    return sum(e.length for e in ds.episodes[: ep.index])
+class _Stats:
+    """The recomputed per-episode stats of one write, and the warnings found on the way."""
+
+    def __init__(self, ds: LeRobotDataset, results: dict[int, EpisodeResult], plan: list[OutputEpisode]):
+        self.ds, self.quantiles, self.warnings = ds, quantile_flags(ds), StatsWarnings()
+        # camera stats of each original episode: measured by the task of its first copy
+        self.source_cameras = {oe.source.index: results[oe.out_index].source_stats for oe in plan if oe.copy == 0}
+
+    def numeric(self, table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
+        return episode_numeric_stats(self.ds.features, table, self.quantiles)
+
+    def original(self, ep: Episode, table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
+        """Stats of an original episode from its rows and decoded frames, checked against the input's."""
+        stats = {**self.numeric(table), **self.source_cameras.get(ep.index, {})}
+        self.warnings.check(ep.index, ep.stats, stats, set(self.ds.camera_keys))
+        return stats
+
+    def check_timestamps(self, ep: Episode, row: dict) -> None:
+        """An original v3.0 episode's to_timestamp against its frames: an episode's frames end at
+        from_timestamp + length/fps (not (length-1)/fps); a wrong one is corrected in `row`."""
+        for key in self.ds.video_keys:
+            start, end = ep.meta.get(f"videos/{key}/from_timestamp"), ep.meta.get(f"videos/{key}/to_timestamp")
+            if start is not None and end is not None and abs(end - start - ep.length / self.ds.fps) > GRID_TOLERANCE_S:
+                self.warnings.add(f"videos/{key}/to_timestamp", "is not from_timestamp + length/fps (corrected)",
+                                  ep.index)
+                row[f"videos/{key}/to_timestamp"] = start + ep.length / self.ds.fps
+
+
+def _set_stats_columns(row: dict, stats: dict[str, dict[str, np.ndarray]]) -> None:
+    for feat, s in stats.items():
+        for k, v in s.items():
+            if f"stats/{feat}/{k}" in row:
+                row[f"stats/{feat}/{k}"] = np.asarray(v).tolist()
+
+
+def _describe_videos(info: dict, out: Path, written: dict[str, str]) -> None:
+    """info.json's video fields from the files written (`written`: key -> one of its files)."""
+    for key, rel in written.items():
+        p = probe(out / rel)
+        feature = info["features"][key]
+        fields = video_feature_info(feature)
+        if not fields:
+            fields = feature["info"] = {}
+        fps = int(p.fps) if p.fps.denominator == 1 else float(p.fps)
+        fields.update({"video.height": p.height, "video.width": p.width, "video.codec": p.codec,
+                       "video.pix_fmt": p.pix_fmt, "video.fps": fps})
+
+
+def _info_copy(ds: LeRobotDataset) -> dict:
+    return json.loads(json.dumps(ds.info))  # deep: feature dicts get edited
 
 
 def _aggregate_all(per_episode: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, dict[str, list]]:
@@ -91,12 +137,16 @@ def _aggregate_all(per_episode: list[dict[str, dict[str, np.ndarray]]]) -> dict[
 
 
 # -- entry point ------------------------------------------------------------------------------
-def write(ds: LeRobotDataset, out: Path, mode: str, plan: list[OutputEpisode], results: dict[int, EpisodeResult]) -> None:
+def write(ds: LeRobotDataset, out: Path, mode: str, plan: list[OutputEpisode],
+          results: dict[int, EpisodeResult]) -> list[str]:
+    """Write the output dataset; returns warnings about the input (inconsistent stats, timestamps)."""
     out.mkdir(parents=True, exist_ok=True)
+    st = _Stats(ds, results, plan)
     if ds.version == "v3.0":
-        (_write_v30_copy if mode == "copy" else _write_v30_inplace)(ds, out, plan, results)
+        (_write_v30_copy if mode == "copy" else _write_v30_inplace)(ds, out, plan, results, st)
     else:
-        (_write_v21_copy if mode == "copy" else _write_v21_inplace)(ds, out, plan, results)
+        (_write_v21_copy if mode == "copy" else _write_v21_inplace)(ds, out, plan, results, st)
+    return st.warnings.messages()
 
 
 # -- v3.0 -------------------------------------------------------------------------------------
@@ -122,8 +172,24 @@ def _v30_file_positions(sizes: list[int], limit_bytes: int, start: tuple[int, in
     return out
 
 
-def _write_v30_copy(ds, out, plan, results):
-    info = dict(ds.info)
+def _rewrite_v30_original_stats(ds: LeRobotDataset, out: Path, ep_files: list[str], st: _Stats) -> list[dict]:
+    """Recompute the stats of the original episodes and rewrite their episode rows; their stats."""
+    all_stats, cache = [], {}
+    for rel in ep_files:
+        table = pq.read_table(ds.root / rel)
+        rows = table.to_pylist()
+        for row in rows:
+            ep = ds.episodes[int(row["episode_index"])]
+            stats = st.original(ep, ds.read_episode_rows(ep, cache))
+            st.check_timestamps(ep, row)
+            _set_stats_columns(row, stats)
+            all_stats.append(stats)
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out / rel)
+    return all_stats
+
+
+def _write_v30_copy(ds, out, plan, results, st):
+    info = _info_copy(ds)
     chunks_size = int(info.get("chunks_size", 1000))
     copy_tree(ds.root, out)
     old_total = ds.total_frames
@@ -135,11 +201,12 @@ def _write_v30_copy(ds, out, plan, results):
     # data rows of the new episodes, in output order, rolled into files of data_files_size_in_mb
     data_limit = int(info.get("data_files_size_in_mb", 100)) * MB
     cache: dict[str, pa.Table] = {}
-    tables = []
+    tables, numeric = [], {}
     for oe in plan:
         t = ds.read_episode_rows(oe.source, cache)
         t = _set_int_column(t, "episode_index", np.full(t.num_rows, oe.out_index, dtype=np.int64))
         t = _set_int_column(t, "index", np.arange(index_starts[oe.out_index], index_starts[oe.out_index] + t.num_rows))
+        numeric[oe.out_index] = st.numeric(t)  # the rows as written: index and episode_index included
         t = _replace_image_columns(t, results[oe.out_index].images)
         tables.append(t)
     cache.clear()
@@ -156,6 +223,7 @@ def _write_v30_copy(ds, out, plan, results):
     video_limit = int(info.get("video_files_size_in_mb", 200)) * MB
     video_pos: dict[str, list[tuple[int, int]]] = {}
     video_start: dict[tuple[str, int], float] = {}
+    written: dict[str, str] = {}
     for key in ds.video_keys:
         segs = [results[oe.out_index].segments[key] for oe in plan]
         sizes = [Path(p).stat().st_size for p, _ in segs]
@@ -166,6 +234,7 @@ def _write_v30_copy(ds, out, plan, results):
             members = [(oe, seg) for oe, seg, p in zip(plan, segs, positions) if p == pos]
             path = out / info["video_path"].format(video_key=key, chunk_index=pos[0], file_index=pos[1])
             path.parent.mkdir(parents=True, exist_ok=True)
+            written[key] = path.relative_to(out).as_posix()
             starts = concat_segments([(Path(s), n) for _, (s, n) in members], path, ds.fps)
             for (oe, _), start in zip(members, starts):
                 video_start[(key, oe.out_index)] = start
@@ -173,11 +242,11 @@ def _write_v30_copy(ds, out, plan, results):
     # episode rows, one new meta/episodes file
     ep_files = sorted(p.relative_to(ds.root).as_posix() for p in (ds.root / "meta/episodes").glob("chunk-*/file-*.parquet"))
     meta_pos = _next_index(*_last_index(ep_files), chunks_size)
-    rows, all_stats = [], [e.stats for e in ds.episodes]
+    rows, all_stats = [], _rewrite_v30_original_stats(ds, out, ep_files, st)
     for i, oe in enumerate(plan):
         res = results[oe.out_index]
         row = dict(oe.source.meta)
-        stats = new_episode_stats(ds, oe, res, index_starts[oe.out_index])
+        stats = {**numeric[oe.out_index], **res.stats}
         all_stats.append(stats)
         row.update(
             {
@@ -196,10 +265,7 @@ def _write_v30_copy(ds, out, plan, results):
             row[f"videos/{key}/file_index"] = video_pos[key][i][1]
             row[f"videos/{key}/from_timestamp"] = start
             row[f"videos/{key}/to_timestamp"] = start + oe.source.length / ds.fps
-        for feat, s in stats.items():
-            for k, v in s.items():
-                if f"stats/{feat}/{k}" in row:
-                    row[f"stats/{feat}/{k}"] = np.asarray(v).tolist()
+        _set_stats_columns(row, stats)
         rows.append(row)
     ep_schema = pq.read_schema(ds.root / ep_files[0])
     path = out / f"meta/episodes/chunk-{meta_pos[0]:03d}/file-{meta_pos[1]:03d}.parquet"
@@ -208,11 +274,12 @@ def _write_v30_copy(ds, out, plan, results):
 
     total_eps = len(ds.episodes) + len(plan)
     info.update(total_episodes=total_eps, total_frames=running, splits={"train": f"0:{total_eps}"})
+    _describe_videos(info, out, written)
     write_json(out / "meta/info.json", info)
     write_json(out / "meta/stats.json", _aggregate_all(all_stats))
 
 
-def _write_v30_inplace(ds, out, plan, results):
+def _write_v30_inplace(ds, out, plan, results, st):
     ep_files = sorted(p.relative_to(ds.root).as_posix() for p in (ds.root / "meta/episodes").glob("chunk-*/file-*.parquet"))
     video_files = sorted({ep.videos[k][0] for ep in ds.episodes for k in ds.video_keys})
     data_files = ds.data_files() if ds.image_keys else []
@@ -221,6 +288,7 @@ def _write_v30_inplace(ds, out, plan, results):
 
     # every video file rebuilt from its episodes' segments, in the order they sat in it
     new_start: dict[tuple[str, int], float] = {}
+    written: dict[str, str] = {}
     for key in ds.video_keys:
         files: dict[str, list[Episode]] = {}
         for ep in ds.episodes:
@@ -230,10 +298,10 @@ def _write_v30_inplace(ds, out, plan, results):
             segs = [results[by_source[e.index].out_index].segments[key] for e in eps]
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             starts = concat_segments([(Path(s), n) for s, n in segs], out / rel, ds.fps)
+            written[key] = rel
             for e, start in zip(eps, starts):
-                if abs(start - e.videos[key][1]) > GRID_TOLERANCE_S:
-                    # a source with gaps between episodes: the rebuilt file is packed, so record where
-                    new_start[(key, e.index)] = start
+                # every file is rebuilt (packed, even where the source had gaps): record where each sits
+                new_start[(key, e.index)] = start
 
     for rel in data_files:
         table = pq.read_table(ds.root / rel)
@@ -250,27 +318,30 @@ def _write_v30_inplace(ds, out, plan, results):
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, out / rel)
 
-    all_stats = []
+    all_stats, cache = [], {}
     for rel in ep_files:
         table = pq.read_table(ds.root / rel)
         rows = table.to_pylist()
         for row in rows:
             ep = ds.episodes[int(row["episode_index"])]
             res = results[by_source[ep.index].out_index]
-            stats = {**ep.stats, **res.stats}
+            rows_of_ep = ds.read_episode_rows(ep, cache)  # numeric rows are written unchanged
+            st.original(ep, rows_of_ep)  # only to check the input's stats: the pixels are replaced
+            st.check_timestamps(ep, row)  # reported; the timestamps are rewritten below anyway
+            stats = {**st.numeric(rows_of_ep), **res.stats}
             all_stats.append(stats)
-            for feat, s in res.stats.items():
-                for k, v in s.items():
-                    if f"stats/{feat}/{k}" in row:
-                        row[f"stats/{feat}/{k}"] = np.asarray(v).tolist()
+            _set_stats_columns(row, stats)
             for key in ds.video_keys:
-                if (key, ep.index) in new_start:
-                    start = new_start[(key, ep.index)]
-                    row[f"videos/{key}/from_timestamp"] = start
-                    row[f"videos/{key}/to_timestamp"] = start + ep.length / ds.fps
+                start = new_start[(key, ep.index)]
+                row[f"videos/{key}/from_timestamp"] = start
+                row[f"videos/{key}/to_timestamp"] = start + ep.length / ds.fps
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out / rel)
     write_json(out / "meta/stats.json", _aggregate_all(all_stats))
+    if written:
+        info = _info_copy(ds)
+        _describe_videos(info, out, written)
+        write_json(out / "meta/info.json", info)
 
 
 # -- v2.1 -------------------------------------------------------------------------------------
@@ -281,17 +352,23 @@ def _v21_paths(info: dict, ep: int, key: str | None = None) -> str:
     return info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=ep)
 
 
-def _write_v21_copy(ds, out, plan, results):
-    info = dict(ds.info)
+def _write_v21_copy(ds, out, plan, results, st):
+    info = _info_copy(ds)
     copy_tree(ds.root, out)
     running = ds.total_frames
-    ep_lines, stat_lines, all_stats = [], [], [e.stats for e in ds.episodes]
+    ep_lines, stat_lines, all_stats = [], [], []
+    written: dict[str, str] = {}
     cache: dict[str, pa.Table] = {}
+    for ep in ds.episodes:
+        stats = st.original(ep, ds.read_episode_rows(ep, cache))
+        all_stats.append(stats)
+        stat_lines.append(_jsonl_line({"episode_index": ep.index, "stats": _stats_lists(stats)}))
     for oe in plan:
         res = results[oe.out_index]
         t = ds.read_episode_rows(oe.source, cache)
         t = _set_int_column(t, "episode_index", np.full(t.num_rows, oe.out_index, dtype=np.int64))
         t = _set_int_column(t, "index", np.arange(running, running + t.num_rows))
+        stats = {**st.numeric(t), **res.stats}
         t = _replace_image_columns(t, res.images)
         path = out / _v21_paths(info, oe.out_index)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,13 +379,13 @@ def _write_v21_copy(ds, out, plan, results):
             vpath.parent.mkdir(parents=True, exist_ok=True)
             # a one-episode file is the segment itself (pts from 0, muxed bitexact)
             shutil.copyfile(seg, vpath)
-        stats = new_episode_stats(ds, oe, res, running)
+            written[key] = vpath.relative_to(out).as_posix()
         all_stats.append(stats)
         ep_lines.append(_jsonl_line({**oe.source.meta, "episode_index": oe.out_index}))
         stat_lines.append(_jsonl_line({"episode_index": oe.out_index, "stats": _stats_lists(stats)}))
         running += oe.source.length
     _append_lines(out / "meta/episodes.jsonl", ep_lines)
-    _append_lines(out / "meta/episodes_stats.jsonl", stat_lines)
+    (out / "meta/episodes_stats.jsonl").write_text("".join(line + "\n" for line in stat_lines))
     total_eps = len(ds.episodes) + len(plan)
     chunks_size = int(info.get("chunks_size", 1000))
     info.update(
@@ -318,6 +395,7 @@ def _write_v21_copy(ds, out, plan, results):
         total_chunks=math.ceil(total_eps / chunks_size),
         splits={"train": f"0:{total_eps}"},
     )
+    _describe_videos(info, out, written)
     write_json(out / "meta/info.json", info)
     if (ds.root / "meta/stats.json").is_file():  # not read by v2.1 loaders; kept consistent anyway
         write_json(out / "meta/stats.json", _aggregate_all(all_stats))
@@ -330,13 +408,14 @@ def _append_lines(path: Path, lines: list[str]) -> None:
     path.write_text(text + "".join(line + "\n" for line in lines))
 
 
-def _write_v21_inplace(ds, out, plan, results):
-    info = ds.info
+def _write_v21_inplace(ds, out, plan, results, st):
+    info = _info_copy(ds)
     skip = [ep.videos[k][0] for ep in ds.episodes for k in ds.video_keys] + ["meta/episodes_stats.jsonl"]
     if ds.image_keys:
         skip += [ep.data_file for ep in ds.episodes]
     copy_tree(ds.root, out, skip=skip)
     stat_lines, all_stats = [], []
+    written: dict[str, str] = {}
     for oe in sorted(plan, key=lambda o: o.source.index):
         res = results[oe.out_index]
         for key in ds.video_keys:
@@ -344,14 +423,20 @@ def _write_v21_inplace(ds, out, plan, results):
             vpath = out / _v21_paths(info, oe.source.index, key)
             vpath.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(seg, vpath)
+            written[key] = vpath.relative_to(out).as_posix()
+        rows = ds.read_episode_rows(oe.source)
+        st.original(oe.source, rows)  # only to check the input's stats: the pixels are replaced
         if ds.image_keys:
             t = _replace_image_columns(pq.read_table(ds.root / oe.source.data_file), res.images)
             (out / oe.source.data_file).parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(t, out / oe.source.data_file)
-        stats = {**oe.source.stats, **res.stats}
+        stats = {**st.numeric(rows), **res.stats}
         all_stats.append(stats)
         stat_lines.append(_jsonl_line({"episode_index": oe.source.index, "stats": _stats_lists(stats)}))
     (out / "meta/episodes_stats.jsonl").write_text("".join(line + "\n" for line in stat_lines))
     if (ds.root / "meta/stats.json").is_file():
         write_json(out / "meta/stats.json", _aggregate_all(all_stats))
+    if written:
+        _describe_videos(info, out, written)
+        write_json(out / "meta/info.json", info)
 

@@ -90,24 +90,6 @@ def stats_from_histogram(hist: np.ndarray, n_frames: int, with_quantiles: bool) 
     return stats
 
 
-def shift_stats(stats: dict[str, np.ndarray], delta: int) -> dict[str, np.ndarray]:
-    """Stats of a feature whose every value moved by `delta` (index of a copied episode)."""
-    return {k: (v if k in ("count", "std") else v + delta) for k, v in stats.items()}
-
-
-def constant_stats(value: int, count: int, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Stats of a feature constant over an episode (its episode_index), in the dtypes of `like`."""
-    out = {}
-    for k, v in like.items():
-        if k == "count":
-            out[k] = np.array([count], dtype=np.asarray(v).dtype)
-        elif k == "std":
-            out[k] = np.zeros_like(np.asarray(v, dtype=np.float64))
-        else:
-            out[k] = np.full_like(np.asarray(v), value)
-    return out
-
-
 def aggregate(stats_list: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Dataset stats of one feature from episode stats: count-weighted mean and pooled variance,
     global min/max, quantiles as count-weighted means (what lerobot's aggregate_stats does)."""
@@ -136,3 +118,21 @@ def aggregate(stats_list: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarr
 
 def to_jsonable(stats: dict[str, np.ndarray]) -> dict[str, list]:
     return {k: np.asarray(v).tolist() for k, v in stats.items()}
+
+
+def numeric_stats(values: np.ndarray, with_quantiles: bool) -> dict[str, np.ndarray]:
+    """Stats of one numeric feature over one episode's rows (axis 0), lerobot's shapes: a scalar
+    column gives (1,) arrays, a vector column (D,). min/max keep the column's dtype; quantiles
+    are numpy's exact ones (lerobot approximates them with 5000-bin histograms)."""
+    v = np.asarray(values)
+    if v.ndim == 1:
+        v = v[:, None]
+    if v.dtype == np.bool_:
+        v = v.astype(np.int64)
+    f = v.astype(np.float64)
+    out = {"min": v.min(0), "max": v.max(0), "mean": f.mean(0), "std": f.std(0)}
+    if with_quantiles:
+        for name, q in QUANTILES.items():
+            out[name] = np.quantile(f, q, axis=0)
+    out["count"] = np.array([len(v)], dtype=np.int64)
+    return out
