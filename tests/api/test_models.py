@@ -56,6 +56,7 @@ DEFAULTS = {
     "cosmos_control_type": "edge", "cosmos_control_weight": 1, "cosmos_guidance": 3, "cosmos_num_steps": 4,
     "cosmos_seed": 42, "cosmos_model_variant": "edge/distilled", "cosmos_disable_guardrails": False,
     "cosmos_camera_name": None, "augment_seed": 42, "output_dataset_id": None, "pending_timeout_seconds": None,
+    "output_visibility": "private",
 }
 
 
@@ -224,6 +225,6 @@ def test_status_response_projection():
     }
     resp = status_from_cr({"metadata": {"name": "aug-x"}, "spec": {}, "status": status}).model_dump(mode="json")
     assert set(resp) == {"job_id", "current_phase", "status", "instance_type", "region", "phases", "error",
-                         "augmented_dataset_id", "created_at"}
+                         "augmented_dataset_id", "created_at", "source_revision", "augmented_dataset_revision"}
     assert resp["phases"][0]["events"][0]["retry_attempt"] == 0
     assert resp["instance_type"] is None

@@ -12,6 +12,8 @@ from roboaug.api.models import cr_name
 
 SEED_001_FIELDS = {"job_id", "current_phase", "status", "instance_type", "region", "phases", "error",
                    "augmented_dataset_id", "created_at"}
+REVISION_FIELDS = {"source_revision", "augmented_dataset_revision"}  # added by issue 12 (revisions)
+RESPONSE_FIELDS = SEED_001_FIELDS | REVISION_FIELDS
 
 
 def operator_status(job_id: str) -> dict:
@@ -36,6 +38,8 @@ def operator_status(job_id: str) -> dict:
         "error": None,
         "augmented_dataset_id": None,
         "created_at": "2025-03-01T10:00:00Z",
+        "source_revision": "0123456789abcdef0123456789abcdef01234567",
+        "augmented_dataset_revision": None,
         # cluster-only fields: never in the REST answer
         "progress": {"phase": "augmenting", "episodes_done": 3, "episodes_total": 10,
                      "updated_at": "2025-03-01T10:01:30Z"},
@@ -50,12 +54,12 @@ def test_get_before_operator_writes_status(client, store):
     r = client.get(f"/v1/augmentation/{job_id}")
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == SEED_001_FIELDS
+    assert set(body) == RESPONSE_FIELDS
     created = store.jobs[cr_name(job_id)]["metadata"]["creationTimestamp"]
     assert body == {
         "job_id": job_id, "current_phase": "queued", "status": "queued", "instance_type": None,
         "region": None, "phases": [], "error": None, "augmented_dataset_id": None,
-        "created_at": created,
+        "created_at": created, "source_revision": None, "augmented_dataset_revision": None,
     }
     datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
 
@@ -65,8 +69,8 @@ def test_get_returns_the_stored_status_field_for_field(client, store):
     stored = operator_status(job_id)
     store.patch_status(cr_name(job_id), stored)
     body = client.get(f"/v1/augmentation/{job_id}").json()
-    assert set(body) == SEED_001_FIELDS
-    assert body == {k: stored[k] for k in SEED_001_FIELDS}
+    assert set(body) == RESPONSE_FIELDS
+    assert body == {k: stored[k] for k in RESPONSE_FIELDS}
 
 
 def test_get_completed_job_has_dataset_id(client, store):
@@ -180,7 +184,7 @@ def test_list_by_status_with_cursor(client, seven_jobs, limit):
 def test_list_default_limit_and_item_shape(client, seven_jobs):
     body = client.get("/v1/augmentation").json()
     assert len(body["items"]) == 8 and body["next_cursor"] is None
-    assert set(body["items"][0]) == SEED_001_FIELDS
+    assert set(body["items"][0]) == RESPONSE_FIELDS
 
 
 def test_cursor_from_other_filters_or_garbage_is_400(client, seven_jobs):

@@ -27,6 +27,7 @@ from roboaug.worker import hub  # noqa: E402
 from roboaug.worker.errors import ExitCode, WorkerError  # noqa: E402
 
 BAD_TOKEN = "hf_thisTokenIsNotKnownToTheHub0123456789"
+ROBOAUG_MARK = b'{"generator": "roboaug"}\n'
 
 
 def _bytes(seed: int, n: int) -> bytes:
@@ -35,9 +36,11 @@ def _bytes(seed: int, n: int) -> bytes:
 
 def make_folder(root: Path, seed: int = 0) -> dict[str, bytes]:
     """Small text files, an empty file, a small binary the LFS patterns catch (*.parquet) and a
-    binary above the LFS size threshold that no pattern names (*.dat)."""
+    binary above the LFS size threshold that no pattern names (*.dat); and roboaug's provenance
+    mark, so that uploading again into the same repo is allowed."""
     files = {
         "README.md": b"---\nlicense: apache-2.0\ntags: [roboaug]\n---\n# augmented\n",
+        "meta/augmentation.json": ROBOAUG_MARK,
         "meta/info.json": json.dumps({"codebase_version": "v3.0", "seed": seed}).encode(),
         "meta/tasks.jsonl": b'{"task_index": 0, "task": "pick"}\n',
         "meta/empty.txt": b"",
@@ -246,7 +249,7 @@ def test_failed_commit_leaves_nothing_visible(local_hub, tmp_path):
     assert not local_hub.store.exists("dataset", "roboaug-test/new-broken")
 
     # existing repo: main keeps pointing at the previous complete dataset
-    old = local_hub.seed("roboaug-test/kept", {"meta/info.json": b'{"old": true}'})
+    old = local_hub.seed("roboaug-test/kept", {"meta/info.json": b'{"old": true}', "meta/augmentation.json": ROBOAUG_MARK})
     local_hub.fail(r"/commit/main$", status=503, times=1)
     with pytest.raises(WorkerError) as err:
         hub.upload(tmp_path / "out", "roboaug-test/kept", WRITE_TOKEN, "x")
@@ -320,9 +323,73 @@ def test_lerobot_layout_round_trips(local_hub, tmp_path):
     files = read_tree(src)
     assert any(k.startswith("videos/") for k in files) and any(k.startswith("data/chunk-000/") for k in files)
     sha = hub.upload(src, "roboaug-test/lerobot-v30", WRITE_TOKEN, "round trip")
-    dest = hub.download(DatasetRef.parse(f"hf://roboaug-test/lerobot-v30@{sha}"), tmp_path / "dl", None)
+    dest = hub.download(DatasetRef.parse(f"hf://roboaug-test/lerobot-v30@{sha}"), tmp_path / "dl", READ_TOKEN)  # private
     got = read_tree(dest)
     got.pop(".gitattributes")
     assert got == files
     ds = lerobot_dataset.load(dest)  # the worker's own loader accepts the downloaded copy
     assert len(ds.episodes) == 3
+
+
+# -- visibility, ownership, the version tag, pinning a source ------------------------------------------
+def test_output_is_private_unless_asked_public(local_hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    make_folder(tmp_path / "out")
+    hub.upload(tmp_path / "out", "roboaug-test/vis-default", WRITE_TOKEN, "x")
+    hub.upload(tmp_path / "out", "roboaug-test/vis-public", WRITE_TOKEN, "x", private=False)
+    store = local_hub.store
+    assert store.is_private("dataset", "roboaug-test/vis-default") is True
+    assert store.is_private("dataset", "roboaug-test/vis-public") is False
+    anonymous = HfApi(endpoint=local_hub.endpoint, token=False)
+    assert anonymous.repo_info("roboaug-test/vis-public", repo_type="dataset").private is False
+    e = _download_error("hf://roboaug-test/vis-default", tmp_path / "d")
+    assert e.code == ExitCode.DATASET_NOT_FOUND  # to anyone else it does not exist
+
+
+def test_refuses_to_overwrite_a_repo_roboaug_did_not_make(local_hub, tmp_path):
+    make_folder(tmp_path / "out")
+    foreign = {
+        "roboaug-test/someones": {"meta/info.json": b'{"theirs": true}'},
+        "roboaug-test/lookalike": {"meta/augmentation.json": b'{"generator": "someone-else"}'},
+    }
+    for repo, files in foreign.items():
+        before = local_hub.seed(repo, files)
+        with pytest.raises(WorkerError) as err:
+            hub.upload(tmp_path / "out", repo, WRITE_TOKEN, "x")
+        assert err.value.code == ExitCode.INVALID_SPEC and not err.value.retryable
+        assert repo in err.value.message and "refusing to overwrite" in err.value.message
+        assert local_hub.store.branches("dataset", repo) == {"main": before}  # untouched, still there
+    # an empty repo (left by a failed attempt, or made by the user for us) is written into
+    local_hub.store.create("dataset", "roboaug-test/empty")
+    sha = hub.upload(tmp_path / "out", "roboaug-test/empty", WRITE_TOKEN, "x")
+    assert local_hub.store.branches("dataset", "roboaug-test/empty")["main"] == sha
+
+
+def test_version_tag_is_created_then_moved_with_the_output(local_hub, tmp_path):
+    repo = "roboaug-test/tagged"
+    make_folder(tmp_path / "a", seed=1)
+    make_folder(tmp_path / "b", seed=2)
+    sha1 = hub.upload(tmp_path / "a", repo, WRITE_TOKEN, "first", tag="v3.0")
+    assert local_hub.store.tags("dataset", repo) == {"v3.0": sha1}
+    sha2 = hub.upload(tmp_path / "b", repo, WRITE_TOKEN, "second", tag="v3.0")
+    assert sha2 != sha1 and local_hub.store.tags("dataset", repo) == {"v3.0": sha2}
+    local_hub.reset()
+    assert hub.upload(tmp_path / "b", repo, WRITE_TOKEN, "again", tag="v3.0") == sha2  # idempotent
+    assert local_hub.store.tags("dataset", repo) == {"v3.0": sha2}
+    assert not local_hub.requests("DELETE", r"/tag/")  # nothing to move
+
+
+def test_resolve_pins_a_revision_to_its_commit(local_hub, tmp_path):
+    repo = "roboaug-test/resolve"
+    sha1 = local_hub.seed(repo, {"a.txt": b"1"})
+    local_hub.store.create_tag("dataset", repo, "v1", sha1)
+    sha2 = local_hub.seed(repo, {"a.txt": b"2"})
+    assert hub.resolve(DatasetRef.parse(repo), None) == hub.Resolved(repo, sha2, False)
+    assert hub.resolve(DatasetRef.parse(f"hf://{repo}@v1"), None).sha == sha1
+    assert hub.resolve(DatasetRef.parse(f"hf://{repo}@{sha1}"), None).sha == sha1
+    with pytest.raises(WorkerError) as err:
+        hub.resolve(DatasetRef.parse(f"hf://{repo}@nope"), None)
+    assert err.value.code == ExitCode.DATASET_NOT_FOUND and "nope" in err.value.message
+    local_hub.store.create("dataset", "roboaug-test/resolve-private", private=True)
+    assert hub.resolve(DatasetRef.parse("roboaug-test/resolve-private"), READ_TOKEN).private is True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     from .progress import ProgressReporter
@@ -25,11 +25,17 @@ class FormatJob:
     workdir: Path  # scratch space; what a handler puts there it removes
     processes: int
     reporter: "ProgressReporter"
+    source_revision: Optional[str] = None  # the commit a Hub source was read at (pipeline.resolve_source)
 
     @property
     def source_id(self) -> str:
-        """The source as provenance and the card name it: the dataset id of the request."""
-        return self.spec.dataset_id
+        """The source as provenance and the card name it: the request's dataset id, pinned to the
+        commit that was read for a Hub source (`hf://org/name@<sha>`, itself a valid dataset_id)."""
+        if self.source_revision is None:
+            return self.spec.dataset_id
+        from roboaug.api.models import DatasetRef
+
+        return f"hf://{DatasetRef.parse(self.spec.dataset_id).repo_id}@{self.source_revision}"
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""The worker's Hugging Face Hub access: download a dataset snapshot, publish a folder.
+"""The worker's Hugging Face Hub access: pin a source to a commit, download it, publish a folder.
+
+Sources are read at one commit: `resolve` turns the requested revision (default `main`, a branch,
+a tag or a sha) into the commit sha, and the download asks for exactly that sha, so a branch
+moving mid-download cannot mix two trees, and provenance can name what was read.
 
 Publishing is ONE commit on `main` (`HfApi.create_commit` with every file of the folder, plus
 deletions of files an earlier dataset left in the repo). The Hub applies a commit atomically and
@@ -8,6 +12,14 @@ tree or the complete new one, never a part. A staging branch would add a second 
 the first any safer. `upload_folder` is avoided on purpose: with hf_xet installed it splits
 large folders over several commits. A failed upload into a repo this call created deletes that
 repo again (best effort), so no empty dataset repo is left behind either.
+
+Ownership: the worker creates a missing output repo with the requested visibility, and writes
+into an existing one only when it holds nothing (at most `.gitattributes`: e.g. left by an
+attempt that failed) or holds a dataset this service made (`provenance.is_roboaug_provenance` on
+its `meta/augmentation.json`); anything else is refused as INVALID_SPEC naming the repo, never
+overwritten. An existing repo keeps its visibility. After the commit, `tag` (LeRobot's
+`codebase_version`: lerobot resolves its default revision through the repo's tags) is created on
+it, or moved there by delete + create as lerobot's own push does.
 
 Transfer protocol: huggingface_hub 2.x uploads LFS content through Xet whenever hf_xet is
 installed and never falls back by itself. `upload` therefore asks the endpoint for a Xet write
@@ -28,13 +40,16 @@ import importlib.metadata
 import os
 import re
 import shutil
+import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 from roboaug.api.models import DatasetRef
 
 from .errors import ExitCode, WorkerError
+from .provenance import PROVENANCE_PATH, is_roboaug_provenance
 
 REPO_TYPE = "dataset"
 _SKIP_DIRS = (".cache", ".git")  # snapshot metadata and VCS folders are not part of a dataset
@@ -75,6 +90,30 @@ def _auth(token: Optional[str]):
 
 
 # -- download ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resolved:
+    """A Hub dataset pinned: the commit a revision named when asked, and the repo's visibility."""
+
+    repo_id: str
+    sha: str
+    private: bool
+
+
+def resolve(ref: DatasetRef, token: Optional[str]) -> Resolved:
+    """The commit sha `ref.revision` (default `main`) names now, and whether the repo is private."""
+    if ref.scheme != "hf" or not ref.repo_id:
+        raise WorkerError(ExitCode.INVALID_SPEC, f"dataset_id: cannot resolve {ref!r} on the Hub (scheme must be hf)")
+    from huggingface_hub import HfApi
+
+    what = f"dataset {ref.repo_id}" + (f"@{ref.revision}" if ref.revision else "")
+    try:
+        info = HfApi(endpoint=_endpoint(), token=_auth(token)).repo_info(
+            ref.repo_id, repo_type=REPO_TYPE, revision=ref.revision or "main")
+    except Exception as exc:
+        _reraise(exc, what, token)
+    return Resolved(ref.repo_id, info.sha, bool(info.private))
+
+
 def download(ref: DatasetRef, dest: Path, token: Optional[str]) -> Path:
     """A complete local copy of the dataset `ref` names.
 
@@ -124,11 +163,42 @@ def _local_files(folder: Path) -> list[str]:
     return out
 
 
-def upload(folder: Path, repo_id: str, token: Optional[str], message: str) -> str:
+def _check_ours(api, repo_id: str, head: str, remote: list[str], token: Optional[str]) -> None:
+    """Refuse (INVALID_SPEC) to write into a repo holding a dataset this service did not make."""
+    if not set(remote) - {".gitattributes"}:
+        return  # empty: nothing of anyone's to overwrite
+    doc = None
+    if PROVENANCE_PATH in remote:
+        from huggingface_hub import hf_hub_download
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = hf_hub_download(repo_id, PROVENANCE_PATH, repo_type=REPO_TYPE, revision=head, local_dir=tmp,
+                                   token=_auth(token), endpoint=api.endpoint)
+            doc = Path(path).read_bytes()
+    if doc is None or not is_roboaug_provenance(doc):
+        raise WorkerError(ExitCode.INVALID_SPEC, (
+            f"output_dataset_id {repo_id}: the repo exists and holds a dataset roboaug did not make "
+            f"(no roboaug {PROVENANCE_PATH}); refusing to overwrite it: name a new repo"))
+
+
+def _move_tag(api, repo_id: str, tag: str, sha: str) -> None:
+    """`tag` on commit `sha`, created or moved (the Hub has no tag update: delete + create)."""
+    current = {t.name: t.target_commit for t in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags}
+    if current.get(tag) == sha:
+        return
+    if tag in current:
+        api.delete_tag(repo_id, tag=tag, repo_type=REPO_TYPE)
+    api.create_tag(repo_id, tag=tag, revision=sha, repo_type=REPO_TYPE)
+
+
+def upload(folder: Path, repo_id: str, token: Optional[str], message: str, *, private: bool = True,
+           tag: Optional[str] = None) -> str:
     """Publish every file under `folder` to dataset repo `repo_id` in one commit on main; its sha.
 
-    Creates the repo when missing. Files the repo holds that `folder` lacks are deleted in the
-    same commit (`.gitattributes` kept), so `main` holds exactly this dataset afterwards.
+    Creates the repo when missing (`private` decides its visibility) and refuses an existing one
+    that is neither empty nor a roboaug output (see the module's docstring). Files the repo holds
+    that `folder` lacks are deleted in the same commit (`.gitattributes` kept), so `main` holds
+    exactly this dataset afterwards; `tag`, when given, ends up on that commit.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -144,13 +214,15 @@ def upload(folder: Path, repo_id: str, token: Optional[str], message: str) -> st
     created = False
     try:
         try:
-            api.create_repo(repo_id, repo_type=REPO_TYPE, exist_ok=False)
+            api.create_repo(repo_id, repo_type=REPO_TYPE, exist_ok=False, private=private)
             created = True
         except HfHubHTTPError as exc:
             if exc.response is None or exc.response.status_code != 409:  # 409: it exists already
                 raise
         head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision="main").sha
         remote = api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head)
+        if not created:
+            _check_ours(api, repo_id, head, remote, token)
         keep = set(files) | {".gitattributes"}
         ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files]
         ops += [CommitOperationDelete(path_in_repo=p) for p in sorted(remote) if p not in keep]
@@ -163,6 +235,8 @@ def upload(folder: Path, repo_id: str, token: Optional[str], message: str) -> st
                 revision="main",
                 parent_commit=head,  # refuse to overwrite a commit that landed meanwhile
             )
+        if tag:
+            _move_tag(api, repo_id, tag, info.oid)
         return info.oid
     except Exception as exc:
         if created:

@@ -7,13 +7,15 @@ Nothing partial becomes visible: a failure anywhere removes the staging folder (
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from roboaug.api.models import DatasetRef, default_output_dataset_id
+from roboaug.api.models import DatasetRef, OutputVisibility, default_output_dataset_id
 
 from . import image_dataset, lerobot, lerobot_dataset, verify
 from .errors import ExitCode, WorkerError
@@ -41,20 +43,48 @@ class RunSummary:
     episodes_written: int
     frames_written: int
     commit: Optional[str] = None
+    source_revision: Optional[str] = None
     timings: dict[str, float] = field(default_factory=dict)
     episode_cpu: list[float] = field(default_factory=list)  # CPU seconds of each episode task, task order
 
 
-def resolve_source(spec, opts: RunOptions) -> Path:
+@dataclass(frozen=True)
+class Source:
+    root: Path
+    revision: Optional[str] = None  # commit sha of a Hub source; None for file://
+    private: bool = True  # a file:// source has no visibility: treated as private
+
+
+def resolve_source(spec, opts: RunOptions) -> Source:
+    """The source on local disk. A Hub source is first pinned to the commit its revision names
+    now, and exactly that commit is downloaded."""
     ref = DatasetRef.parse(spec.dataset_id)
     if ref.scheme == "file":
         root = Path(ref.path)
         if not root.is_dir():
             raise WorkerError(ExitCode.DATASET_NOT_FOUND, f"dataset {spec.dataset_id} not found (no such directory)")
-        return root
+        return Source(root)
     from . import hub  # only Hub datasets need huggingface_hub
 
-    return hub.download(ref, opts.workdir / "source", opts.token)
+    pinned = hub.resolve(ref, opts.token)
+    root = hub.download(dataclasses.replace(ref, revision=pinned.sha), opts.workdir / "source", opts.token)
+    return Source(root, pinned.sha, pinned.private)
+
+
+def output_private(spec, source: Source) -> bool:
+    """Whether a Hub output the worker creates is private (request field output_visibility)."""
+    if spec.output_visibility == OutputVisibility.source.value:
+        return source.private
+    return spec.output_visibility != OutputVisibility.public.value
+
+
+def version_tag(stage: Path) -> Optional[str]:
+    """The tag a LeRobot output needs on its commit: its `codebase_version` (lerobot picks the
+    revision to load by it). Other formats need none."""
+    info = stage / "meta" / "info.json"
+    if detect_format(stage) != "lerobot" or not info.is_file():
+        return None
+    return json.loads(info.read_text()).get("codebase_version")
 
 
 def detect_format(root: Path) -> str:
@@ -70,26 +100,33 @@ def run(spec, opts: RunOptions, reporter: ProgressReporter) -> RunSummary:
     job_id = str(spec.job_id or opts.job_id)
     output_id = spec.output_dataset_id or default_output_dataset_id(spec.dataset_id, job_id)
     reporter.update("downloading", message=f"resolving {spec.dataset_id}", force=True)
-    root = resolve_source(spec, opts)
+    source = resolve_source(spec, opts)
+    root = source.root
+    if source.revision:
+        reporter.update("downloading", message=f"read {spec.dataset_id} at {source.revision}",
+                        source_revision=source.revision, force=True)
     stage, dest = staging_for(output_id, root, opts.workdir)
     fresh_dir(stage)
     commit = None
     try:
         handler = FORMATS[detect_format(root)]
-        done = handler.augment(root, stage, FormatJob(spec, opts.workdir, opts.processes, reporter))
+        done = handler.augment(root, stage, FormatJob(spec, opts.workdir, opts.processes, reporter,
+                                                      source_revision=source.revision))
         verify.check_output(stage)
         if dest is not None:
             os.rename(stage, dest)
         else:
-            _report(reporter, done)
+            _report(reporter, done, source_revision=source.revision)
             from . import hub
 
-            commit = hub.upload(stage, output_id, opts.token, f"roboaug: augment {spec.dataset_id} (seed {spec.augment_seed})")
+            commit = hub.upload(stage, output_id, opts.token, f"roboaug: augment {spec.dataset_id} (seed {spec.augment_seed})",
+                                private=output_private(spec, source), tag=version_tag(stage))
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     if dest is None:
         shutil.rmtree(stage, ignore_errors=True)
-    _report(reporter, done, message="done", output_dataset_id=output_id)
-    return RunSummary(output_id, done.format, done.episodes_written, done.frames_written, commit,
+    _report(reporter, done, message="done", output_dataset_id=output_id, source_revision=source.revision,
+            augmented_dataset_revision=commit)
+    return RunSummary(output_id, done.format, done.episodes_written, done.frames_written, commit, source.revision,
                       timings=done.timings, episode_cpu=done.episode_cpu)

@@ -90,6 +90,8 @@ class ProgressReporter:
         frames_total: int = 0,
         message: Optional[str] = None,
         output_dataset_id: Optional[str] = None,
+        source_revision: Optional[str] = None,
+        augmented_dataset_revision: Optional[str] = None,
         force: bool = False,
     ) -> bool:
         """Report if due; returns whether this update was emitted."""
@@ -107,6 +109,7 @@ class ProgressReporter:
             phase=phase, episodes_done=episodes_done, episodes_total=episodes_total,
             frames_done=frames_done, frames_total=frames_total, message=message, attempt=self.attempt, pod=self.pod,
             updated_at=dt.datetime.now(dt.timezone.utc), output_dataset_id=output_dataset_id,
+            source_revision=source_revision, augmented_dataset_revision=augmented_dataset_revision,
         )
         body: dict[str, Any] = progress.model_dump(mode="json", exclude_none=True)
         self.reports.append(body)

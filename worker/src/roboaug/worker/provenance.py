@@ -18,13 +18,16 @@ from .png import png_bytes
 from .transforms.registry import REGISTRY
 
 PROVENANCE_PATH = "meta/augmentation.json"
+GENERATOR = "roboaug"
+"""`generator` of every provenance file we write: the mark by which the worker knows a Hub repo
+as one of its outputs, which it may replace (hub.upload)."""
 PREVIEW_PATH = "meta/preview.png"
 TILE_HEIGHT = 120
 
 # Spec fields that decide the output; ids, names, secrets and scheduling knobs do not.
 _OUTPUT_FIELDS_EXCLUDED = {
     "project_id", "name", "job_id", "cancel_requested", "hub_token_secret", "pending_timeout_seconds",
-    "output_dataset_id", "dataset_id",
+    "output_dataset_id", "dataset_id", "output_visibility",
 }
 
 
@@ -38,7 +41,7 @@ def spec_summary(spec) -> dict[str, Any]:
 
 def write_provenance(out: Path, *, spec, source: str, fmt: str, entries: list[dict[str, Any]]) -> None:
     doc = {
-        "generator": "roboaug",
+        "generator": GENERATOR,
         "format": fmt,
         "source_dataset": source,
         "seed": int(spec.augment_seed),
@@ -51,6 +54,15 @@ def write_provenance(out: Path, *, spec, source: str, fmt: str, entries: list[di
     path = out / PROVENANCE_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def is_roboaug_provenance(data: bytes) -> bool:
+    """Whether `data` is a provenance file this service wrote."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(doc, dict) and doc.get("generator") == GENERATOR
 
 
 def _tile(rgb: np.ndarray) -> np.ndarray:

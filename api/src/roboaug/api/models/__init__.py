@@ -14,6 +14,7 @@ from .spec import (
     DatasetRef,
     NoiseType,
     OcclusionType,
+    OutputVisibility,
     SecretKeyRef,
     default_output_dataset_id,
     parse_transforms,

@@ -67,6 +67,12 @@ class DatasetMode(str, Enum):
     inplace = "inplace"
 
 
+class OutputVisibility(str, Enum):
+    private = "private"
+    public = "public"
+    source = "source"
+
+
 class NoiseType(str, Enum):
     gaussian = "gaussian"
     shot = "shot"
@@ -294,6 +300,14 @@ class AugmentationJobCreateRequest(BaseModel):
         description=(
             "Where to write the result: a Hub dataset id `org/name` or `file:///path`. Default: "
             "`<source org>/<source name>-augmented-<first 8 hex of job_id>` on the Hub."
+        ),
+    )
+    output_visibility: OutputVisibility = Field(
+        OutputVisibility.private,
+        description=(
+            "Visibility of the output repo when the worker creates it on the Hub: 'private', 'public', or "
+            "'source' (the same as the source repo; private for a file:// source). An existing output repo "
+            "keeps its own."
         ),
     )
     pending_timeout_seconds: Optional[int] = Field(

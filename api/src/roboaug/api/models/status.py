@@ -92,6 +92,10 @@ class AugmentationStatusResponse(BaseModel):
     phases: list[Phase] = Field(default_factory=list, description="Phase history in chronological order.")
     error: Optional[str] = Field(None, description="Why the job failed, when it did.")
     augmented_dataset_id: Optional[str] = Field(None, description="The augmented dataset, once completed.")
+    source_revision: Optional[str] = Field(
+        None, max_length=64, description="Commit sha of the source dataset the worker read (Hub sources).")
+    augmented_dataset_revision: Optional[str] = Field(
+        None, max_length=64, description="Commit sha of the augmented dataset on the Hub, once completed.")
     created_at: Optional[datetime] = Field(None, description="When the job was created.")
 
 
@@ -111,6 +115,10 @@ class Progress(BaseModel):
                                            "of a pod that is no longer the job's current one.")
     updated_at: datetime = Field(description="When the worker wrote this.")
     output_dataset_id: Optional[str] = Field(None, description="Where the worker wrote the result.")
+    source_revision: Optional[str] = Field(
+        None, max_length=64, description="Commit sha the worker resolved the source revision to and read.")
+    augmented_dataset_revision: Optional[str] = Field(
+        None, max_length=64, description="Commit sha of the output on the Hub, once uploaded.")
 
 
 class AugmentationJobStatus(AugmentationStatusResponse):
