@@ -1,7 +1,11 @@
 """Runs inside the lerobot venv (not ours): load a dataset with lerobot's own LeRobotDataset and
 dump, for every sample, its indices, timestamp and camera frames as uint8, for the test to compare.
 
-    python lerobot_load.py ROOT OUT.npz
+    python lerobot_load.py REPO_ID OUT.npz
+
+The dataset is loaded as lerobot users load one from the Hub: by repo id, default revision (lerobot
+picks it from the repo's tags), no `root=`; HF_ENDPOINT, HF_TOKEN and HF_HOME (a fresh cache) come
+from the environment.
 
 Imports nothing from this project. Video decoding through lerobot's "pyav" backend (its
 torchcodec backend needs the FFmpeg shared libraries of the system).
@@ -14,8 +18,8 @@ import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 
-def main(root: str, out: str) -> None:
-    ds = LeRobotDataset("local/roboaug-check", root=root, video_backend="pyav")
+def main(repo_id: str, out: str) -> None:
+    ds = LeRobotDataset(repo_id, video_backend="pyav")
     cams = list(ds.meta.camera_keys)
     cols = {k: [] for k in ("index", "episode_index", "frame_index", "timestamp", "task_index")}
     frames = {k: [] for k in cams}
@@ -31,7 +35,7 @@ def main(root: str, out: str) -> None:
     np.savez(out, **arrays)
     import lerobot
 
-    print(json.dumps({"lerobot": getattr(lerobot, "__version__", "?"), "samples": len(ds),
+    print(json.dumps({"lerobot": getattr(lerobot, "__version__", "?"), "revision": ds.revision, "samples": len(ds),
                       "episodes": ds.num_episodes, "cameras": cams}))
 
 

@@ -1,7 +1,10 @@
-"""lerobot's own LeRobotDataset loads what the worker wrote: every sample, every camera frame.
+"""lerobot's own LeRobotDataset loads what the worker published: every sample, every camera frame.
 
 The independent checker (checker.py) asserts the format's invariants from the spec; this test asks
-the real consumer. It runs lerobot in its own virtual environment (torch and lerobot's pins would
+the real consumer, the way its users load a dataset: the worker publishes to the local Hub test
+server (a private repo, read with a read token), and lerobot loads it by repo id with its default
+revision (which lerobot resolves through the repo's tags to the `codebase_version` tag), a fresh
+cache and no `root=`. It runs lerobot in its own virtual environment (torch and lerobot's pins would
 not fit ours), dumps every sample, and compares each camera frame with the frame PyAV decodes at
 the sample's timestamp from the file the episode metadata names, and each image feature with its
 PNG. lerobot 0.4 reads LeRobot v3.0 only, so the v2.1 writer is covered by checker.py alone.
@@ -21,6 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from roboaug.api.models import DatasetRef
+from roboaug.devstack.hubserver import READ_TOKEN, WRITE_TOKEN
+from roboaug.devstack.hubserver.fixtures import hub_env, local_hub, local_hub_session  # noqa: F401
+from roboaug.worker import hub
 from tests.worker.helpers import make_spec, run_worker
 
 HERE = Path(__file__).resolve().parent
@@ -36,11 +43,11 @@ pytestmark = [
 ]
 
 
-def _load_with_lerobot(root: Path, tmp_path: Path) -> tuple[dict, dict]:
+def _load_with_lerobot(local_hub, repo_id: str, tmp_path: Path) -> tuple[dict, dict]:
     out = tmp_path / "lerobot_samples.npz"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "SVT_LOG": "1"}
+    env = hub_env(local_hub, str(tmp_path / "hf_fresh"), HF_TOKEN=READ_TOKEN, SVT_LOG="1")
     env.pop("PYTHONPATH", None)
-    res = subprocess.run([str(LEROBOT_PYTHON), str(HERE / "lerobot_load.py"), str(root), str(out)],
+    res = subprocess.run([str(LEROBOT_PYTHON), str(HERE / "lerobot_load.py"), repo_id, str(out)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, f"lerobot could not load the dataset:\n{res.stderr[-4000:]}"
     summary = json.loads(res.stdout.strip().splitlines()[-1])
@@ -56,13 +63,17 @@ def _decoded(path: Path) -> tuple[list[float], np.ndarray]:
 
 
 @pytest.mark.parametrize("source", ["multicam", "v3.0"])
-def test_lerobot_loads_every_sample_of_the_output(sources, tmp_path, source):
-    spec = make_spec(sources[source], tmp_path / "out", augment_copies=1)
-    res = run_worker(spec)
+def test_lerobot_loads_every_sample_of_the_output(local_hub, sources, tmp_path, source):
+    repo_id = f"roboaug-test/lerobot-check-{source.replace('.', '')}"
+    spec = make_spec(sources[source], repo_id, augment_copies=1)
+    res = run_worker(spec, env=hub_env(local_hub, str(tmp_path / "hf_worker"), HF_TOKEN=WRITE_TOKEN,
+                                       ROBOAUG_WORKDIR=str(tmp_path / "wd")))
     assert res.returncode == 0, res.stderr[-3000:]
-    root = tmp_path / "out"
+    commit = json.loads(res.stdout.strip().splitlines()[-1])["commit"]
+    root = hub.download(DatasetRef.parse(f"hf://{repo_id}@{commit}"), tmp_path / "out", READ_TOKEN)
     info = json.loads((root / "meta/info.json").read_text())
-    summary, got = _load_with_lerobot(root, tmp_path)
+    summary, got = _load_with_lerobot(local_hub, repo_id, tmp_path)
+    assert summary["revision"] == info["codebase_version"] == "v3.0"  # found through the tag
     fps = info["fps"]
 
     n = info["total_frames"]
