@@ -279,6 +279,15 @@ def test_completion_takes_the_reported_output_id_else_the_naming_rule():
     d = decision(cr(status=history("scheduling", "downloading")), job=job(complete=True, active=0))
     steps.completion(d)
     assert d.h.status["augmented_dataset_id"] == "lerobot/pusht-augmented-7d0f5a52"
+    assert "source_revision" not in d.h.status and "augmented_dataset_revision" not in d.h.status
+
+
+def test_completion_copies_the_revisions_the_worker_reported():
+    c = with_progress(history("scheduling", "downloading"), phase="uploading", output_dataset_id="lerobot/x",
+                      source_revision="a" * 40, augmented_dataset_revision="b" * 40)
+    d = decision(c, job=job(complete=True, active=0))
+    assert steps.completion(d) is True
+    assert d.h.status["source_revision"] == "a" * 40 and d.h.status["augmented_dataset_revision"] == "b" * 40
 
 
 # -- the one pending timeout ----------------------------------------------------------------------------

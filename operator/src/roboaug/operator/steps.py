@@ -244,11 +244,14 @@ def progress(d: Decision) -> bool:
 
 def completion(d: Decision) -> bool:
     """The Job completed: `completed`, with the output dataset id the worker reported (else
-    the naming rule)."""
+    the naming rule) and the source and output commits it reported."""
     if not d.job.complete:
         return False
     out = (d.progress or {}).get("output_dataset_id") or output_dataset_id(d.spec, d.job_id)
     d.h.status["augmented_dataset_id"] = out
+    for key in ("source_revision", "augmented_dataset_revision"):  # what the worker read and wrote
+        if (d.progress or {}).get(key):
+            d.h.status[key] = d.progress[key]
     d.h.complete(d.now, f"augmented dataset: {out}", data={"augmented_dataset_id": out})
     return True
 
