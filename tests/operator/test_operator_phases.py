@@ -2,7 +2,7 @@
 import pytest
 
 from roboaug.api.models import AugmentationJobStatus
-from roboaug.operator.phases import History, PhaseError, check, job_status_for
+from roboaug.operator.phases import History, PhaseError, check, job_status_for, ts
 
 from tests.operator._operator_factories import JOB_ID, at, iso
 
@@ -30,6 +30,58 @@ def test_happy_path_keeps_status_current_phase_and_last_phase_in_step():
     assert [t[:2] for t in h.transitions][0] == ("queued", "scheduling")
     assert h.transitions[0][2] == 1.0
     AugmentationJobStatus.model_validate(h.status)  # the CR's status model accepts it
+
+
+def spans(*rows):
+    """Progress.phases as the worker writes them: (name, began, ended or None), seconds after T0."""
+    return [{"name": n, "started_at": iso(a), **({"completed_at": iso(b)} if b is not None else {})}
+            for n, a, b in rows]
+
+
+def times(h):
+    return [(p["name"], p["started_at"], p["completed_at"]) for p in h.status["phases"]]
+
+
+def test_worker_phases_seen_at_once_enter_the_history_at_the_workers_times():
+    h = started()
+    h.advance("scheduling", at(1))
+    h.worker_phases(spans(("downloading", 3, 5), ("augmenting", 5, 9), ("uploading", 9, 12)), at(20))
+    h.complete(at(20), "done", at=at(12))
+    assert times(h) == [("queued", ts(at(0)), ts(at(1))), ("scheduling", ts(at(1)), ts(at(3))),
+                        ("downloading", ts(at(3)), ts(at(5))), ("augmenting", ts(at(5)), ts(at(9))),
+                        ("uploading", ts(at(9)), ts(at(12))), ("completed", ts(at(12)), ts(at(12)))]
+    assert [e["timestamp"] for e in h.find("augmenting")["events"]] == [ts(at(5))]
+    assert [(src, secs) for src, _dst, secs in h.transitions] == [
+        ("queued", 1.0), ("scheduling", 2.0), ("downloading", 2.0), ("augmenting", 4.0), ("uploading", 3.0)]
+    assert check(h.status) == []
+    AugmentationJobStatus.model_validate(h.status)
+
+
+def test_worker_times_stay_between_the_previous_phase_and_now():
+    h = started()
+    h.advance("scheduling", at(10))
+    # a worker clock behind the operator's, and one ahead of it
+    h.worker_phases(spans(("downloading", 4, 6), ("augmenting", 6, 30), ("uploading", 30, None)), at(20))
+    assert times(h)[1:] == [("scheduling", ts(at(10)), ts(at(10))), ("downloading", ts(at(10)), ts(at(10))),
+                            ("augmenting", ts(at(10)), ts(at(20))), ("uploading", ts(at(20)), None)]
+    assert check(h.status) == []
+
+
+def test_an_open_phase_the_operator_saw_late_moves_back_to_the_workers_start_never_forward():
+    h = started()
+    h.advance("scheduling", at(1))
+    h.advance("downloading", at(8))  # the operator saw the pod running at 8
+    h.worker_phases(spans(("downloading", 3, None)), at(9))
+    assert times(h)[1:] == [("scheduling", ts(at(1)), ts(at(3))), ("downloading", ts(at(3)), None)]
+    assert h.transitions[-1] == ("scheduling", "downloading", 2.0)
+    # a retry's pod downloads again later: the phase keeps when it first began
+    h.worker_phases(spans(("downloading", 15, None)), at(16))
+    assert times(h)[2] == ("downloading", ts(at(3)), None)
+    # a phase already closed is not reopened or moved; unknown names are ignored
+    h.worker_phases(spans(("augmenting", 10, None)), at(11))
+    h.worker_phases(spans(("downloading", 2, 10), ("augmenting", 10, None), ("queued", 0, 1)), at(12))
+    assert times(h)[2:] == [("downloading", ts(at(3)), ts(at(10))), ("augmenting", ts(at(10)), None)]
+    assert check(h.status) == []
 
 
 def test_no_going_back_and_no_double_entry():

@@ -6,13 +6,18 @@ from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE, AugmentationJobSpec
 from roboaug.operator import steps
 from roboaug.operator.config import parse_config
 from roboaug.operator.decision import Decision, Observed
-from roboaug.operator.phases import History
+from roboaug.operator.phases import History, check, ts
 from roboaug.operator.pools import select_pool
 from roboaug.operator.reconcile import STEPS, decide, finish
 
 from tests.operator._operator_factories import CPU_NODE, CR_UID, JOB_ID, PROJECT, at, cr, iso, job, pod
 
 CFG = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60})
+
+
+def iso0(seconds):
+    """A time as the history writes it (milliseconds)."""
+    return ts(at(seconds))
 
 
 def history(*phases, now=0):
@@ -261,9 +266,41 @@ def test_progress_moves_the_phase_forward_and_records_counts():
     assert d.h.phase == "uploading" and events(d, "progress") == []
 
 
+ALL_DONE = [{"name": "downloading", "started_at": iso(2), "completed_at": iso(5)},
+            {"name": "augmenting", "started_at": iso(5), "completed_at": iso(9)},
+            {"name": "uploading", "started_at": iso(9), "completed_at": iso(12)}]
+
+
+def test_one_report_of_a_job_that_ran_between_two_observations_gives_every_phase_with_its_times():
+    """The operator saw the pod pending, then, next time, the Job complete: the worker's last
+    report alone puts downloading, augmenting and uploading in the history, at the worker's times."""
+    c = with_progress(history("scheduling", now=1), phase="uploading", pod="p1", phases=ALL_DONE,
+                      output_dataset_id="lerobot/x")
+    plan = decide(Observed(cr=c, now=at(20), job=job(complete=True, active=0),
+                           pods=[pod(name="p1", phase="Succeeded", node="cpu-0")], node_labels=CPU_NODE), CFG)
+    got = [(p["name"], p["started_at"], p["completed_at"]) for p in plan.new_status["phases"]]
+    assert got == [("queued", iso0(0), iso0(1)), ("scheduling", iso0(1), iso0(2)),
+                   ("downloading", iso0(2), iso0(5)), ("augmenting", iso0(5), iso0(9)),
+                   ("uploading", iso0(9), iso0(12)), ("completed", iso0(12), iso0(12))]
+    assert [s for s, _d, _secs in plan.transitions] == ["scheduling", "downloading", "augmenting", "uploading"]
+    assert plan.finished == "completed" and check(plan.new_status) == []
+
+
+def test_progress_enters_each_reported_phase_when_the_worker_began_it():
+    running = pod(name="p1", phase="Running", node="cpu-0")
+    d = decision(with_progress(history("scheduling", now=1), phase="augmenting", pod="p1", phases=ALL_DONE[:2]),
+                 now=7, job=job(), pods=[running])
+    steps.progress(d)
+    assert [(p["name"], p["started_at"]) for p in d.h.status["phases"]][2:] == [
+        ("downloading", iso0(2)), ("augmenting", iso0(5))]
+    assert d.h.find("downloading")["completed_at"] == iso0(5)
+    assert d.h.find("augmenting")["events"][0]["data"] == {"pod": "p1"}
+    assert events(d, "progress")[0]["data"]["phase"] == "augmenting"
+
+
 def test_progress_of_another_pod_is_dropped():
     c = with_progress(history("scheduling", "downloading"), phase="uploading", pod="p1",
-                      output_dataset_id="lerobot/from-p1")
+                      output_dataset_id="lerobot/from-p1", phases=ALL_DONE)
     d = decision(c, job=job(failed=1), pods=[pod(name="p2", created=4, phase="Running", node="cpu-1")])
     steps.progress(d)
     assert d.progress is None and d.h.phase == "downloading"
@@ -288,6 +325,19 @@ def test_completion_copies_the_revisions_the_worker_reported():
     d = decision(c, job=job(complete=True, active=0))
     assert steps.completion(d) is True
     assert d.h.status["source_revision"] == "a" * 40 and d.h.status["augmented_dataset_revision"] == "b" * 40
+
+
+def test_completion_ends_the_last_phase_when_the_worker_ended_it():
+    c = with_progress(history("scheduling", "downloading", "augmenting", "uploading", now=9), phase="uploading",
+                      phases=ALL_DONE)
+    d = decision(c, now=30, job=job(complete=True, active=0))
+    steps.completion(d)
+    assert d.h.find("uploading")["completed_at"] == iso0(12) == d.h.find("completed")["started_at"]
+    d = decision(with_progress(history("scheduling", "downloading", now=9), phase="downloading",
+                               phases=[{"name": "downloading", "started_at": iso(2)}]),
+                 now=30, job=job(complete=True, active=0))
+    steps.completion(d)  # the worker did not say when it ended: now
+    assert d.h.find("downloading")["completed_at"] == iso0(30)
 
 
 # -- the one pending timeout ----------------------------------------------------------------------------

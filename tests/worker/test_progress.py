@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import uuid
 
-
 from roboaug.worker.progress import ProgressReporter
+from tests.worker.helpers import make_spec, run_worker
 
 
 class Clock:
@@ -36,6 +37,64 @@ def test_throttled_but_phase_changes_and_forced_reports_always_go_out():
     assert lines == [{"event": "progress", **s} for s in sent]
     assert sent[-1]["output_dataset_id"] == "file:///x"
     assert sent[2]["episodes_done"] == 2 and sent[2]["episodes_total"] == 4
+
+
+class Wall:
+    """A wall clock the test moves: second `t` after T0."""
+
+    T0 = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+
+    def __init__(self):
+        self.t = 0
+
+    def __call__(self):
+        return self.T0 + dt.timedelta(seconds=self.t)
+
+    def iso(self, t):
+        return (self.T0 + dt.timedelta(seconds=t)).isoformat().replace("+00:00", "Z")
+
+
+def test_every_report_carries_each_phase_entered_with_when_it_began_and_ended():
+    wall, sent = Wall(), []
+    r = ProgressReporter(patch=sent.append, min_interval=100.0, stream=io.StringIO(), clock=Clock(), wall=wall)
+    r.update("downloading")
+    wall.t = 4
+    assert not r.update("downloading", frames_done=1)  # throttled: no report, no new phase
+    wall.t = 5
+    r.update("augmenting")
+    wall.t = 9
+    r.update("uploading")
+    wall.t = 12
+    r.update("uploading", finished=True)
+    assert sent[0]["phases"] == [{"name": "downloading", "started_at": wall.iso(0)}]
+    assert sent[1]["phases"] == [{"name": "downloading", "started_at": wall.iso(0), "completed_at": wall.iso(5)},
+                                 {"name": "augmenting", "started_at": wall.iso(5)}]
+    assert sent[-1]["phases"] == [
+        {"name": "downloading", "started_at": wall.iso(0), "completed_at": wall.iso(5)},
+        {"name": "augmenting", "started_at": wall.iso(5), "completed_at": wall.iso(9)},
+        {"name": "uploading", "started_at": wall.iso(9), "completed_at": wall.iso(12)},
+    ]
+    assert len(sent) == 4 and sent[-1]["updated_at"] == wall.iso(12)
+    r.update("downloading", force=True)  # back to an earlier phase: the record keeps its first times
+    assert [p["name"] for p in sent[-1]["phases"]] == ["downloading", "augmenting", "uploading"]
+    assert sent[-1]["phases"][0]["completed_at"] == wall.iso(5)
+
+
+def test_the_worker_progress_lines_carry_every_phase_and_its_times(sources, tmp_path):
+    """The real worker on a small dataset: its last progress line names downloading, augmenting
+    and uploading, each begun and ended, back to back, in order."""
+    res = run_worker(make_spec(sources["v2.1"], tmp_path / "out", augment_copies=1,
+                               augment_transforms="noise"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    reports = [line for line in lines if line.get("event") == "progress"]
+    phases = reports[-1]["phases"]
+    assert [p["name"] for p in phases] == ["downloading", "augmenting", "uploading"]
+    stamps = [dt.datetime.fromisoformat(p[k].replace("Z", "+00:00")) for p in phases for k in ("started_at", "completed_at")]
+    assert stamps == sorted(stamps)
+    assert all(a["completed_at"] == b["started_at"] for a, b in zip(phases, phases[1:]))
+    assert stamps[-1] <= dt.datetime.fromisoformat(reports[-1]["updated_at"].replace("Z", "+00:00"))
+    assert reports[0]["phases"] == [{"name": "downloading", "started_at": reports[0]["updated_at"]}]
 
 
 def test_patch_failure_never_fails_the_job(capsys):

@@ -9,6 +9,13 @@ Rules (checked by `check`):
 - the last phase's name is `current_phase`; `status` follows from it: queued and scheduling ->
   `queued`, downloading / augmenting / uploading -> `running`, and the terminal phases
   `completed` / `failed` / `cancelled` -> the same word; a terminal phase is never in_progress;
+- a worker phase (downloading, augmenting, uploading) begins and ends when the worker says it did
+  (`Progress.phases`, its own clock), however late the operator sees the report: a job that ran
+  all three between two observations still gets all three, in order, with the worker's times;
+  those times are kept between the previous phase's start and the observation, so phases never
+  overlap and none ends in the future; an earlier start the worker reports for a phase already
+  open replaces the operator's (it saw the phase late), a later one does not (a retry's pod
+  repeating a phase does not move it);
 - retries do not repeat phases: a failed pod adds a `retry` event to the phase it failed in, and
   every later event carries the new `retry_attempt`;
 - `failed`: the phase that was running is closed as `failed` and a `failed` phase follows;
@@ -120,21 +127,42 @@ class History:
         return ev
 
     def advance(self, to: str, now: datetime, message: Optional[str] = None,
-                data: Optional[dict] = None) -> bool:
-        """Move forward to `to` (a non-terminal phase of PHASE_ORDER); False if already there or past."""
+                data: Optional[dict] = None, at: Optional[datetime] = None) -> bool:
+        """Move forward to `to` (a non-terminal phase of PHASE_ORDER); False if already there or past.
+        `at`: when `to` began, when known better than `now` (the worker's report); the phase
+        before ends then."""
         if to not in PHASE_ORDER or to == "completed":
             raise PhaseError(f"advance() goes to a working phase, not {to!r}")
         self._require_open()
         if PHASE_ORDER.index(to) <= PHASE_ORDER.index(self.phase):
             return False
-        self._close(now, "completed")
-        self._append(to, now, "in_progress", message or f"{to} started", data)
+        began = self._bounded(at, now)
+        self._close(began, "completed")
+        self._append(to, began, "in_progress", message or f"{to} started", data)
         return True
 
-    def complete(self, now: datetime, message: str, data: Optional[dict] = None) -> None:
+    def worker_phases(self, spans: list[dict], now: datetime, data: Optional[dict] = None) -> None:
+        """Bring the history along the worker's own record of its phases (`Progress.phases`:
+        name, started_at, completed_at): every phase in it is in the history afterwards, begun
+        when the worker began it. Names that are not worker phases are ignored (the CRD schema
+        refuses them; this is the operator's own guard)."""
         self._require_open()
-        self._close(now, "completed")
-        self._append("completed", now, "completed", message, data, closed=True)
+        known = sorted((s for s in spans if s.get("name") in WORKER_PHASES), key=lambda s: WORKER_PHASES.index(s["name"]))
+        for span in known:
+            began = parse_ts(span.get("started_at"))
+            have = self.find(span["name"])
+            if have is None:
+                self.advance(span["name"], now, f"{span['name']} started", data, at=began)
+            elif have is self.current and began is not None:
+                self._began_earlier(began, now)
+
+    def complete(self, now: datetime, message: str, data: Optional[dict] = None,
+                 at: Optional[datetime] = None) -> None:
+        """The job completed; `at`: when its last phase ended, when known better than `now`."""
+        self._require_open()
+        ended = self._bounded(at, now)
+        self._close(ended, "completed")
+        self._append("completed", ended, "completed", message, data, closed=True)
         self.status["error"] = None
 
     def fail(self, now: datetime, error: str, message: str = "job failed",
@@ -195,6 +223,32 @@ class History:
             raise PhaseError("history not started")
         if self.terminal:
             raise PhaseError(f"job already {self.phase}")
+
+    def _bounded(self, moment: Optional[datetime], now: datetime, back: int = 1) -> datetime:
+        """`moment` (another clock's) kept between the start of the phase `back` from the end
+        and `now`; `now` when unknown."""
+        if moment is None:
+            return now
+        phases = self.status["phases"]
+        floor = parse_ts(phases[-back].get("started_at")) if len(phases) >= back else None
+        if floor is not None and moment < floor:
+            return floor
+        return min(moment, now)
+
+    def _began_earlier(self, moment: datetime, now: datetime) -> None:
+        """The current phase began at `moment` if that is before the start recorded (and after
+        the previous phase's start): the previous phase ended then too."""
+        cur, phases = self.current, self.status["phases"]
+        began = self._bounded(moment, now, back=2)
+        if began >= parse_ts(cur["started_at"]):
+            return
+        cur["started_at"] = ts(began)
+        if len(phases) >= 2:
+            prev = phases[-2]
+            prev["completed_at"] = ts(began)
+            self.transitions = [
+                (src, dst, (began - parse_ts(prev["started_at"])).total_seconds() if dst == cur["name"] else secs)
+                for src, dst, secs in self.transitions]
 
     def _close(self, now: datetime, status: str) -> None:
         cur = self.current

@@ -226,8 +226,10 @@ def started(d: Decision) -> bool:
 
 def progress(d: Decision) -> bool:
     """The worker's report (`status.progress`) moves the phase forward (never back) and, in the
-    phase it names, becomes a `progress` event. A report written by an earlier attempt's pod is
-    no news about the current one: it is dropped (`d.progress = None`)."""
+    phase it names, becomes a `progress` event. Every phase the report lists is entered at the
+    time the worker began it, so phases run between two observations are not lost. A report
+    written by an earlier attempt's pod is no news about the current one: it is dropped
+    (`d.progress = None`)."""
     report = d.progress
     if report and report.get("pod") and d.current is not None and report["pod"] != d.current.name:
         d.progress = None
@@ -235,8 +237,11 @@ def progress(d: Decision) -> bool:
     if not (report and report.get("phase") in WORKER_PHASES):
         return False
     target = report["phase"]
+    data = {"pod": d.current.name if d.current else None}
+    d.h.worker_phases(report.get("phases") or [], d.now, data)
+    # a report without phase times still moves the history up to its phase, stamped now
     for p in WORKER_PHASES[: WORKER_PHASES.index(target) + 1]:  # advance() never goes back
-        d.h.advance(p, d.now, f"{p} started", data={"pod": d.current.name if d.current else None})
+        d.h.advance(p, d.now, f"{p} started", data=data)
     if d.h.phase == target:
         d.h.progress(report, d.now)
     return False
@@ -244,7 +249,8 @@ def progress(d: Decision) -> bool:
 
 def completion(d: Decision) -> bool:
     """The Job completed: `completed`, with the output dataset id the worker reported (else
-    the naming rule) and the source and output commits it reported."""
+    the naming rule) and the source and output commits it reported; the last phase ends when
+    the worker reported it ended."""
     if not d.job.complete:
         return False
     out = (d.progress or {}).get("output_dataset_id") or output_dataset_id(d.spec, d.job_id)
@@ -252,7 +258,9 @@ def completion(d: Decision) -> bool:
     for key in ("source_revision", "augmented_dataset_revision"):  # what the worker read and wrote
         if (d.progress or {}).get(key):
             d.h.status[key] = d.progress[key]
-    d.h.complete(d.now, f"augmented dataset: {out}", data={"augmented_dataset_id": out})
+    ended = next((parse_ts(s.get("completed_at")) for s in (d.progress or {}).get("phases") or []
+                  if s.get("name") == d.h.phase), None)
+    d.h.complete(d.now, f"augmented dataset: {out}", data={"augmented_dataset_id": out}, at=ended)
     return True
 
 

@@ -126,7 +126,7 @@ def run(spec, opts: RunOptions, reporter: ProgressReporter) -> RunSummary:
         raise
     if dest is None:
         shutil.rmtree(stage, ignore_errors=True)
-    _report(reporter, done, message="done", output_dataset_id=output_id, source_revision=source.revision,
-            augmented_dataset_revision=commit)
+    _report(reporter, done, message="done", finished=True, output_dataset_id=output_id,
+            source_revision=source.revision, augmented_dataset_revision=commit)
     return RunSummary(output_id, done.format, done.episodes_written, done.frames_written, commit, source.revision,
                       timings=done.timings, episode_cpu=done.episode_cpu)

@@ -44,7 +44,12 @@ def _kube_patcher(name: str, namespace: str) -> Callable[[dict], None]:
 
 class ProgressReporter:
     """Throttled progress: at most one report per `min_interval` seconds, plus every phase change
-    and every forced report (the final one)."""
+    and every forced report (the final one).
+
+    Every report also carries `phases`: each phase this pod entered, when it began and ended (a
+    phase ends when the next begins, the last when a report says `finished`). The operator may
+    observe only one report of a fast job, so the whole path must be in each one.
+    """
 
     def __init__(
         self,
@@ -55,6 +60,7 @@ class ProgressReporter:
         min_interval: float = MIN_INTERVAL_S,
         stream=None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
     ):
         self._patch = patch
         self.attempt = attempt
@@ -64,6 +70,9 @@ class ProgressReporter:
         self._clock = clock
         self._last_time: Optional[float] = None
         self._last_phase: Optional[str] = None
+        self._wall = wall
+        self.phases: list[dict] = []
+        """{name, started_at, completed_at} per phase entered, in order (Progress.phases)."""
         self.patch_failures = 0
         self.reports: list[dict] = []
 
@@ -93,11 +102,16 @@ class ProgressReporter:
         source_revision: Optional[str] = None,
         augmented_dataset_revision: Optional[str] = None,
         force: bool = False,
+        finished: bool = False,
     ) -> bool:
-        """Report if due; returns whether this update was emitted."""
+        """Report if due; returns whether this update was emitted. `finished`: `phase` ends with
+        this report (the last report of a run); it is always emitted."""
         now = self._clock()
+        wall = self._wall()
+        self._track(phase, wall, finished)
         due = (
             force
+            or finished
             or phase != self._last_phase
             or self._last_time is None
             or now - self._last_time >= self.min_interval
@@ -108,8 +122,9 @@ class ProgressReporter:
         progress = Progress(
             phase=phase, episodes_done=episodes_done, episodes_total=episodes_total,
             frames_done=frames_done, frames_total=frames_total, message=message, attempt=self.attempt, pod=self.pod,
-            updated_at=dt.datetime.now(dt.timezone.utc), output_dataset_id=output_dataset_id,
+            updated_at=wall, output_dataset_id=output_dataset_id,
             source_revision=source_revision, augmented_dataset_revision=augmented_dataset_revision,
+            phases=self.phases,
         )
         body: dict[str, Any] = progress.model_dump(mode="json", exclude_none=True)
         self.reports.append(body)
@@ -121,3 +136,16 @@ class ProgressReporter:
                 self.patch_failures += 1
                 print(json.dumps({"event": "progress_patch_failed", "error": type(exc).__name__}), file=sys.stderr, flush=True)
         return True
+
+    def _track(self, phase: str, wall: dt.datetime, finished: bool) -> None:
+        """Phase times, kept whether or not this update is emitted. A phase entered again after a
+        later one (never done by the pipeline) keeps its first record: the list stays ordered and
+        bounded by the worker phases."""
+        known = next((p for p in self.phases if p["name"] == phase), None)
+        if known is None:
+            if self.phases and self.phases[-1]["completed_at"] is None:
+                self.phases[-1]["completed_at"] = wall
+            known = {"name": phase, "started_at": wall, "completed_at": None}
+            self.phases.append(known)
+        if finished and known["completed_at"] is None:
+            known["completed_at"] = wall

@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class JobStatus(str, Enum):
@@ -99,6 +99,17 @@ class AugmentationStatusResponse(BaseModel):
     created_at: Optional[datetime] = Field(None, description="When the job was created.")
 
 
+class WorkerPhase(BaseModel):
+    """When the worker began and ended one of its phases, by its own clock."""
+
+    # The operator copies these times into the history, so a phase it never saw as current (a
+    # fast job, a slow observation) still shows when it ran.
+
+    name: Literal[WORKER_PHASES] = Field(description="Worker phase: downloading, augmenting or uploading.")
+    started_at: datetime = Field(description="When the worker began the phase.")
+    completed_at: Optional[datetime] = Field(None, description="When the worker ended the phase; unset while it runs.")
+
+
 class Progress(BaseModel):
     """Worker progress, written by the worker into `status.progress` and nowhere else."""
 
@@ -119,6 +130,17 @@ class Progress(BaseModel):
         None, max_length=64, description="Commit sha the worker resolved the source revision to and read.")
     augmented_dataset_revision: Optional[str] = Field(
         None, max_length=64, description="Commit sha of the output on the Hub, once uploaded.")
+    phases: list[WorkerPhase] = Field(
+        default_factory=list, max_length=len(WORKER_PHASES),
+        description="Every worker phase this pod entered, in order, with when it began and ended.")
+
+    @field_validator("phases")
+    @classmethod
+    def _phases_in_order(cls, phases: list[WorkerPhase]) -> list[WorkerPhase]:
+        names = [p.name for p in phases]
+        if names != sorted(set(names), key=WORKER_PHASES.index):
+            raise ValueError(f"phases must be worker phases in the order {list(WORKER_PHASES)}, each once; got {names}")
+        return phases
 
 
 class AugmentationJobStatus(AugmentationStatusResponse):
