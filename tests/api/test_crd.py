@@ -58,3 +58,35 @@ def test_chart_template_is_guarded_by_values():
     assert doc["metadata"]["name"] == "augmentationjobs.roboaug.dev"
     cols = [c["name"] for c in doc["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert cols[:6] == ["Status", "Phase", "Attempt", "Instance", "Output", "Age"]
+
+
+# -- AugmentationProject ----------------------------------------------------------------------
+def test_project_crd_is_structural_and_namespaced():
+    doc = crd.build_project_crd()
+    assert doc["metadata"]["name"] == "augmentationprojects.roboaug.dev"
+    assert doc["spec"]["scope"] == "Namespaced"
+    schema = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        if isinstance(node, dict):
+            assert not {"$ref", "anyOf", "oneOf", "allOf", "title", "$defs"} & set(node), path
+            assert node.get("additionalProperties") is not False, path
+    assert any("self.metadata.name.matches(" in r["rule"] for r in schema["x-kubernetes-validations"])
+
+
+def test_project_defaults_in_the_crd_carry_no_default_values():
+    # A schema default would be filled in by the apiserver, and every field would then read as
+    # "set by the project": the effective spec's sources would lie.
+    from roboaug.api.models.project import NOT_DEFAULTABLE
+
+    defaults = crd.project_spec_schema()["properties"]["defaults"]
+    assert "default" not in defaults
+    assert not [n for n, p in defaults["properties"].items() if "default" in p]
+    expected = set(AugmentationJobSpec.model_fields) - set(NOT_DEFAULTABLE) - {"job_id", "cancel_requested",
+                                                                                  "hub_token_secret"}
+    assert set(defaults["properties"]) == expected
+
+
+def test_project_chart_template_is_guarded_by_values():
+    text = crd.render_chart_template(crd.build_project_crd())
+    assert text.splitlines()[1] == "{{- if .Values.crds.install }}"
+    assert "name: augmentationprojects.roboaug.dev\n  labels:" in text

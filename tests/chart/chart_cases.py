@@ -35,8 +35,10 @@ def _no_crd(docs, ns):
 
 
 def _crd_not_kept(docs, ns):
-    crd = docs.get("CustomResourceDefinition")
-    assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+    crds = docs.of("CustomResourceDefinition")
+    assert len(crds) == 2  # jobs and projects
+    for crd in crds:
+        assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
 
 
 def _no_gateway(docs, ns):

@@ -55,6 +55,7 @@ def test_defaults_render_the_documented_objects(render):
         ("ClusterRoleBinding", "roboaug-operator-cluster-read"),
         ("ConfigMap", "roboaug-operator"),
         ("CustomResourceDefinition", "augmentationjobs.roboaug.dev"),
+        ("CustomResourceDefinition", "augmentationprojects.roboaug.dev"),
         ("Deployment", "roboaug-gateway"),
         ("Deployment", "roboaug-operator"),
         ("PodDisruptionBudget", "roboaug-gateway"),
@@ -73,8 +74,8 @@ def test_defaults_render_the_documented_objects(render):
     ])
     # The chart never holds a secret value: only references.
     assert docs.of("Secret") == []
-    crd = docs.get("CustomResourceDefinition")
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for crd in docs.of("CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     for d in docs:
         if d["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
             assert d["metadata"]["namespace"] == NS, d["metadata"]["name"]
@@ -238,6 +239,7 @@ def test_gateway_and_worker_rbac_is_least_privilege(render):
     docs = render()
     assert rules_of(docs.get("Role", "roboaug-gateway")) == {
         ("roboaug.dev", "augmentationjobs"): {"create", "get", "list", "patch"},
+        ("roboaug.dev", "augmentationprojects"): {"get", "list"},
         ("", "configmaps"): {"create", "get", "list", "delete"},
     }
     assert rules_of(docs.get("Role", "roboaug-worker")) == {

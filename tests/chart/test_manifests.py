@@ -14,7 +14,8 @@ KUSTOMIZATION = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
 
 def test_kustomization_lists_existing_files():
     resources = KUSTOMIZATION["resources"]
-    assert resources == ["crd/roboaug.dev_augmentationjobs.yaml", "namespace.yaml", "roboaug.yaml"]
+    assert resources == ["crd/roboaug.dev_augmentationjobs.yaml", "crd/roboaug.dev_augmentationprojects.yaml",
+                         "namespace.yaml", "roboaug.yaml"]
     for r in resources:
         assert (MANIFESTS / r).is_file(), r
 

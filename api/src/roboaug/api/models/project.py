@@ -1,0 +1,164 @@
+"""An AugmentationProject: the policy one project's jobs run under (docs/architecture.md, "Projects").
+
+One resource per `project_id`, named by it (lowercase UUID), in the namespace its jobs live in.
+The rules that read it are `roboaug.api.policy` (one rule set, every door); this module only says
+what a project may hold, so the CRD, the gateway and the operator agree on its shape.
+
+Secrets are named, never held: `hub_token_secret` is a reference to a Secret in the same namespace.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from enum import Enum
+from typing import Annotated, Optional
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from .spec import MAX_COPIES, AugmentationJobCreateRequest, SecretKeyRef
+
+PROJECT_KIND = "AugmentationProject"
+PROJECT_PLURAL = "augmentationprojects"
+PROJECT_SINGULAR = "augmentationproject"
+PROJECT_SHORT_NAMES = ["augproj"]
+
+UUID_NAME_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+class SpecSource(str, Enum):
+    """Where one field of a job's effective spec came from."""
+
+    request = "request"
+    project = "project"
+    default = "default"
+
+
+NOT_DEFAULTABLE: tuple[str, ...] = ("project_id", "dataset_id", "output_dataset_id")
+"""Request fields a project cannot default: the project and the source are what a request is
+about, and one fixed output for every job would make them overwrite each other (projects
+restrict outputs with `allowed_outputs` instead)."""
+
+GLOB_CHARS = r"[A-Za-z0-9_.*?\[\]!-]"
+REPO_PATTERN = rf"^(?:\*|{GLOB_CHARS}{{1,96}}(?:/{GLOB_CHARS}{{1,96}})?)$"
+"""`*` (any repo), an org (`acme`: every repo of it) or a glob over `org/name` (`acme/robot-*`)."""
+# The pattern goes into the schema (so the apiserver checks it) while the validator below words the error.
+RepoPattern = Annotated[str, Field(max_length=193, json_schema_extra={"pattern": REPO_PATTERN})]
+AbsolutePath = Annotated[str, Field(max_length=1024, json_schema_extra={"pattern": r"^/[^\x00]*$"})]
+
+
+def _defaults_model() -> type[BaseModel]:
+    """Every defaultable request field, typed and bounded exactly as in the request, unset by default.
+
+    Built from the request model so a field added there can be defaulted here with no edit.
+    `validate_default=False` keeps "unset" (None) distinct from a value the project chose.
+    """
+    fields = {}
+    for name, info in AugmentationJobCreateRequest.model_fields.items():
+        if name in NOT_DEFAULTABLE:
+            continue
+        copied = FieldInfo.merge_field_infos(info, default=None, default_factory=None)
+        copied.description = f"Project default of `{name}`: {info.description}"
+        fields[name] = (info.annotation, copied)
+    return create_model(
+        "ProjectDefaults",
+        __config__=ConfigDict(extra="forbid", use_enum_values=True, validate_default=False),
+        __doc__="Values used for request fields the request leaves out (the request wins over them).",
+        **fields,
+    )
+
+
+ProjectDefaults = _defaults_model()
+
+
+class FileAccess(BaseModel):
+    """Whether `file://` datasets (source or output) may be named, and under which roots."""
+
+    model_config = ConfigDict(extra="forbid")
+    allowed: bool = Field(False, description="Allow `file://` sources and outputs at all.")
+    roots: list[AbsolutePath] = Field(
+        default_factory=list, max_length=32,
+        description="Absolute directories; a `file://` path must lie inside one of them (after `..` is resolved).",
+    )
+
+    @field_validator("roots")
+    @classmethod
+    def _absolute(cls, roots: list[str]) -> list[str]:
+        for root in roots:
+            if not root.startswith("/") or "\x00" in root:
+                raise ValueError(f"file_access.roots: {root!r} is not an absolute path")
+        return [posixpath.normpath(r) for r in roots]
+
+
+class ProjectLimits(BaseModel):
+    """Ceilings on what one job of the project may ask for. Unset = no limit beyond the request's own bounds."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_copies: Optional[int] = Field(
+        None, ge=1, le=MAX_COPIES,
+        description="Most augmented copies per episode (all transforms together, as the job would make them).")
+    max_frames_per_job: Optional[int] = Field(
+        None, ge=1, description="Most frames one job may write (known once the source is downloaded).")
+    max_spec_bytes: Optional[int] = Field(
+        None, ge=256, le=1024 * 1024, description="Largest effective spec, as compact JSON, in bytes.")
+    max_running_jobs: Optional[int] = Field(
+        None, ge=1, le=10000, description="Most jobs of the project running at once; more wait as queued.")
+
+
+class AugmentationProjectSpec(BaseModel):
+    """`spec` of an AugmentationProject."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    display_name: Optional[str] = Field(None, max_length=253, description="Human-readable project name.")
+    hub_token_secret: Optional[SecretKeyRef] = Field(
+        None, description="Secret (in this namespace) holding the project's Hugging Face token; its jobs use "
+                          "it instead of the deployment-wide one. A reference: the token never enters a CR.")
+    allowed_sources: list[RepoPattern] = Field(
+        min_length=1, max_length=64,
+        description="Hub datasets the project may read: `*` (any), an org (`acme`: any repo of it) or a glob "
+                    "over `org/name` (`acme/robot-*`). Matched case-insensitively.")
+    allowed_outputs: list[RepoPattern] = Field(
+        min_length=1, max_length=64,
+        description="Hub datasets the project may write, same patterns as allowed_sources. The default output "
+                    "name (`<source org>/<name>-augmented-<id>`) must match too.")
+    file_access: FileAccess = Field(default_factory=FileAccess, description="`file://` sources and outputs.")
+    defaults: ProjectDefaults = Field(  # type: ignore[valid-type]
+        default_factory=ProjectDefaults,
+        description="Values for request fields a request leaves out: the request's value wins, then the "
+                    "project's, then the built-in default. output_visibility here is the project's visibility default.")
+    limits: ProjectLimits = Field(default_factory=ProjectLimits, description="Ceilings for one job.")
+    ttl_seconds_after_finished: Optional[int] = Field(
+        None, ge=0, description="Finished jobs (and their Jobs) are deleted this long after they end; unset = kept.")
+
+    @field_validator("allowed_sources", "allowed_outputs")
+    @classmethod
+    def _patterns(cls, patterns: list[str], info) -> list[str]:
+        for p in patterns:
+            if not re.match(REPO_PATTERN, p):
+                raise ValueError(f"{info.field_name}: {p!r} is not `*`, an org or an `org/name` glob")
+        return patterns
+
+    @model_validator(mode="after")
+    def _defaults_form_a_valid_request(self):
+        # Cross-field rules (min <= max, odd kernels, copies per transform) hold for the defaults
+        # on their own; a request can still combine them into something invalid, which the
+        # effective spec's validation then names.
+        chosen = self.defaults.model_dump(exclude_unset=True)
+        try:
+            AugmentationJobCreateRequest.model_validate(
+                {"project_id": "00000000-0000-4000-8000-000000000000", "dataset_id": "org/name", **chosen})
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "defaults"
+            raise ValueError(f"defaults.{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        return self
+
