@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from .service import GatewayError, IdempotencyKeyReused, StoredStatusUnreadable
+from .service import GatewayError, IdempotencyKeyReused, PolicyRefused, StoredStatusUnreadable
 from .store import Expired, Invalid, Unavailable
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway(request: Request, exc: GatewayError):
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(PolicyRefused)
+    async def _policy(request: Request, exc: PolicyRefused):
+        # 403 (forbidden repo or path) as `{"detail": str}`; 422 (a limit, or defaults that clash
+        # with the request) in the list form, each item naming the field and the project policy.
+        if exc.status == 403:
+            return JSONResponse({"detail": str(exc)}, status_code=403)
+        return unprocessable([{"loc": ["body", v.field], "msg": f"{v.message} [project policy: {v.policy}]",
+                               "type": f"project_policy.{v.policy}"} for v in exc.violations])
 
     @app.exception_handler(IdempotencyKeyReused)
     async def _reused(request: Request, exc: IdempotencyKeyReused):

@@ -46,7 +46,8 @@ def build_router(max_limit: int, default_limit: int) -> APIRouter:
                                               "Idempotency-Key created the job", "schema": {"type": "string"}},
                   }},
             400: {**_E, "description": "Invalid request parameters (generative augmentation is disabled)"},
-            403: {**_E, "description": "The API key may not act on this project_id"},
+            403: {**_E, "description": "The API key may not act on this project_id, or the project's policy "
+                                       "forbids the source or output repo or path (the detail names field and policy)"},
             409: {**_E, "description": "Concurrent requests with the same Idempotency-Key; retry"},
             **AUTH_ERRORS,
         },
@@ -75,6 +76,7 @@ def build_router(max_limit: int, default_limit: int) -> APIRouter:
         secret = (SecretKeyRef(name=settings.hub_token_secret_name, key=settings.hub_token_secret_key)
                   if settings.hub_token_secret_name else None)
         created = service.create_job(store, body, idempotency_key=idempotency_key, hub_token_secret=secret,
+                                     project=service.load_project(store, body.project_id),
                                      ttl_seconds=settings.idempotency_ttl_seconds)
         if not created.replayed:
             request.app.state.metrics.jobs_created.inc()

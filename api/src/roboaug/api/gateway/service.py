@@ -29,9 +29,16 @@ from roboaug.api.models import (
     cr_name,
 )
 
+from roboaug.api import policy
+from roboaug.api.models.project import AugmentationProjectSpec, SpecSource
+
 from .store import AlreadyExists, IdempotencyRecord, Invalid, JobStore, Page, Selector
 
 GENERATIVE_DISABLED = GENERATIVE_DISABLED_MESSAGE  # shared with the operator: one text, either door
+ANNOTATION_SPEC_SOURCES = f"{GROUP}/spec-sources"
+"""Where each field of the CR's spec came from (JSON {field: request|project|default}), written by
+the gateway at creation; the gateway cannot write status, the operator copies it there."""
+CLUSTER_ONLY_FIELDS = frozenset(AugmentationJobSpec.model_fields) - frozenset(AugmentationJobCreateRequest.model_fields)
 
 
 class GatewayError(Exception):
@@ -51,6 +58,43 @@ class StoredStatusUnreadable(Exception):
     """The CR's status does not match the model (an operator bug, not the client's)."""
 
 
+class PolicyRefused(Exception):
+    """The project's policy refuses the request: 403 when a repo or path is forbidden, else 422."""
+
+    def __init__(self, violations: list[policy.Violation]):
+        super().__init__("; ".join(v.message for v in violations))
+        self.violations = violations
+        self.status = 403 if any(v.kind == "forbidden" for v in violations) else 422
+
+
+# -- projects -------------------------------------------------------------------------------------
+def load_project(store: JobStore, project_id: uuid.UUID) -> Optional[AugmentationProjectSpec]:
+    """The job's project policy, or None when the project has no AugmentationProject."""
+    obj = store.get_project(project_id)
+    if obj is None:
+        return None
+    try:
+        return AugmentationProjectSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as e:
+        # Fail closed: a policy we cannot read must not let the job through unchecked.
+        raise StoredStatusUnreadable(f"AugmentationProject {project_id}: {e}") from None
+
+
+def apply_project(request: AugmentationJobCreateRequest, project: Optional[AugmentationProjectSpec]
+                  ) -> tuple[AugmentationJobCreateRequest, dict[str, SpecSource]]:
+    """The effective spec and its sources, or PolicyRefused / a 422 naming the field and the policy."""
+    try:
+        spec, sources = policy.effective_spec(request, project)
+    except policy.EffectiveSpecInvalid as e:
+        raise PolicyRefused([policy.Violation(e.field, "defaults", "limit", e.message)]) from None
+    if project is not None:
+        found = policy.check(spec, project)
+        forbidden = [v for v in found if v.kind == "forbidden"]
+        if found:
+            raise PolicyRefused(forbidden or found)
+    return spec, sources
+
+
 # -- create ---------------------------------------------------------------------------------------
 def fingerprint(request: AugmentationJobCreateRequest) -> str:
     """Digest of the request as validated, so key order, spacing and spelled-out defaults do not
@@ -65,17 +109,22 @@ def idempotency_record_id(project_id: uuid.UUID, key: str) -> str:
 
 
 def build_cr(request: AugmentationJobCreateRequest, job_id: uuid.UUID,
-             hub_token_secret: Optional[SecretKeyRef] = None) -> dict:
-    """The AugmentationJob CR for a request: the spec records every effective value (defaults
-    included), so later default changes never alter a submitted job."""
+             hub_token_secret: Optional[SecretKeyRef] = None,
+             sources: Optional[dict[str, SpecSource]] = None) -> dict:
+    """The AugmentationJob CR for a request: the spec records every effective value (project and
+    built-in defaults included), so later default changes never alter a submitted job."""
     spec = AugmentationJobSpec.model_validate(
         {**request.model_dump(), "job_id": job_id, "hub_token_secret": hub_token_secret}
     )
     labels = {LABEL_JOB_ID: str(job_id).lower(), LABEL_PROJECT_ID: str(request.project_id).lower()}
+    metadata: dict = {"name": cr_name(job_id), "labels": labels}
+    if sources is not None:
+        metadata["annotations"] = {ANNOTATION_SPEC_SOURCES: json.dumps(
+            {k: SpecSource(v).value for k, v in sorted(sources.items())}, separators=(",", ":"))}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
-        "metadata": {"name": cr_name(job_id), "labels": labels},
+        "metadata": metadata,
         "spec": spec.model_dump(mode="json", exclude_none=True),
     }
 
@@ -95,6 +144,7 @@ class Created:
 def create_job(store: JobStore, request: AugmentationJobCreateRequest, *,
                idempotency_key: Optional[str] = None,
                hub_token_secret: Optional[SecretKeyRef] = None,
+               project: Optional[AugmentationProjectSpec] = None,
                ttl_seconds: int = 24 * 3600,
                now: Optional[datetime] = None) -> Created:
     """Create the CR; with an idempotency key, at most one CR per (project, key, body).
@@ -103,12 +153,19 @@ def create_job(store: JobStore, request: AugmentationJobCreateRequest, *,
     create a job; if the CR is then refused the record is removed again, leaving nothing behind.
     A record whose CR is missing (a crash between the two writes) is completed on the next retry.
     """
-    if request.augmentation_type == "generative":
+    effective, sources = apply_project(request, project)
+    if effective.augmentation_type == "generative":
         raise GatewayError(400, GENERATIVE_DISABLED)
-    message = create_message(request)
+    if project is not None and project.hub_token_secret is not None:
+        hub_token_secret = project.hub_token_secret  # project-scoped credentials win
+    message = create_message(effective)
+
+    def cr(job_id: uuid.UUID) -> dict:
+        return build_cr(effective, job_id, hub_token_secret, sources)
+
     if idempotency_key is None:
         job_id = uuid.uuid4()
-        store.create_job(build_cr(request, job_id, hub_token_secret))
+        store.create_job(cr(job_id))
         return Created(job_id, message)
 
     now = now or datetime.now(timezone.utc)
@@ -123,7 +180,7 @@ def create_job(store: JobStore, request: AugmentationJobCreateRequest, *,
             if record.fingerprint != body_print:
                 raise IdempotencyKeyReused()
             if store.get_job(record.job_id) is None:
-                _create_or_accept(store, build_cr(request, record.job_id, hub_token_secret))
+                _create_or_accept(store, cr(record.job_id))
             return Created(record.job_id, message, replayed=True)
         record = IdempotencyRecord(record_id, body_print, uuid.uuid4(), now, now + timedelta(seconds=ttl_seconds))
         try:
@@ -132,7 +189,7 @@ def create_job(store: JobStore, request: AugmentationJobCreateRequest, *,
             continue
         try:
             # AlreadyExists is fine: a concurrent retry saw our record and created this very CR.
-            _create_or_accept(store, build_cr(request, record.job_id, hub_token_secret))
+            _create_or_accept(store, cr(record.job_id))
         except Invalid:
             # Refused for good: forget the key too. Any other failure (timeout, apiserver down)
             # may have created the CR after all, so the record stays and a retry completes it.

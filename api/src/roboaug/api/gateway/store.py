@@ -30,6 +30,7 @@ from roboaug.api.models import (
     AugmentationJobSpec,
     cr_name,
 )
+from roboaug.api.models.project import PROJECT_PLURAL, AugmentationProjectSpec
 
 LABEL_IDEMPOTENCY = f"{GROUP}/idempotency"
 IDEMPOTENCY_PREFIX = "roboaug-idem-"
@@ -109,6 +110,7 @@ class JobStore(Protocol):
     def list_jobs(self, selector: Optional[Selector], limit: int, continue_token: Optional[str] = None,
                   resource_version: Optional[str] = None) -> Page: ...
     def request_cancel(self, name: str) -> dict: ...
+    def get_project(self, project_id: uuid.UUID) -> Optional[dict]: ...
     def get_idempotency(self, record_id: str) -> Optional[IdempotencyRecord]: ...
     def create_idempotency(self, record: IdempotencyRecord) -> None: ...
     def delete_idempotency(self, record: IdempotencyRecord) -> None: ...
@@ -163,6 +165,7 @@ class MemoryStore:
     namespace: str = "default"
     jobs: dict[str, dict] = field(default_factory=dict)
     records: dict[str, tuple[dict, str]] = field(default_factory=dict)
+    projects: dict[str, dict] = field(default_factory=dict)
     unavailable: bool = False  # tests flip this to exercise 503 / readyz
     _rv: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -232,6 +235,22 @@ class MemoryStore:
                 obj["metadata"]["resourceVersion"] = self._next_rv()
             return copy.deepcopy(obj)
 
+    def put_project(self, project_id: uuid.UUID | str, spec: dict) -> dict:
+        """What `kubectl apply` of an AugmentationProject does (validated like the CRD); used by tests."""
+        AugmentationProjectSpec.model_validate(spec)
+        name = str(project_id).lower()
+        with self._lock:
+            self.projects[name] = {"metadata": {"name": name, "namespace": self.namespace,
+                                                "resourceVersion": self._next_rv()},
+                                   "spec": copy.deepcopy(spec)}
+            return copy.deepcopy(self.projects[name])
+
+    def get_project(self, project_id: uuid.UUID) -> Optional[dict]:
+        self._check()
+        with self._lock:
+            found = self.projects.get(str(project_id).lower())
+            return copy.deepcopy(found) if found else None
+
     def patch_status(self, name: str, status: dict) -> dict:
         """What the operator does (merge into the status subresource); used by tests."""
         with self._lock:
@@ -284,7 +303,7 @@ class KubernetesStore:
     """AugmentationJobs via CustomObjectsApi; idempotency records as ConfigMaps.
 
     RBAC the gateway's ServiceAccount needs in its namespace: augmentationjobs get/list/create/patch,
-    configmaps get/list/create/delete.
+    augmentationprojects get/list, configmaps get/list/create/delete.
     """
 
     def __init__(self, namespace: str, api_client, timeout: float = 10.0):
@@ -358,6 +377,14 @@ class KubernetesStore:
     def request_cancel(self, name: str) -> dict:
         return self._co("patch_namespaced_custom_object", name=name,
                         body={"spec": {"cancel_requested": True}})
+
+    # -- projects ----------------------------------------------------------------------------------
+    def get_project(self, project_id: uuid.UUID) -> Optional[dict]:
+        try:
+            return self._call(self.custom.get_namespaced_custom_object, group=GROUP, version=VERSION,
+                              namespace=self.namespace, plural=PROJECT_PLURAL, name=str(project_id).lower())
+        except NotFound:
+            return None
 
     # -- idempotency records ---------------------------------------------------------------------
     def get_idempotency(self, record_id: str) -> Optional[IdempotencyRecord]:
