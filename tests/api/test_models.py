@@ -225,6 +225,7 @@ def test_status_response_projection():
     }
     resp = status_from_cr({"metadata": {"name": "aug-x"}, "spec": {}, "status": status}).model_dump(mode="json")
     assert set(resp) == {"job_id", "current_phase", "status", "instance_type", "region", "phases", "error",
-                         "augmented_dataset_id", "created_at", "source_revision", "augmented_dataset_revision"}
+                         "augmented_dataset_id", "created_at", "source_revision", "augmented_dataset_revision",
+                         "effective_spec", "spec_sources"}
     assert resp["phases"][0]["events"][0]["retry_attempt"] == 0
     assert resp["instance_type"] is None

@@ -7,13 +7,14 @@ from datetime import datetime
 
 import pytest
 
-from tests.gateway.gateway_helpers import OTHER_PROJECT, minimal_body, post_job
-from roboaug.api.models import cr_name
+from tests.gateway.gateway_helpers import OTHER_PROJECT, PROJECT, minimal_body, post_job
+from roboaug.api.models import AugmentationJobCreateRequest, cr_name
 
 SEED_001_FIELDS = {"job_id", "current_phase", "status", "instance_type", "region", "phases", "error",
                    "augmented_dataset_id", "created_at"}
 REVISION_FIELDS = {"source_revision", "augmented_dataset_revision"}  # added by issue 12 (revisions)
-RESPONSE_FIELDS = SEED_001_FIELDS | REVISION_FIELDS
+EFFECTIVE_SPEC_FIELDS = {"effective_spec", "spec_sources"}  # added by issue 13 (projects)
+RESPONSE_FIELDS = SEED_001_FIELDS | REVISION_FIELDS | EFFECTIVE_SPEC_FIELDS
 
 
 def operator_status(job_id: str) -> dict:
@@ -40,6 +41,9 @@ def operator_status(job_id: str) -> dict:
         "created_at": "2025-03-01T10:00:00Z",
         "source_revision": "0123456789abcdef0123456789abcdef01234567",
         "augmented_dataset_revision": None,
+        "effective_spec": AugmentationJobCreateRequest.model_validate(
+            minimal_body(augment_copies=2)).model_dump(mode="json"),
+        "spec_sources": {"augment_copies": "project", "dataset_id": "request"},
         # cluster-only fields: never in the REST answer
         "progress": {"phase": "augmenting", "episodes_done": 3, "episodes_total": 10,
                      "updated_at": "2025-03-01T10:01:30Z"},
@@ -60,6 +64,10 @@ def test_get_before_operator_writes_status(client, store):
         "job_id": job_id, "current_phase": "queued", "status": "queued", "instance_type": None,
         "region": None, "phases": [], "error": None, "augmented_dataset_id": None,
         "created_at": created, "source_revision": None, "augmented_dataset_revision": None,
+        # no operator status yet: the CR's spec and the gateway's annotation
+        "effective_spec": AugmentationJobCreateRequest.model_validate(minimal_body()).model_dump(mode="json"),
+        "spec_sources": {name: "request" if name in minimal_body() else "default"
+                         for name in AugmentationJobCreateRequest.model_fields},
     }
     datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
 
@@ -193,3 +201,20 @@ def test_cursor_from_other_filters_or_garbage_is_400(client, seven_jobs):
     assert r.status_code == 400 and "cursor" in r.json()["detail"]
     r = client.get("/v1/augmentation?limit=2&cursor=garbage!!")
     assert r.status_code == 400 and "cursor" in r.json()["detail"]
+
+
+def test_get_shows_project_defaults_in_the_effective_spec(client, store):
+    # issue 13: before the operator writes status, the REST answer reads the CR spec and the
+    # gateway's spec-sources annotation; the operator's status wins once it is there.
+    store.put_project(uuid.UUID(PROJECT), {"allowed_sources": ["*"], "allowed_outputs": ["*"],
+                                           "defaults": {"augment_copies": 3, "output_visibility": "public"}})
+    job_id = post_job(client, minimal_body(output_visibility="private")).json()["job_id"]
+    body = client.get(f"/v1/augmentation/{job_id}").json()
+    assert body["effective_spec"]["augment_copies"] == 3 and body["spec_sources"]["augment_copies"] == "project"
+    assert body["effective_spec"]["output_visibility"] == "private"  # the request overrides the project
+    assert body["spec_sources"]["output_visibility"] == "request"
+    assert body["spec_sources"]["augment_seed"] == "default" and "job_id" not in body["effective_spec"]
+
+    from_operator = {"augment_copies": "request"}
+    store.patch_status(cr_name(job_id), {"effective_spec": body["effective_spec"], "spec_sources": from_operator})
+    assert client.get(f"/v1/augmentation/{job_id}").json()["spec_sources"] == from_operator

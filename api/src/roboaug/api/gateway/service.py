@@ -237,7 +237,35 @@ def status_from_cr(obj: dict) -> AugmentationStatusResponse:
     data["status"] = data.get("status") or JobStatus.queued.value
     data["current_phase"] = data.get("current_phase") or data["status"]
     data["created_at"] = data.get("created_at") or (obj.get("metadata") or {}).get("creationTimestamp")
+    if stored.effective_spec is None:
+        # Until the operator accepts the job, the CR's spec is the effective spec and the
+        # gateway's annotation says where each field came from.
+        data["effective_spec"] = effective_spec_of(obj)
+        data["spec_sources"] = spec_sources_of(obj)
     return AugmentationStatusResponse.model_validate(data)
+
+
+def effective_spec_of(obj: dict) -> Optional[AugmentationJobCreateRequest]:
+    """The CR's spec without its job-only fields; None when it is not a valid request (a
+    hand-written CR the apiserver let through), which the operator then refuses."""
+    spec = obj.get("spec") or {}
+    try:
+        return AugmentationJobCreateRequest.model_validate(
+            {k: v for k, v in spec.items() if k in AugmentationJobCreateRequest.model_fields})
+    except ValidationError:
+        return None
+
+
+def spec_sources_of(obj: dict) -> dict[str, SpecSource]:
+    """The gateway's per-field sources (annotation); empty for a CR without it or with a bad one."""
+    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_SOURCES)
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+        return {str(k): SpecSource(v) for k, v in parsed.items()}
+    except (ValueError, AttributeError):
+        return {}
 
 
 def visible(obj: Optional[dict], principal) -> Optional[dict]:

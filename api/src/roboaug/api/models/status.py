@@ -15,6 +15,9 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .project import SpecSource
+from .spec import AugmentationJobCreateRequest
+
 
 class JobStatus(str, Enum):
     queued = "queued"
@@ -97,6 +100,12 @@ class AugmentationStatusResponse(BaseModel):
     augmented_dataset_revision: Optional[str] = Field(
         None, max_length=64, description="Commit sha of the augmented dataset on the Hub, once completed.")
     created_at: Optional[datetime] = Field(None, description="When the job was created.")
+    effective_spec: Optional[AugmentationJobCreateRequest] = Field(
+        None, description="The request the job runs: each field from the request, else the project's "
+                          "default, else the built-in default (the spec without its job-only fields).")
+    spec_sources: dict[str, SpecSource] = Field(
+        default_factory=dict, description="For each field of effective_spec, where its value came from: "
+                                          "request, project or default (empty when unknown).")
 
 
 class WorkerPhase(BaseModel):
