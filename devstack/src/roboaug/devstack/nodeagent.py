@@ -327,11 +327,11 @@ class NodeAgent:
             env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
             env["HOSTNAME"] = pod.metadata.name
             env.update(self.resolve_env(pod, c))
-            kc = self._pod_kubeconfig(pod, pod_dir)
-            if kc:
-                env["KUBECONFIG"] = str(kc)
             mounts = self._empty_dir_mounts(pod, c, pod_dir)
             env = {k: _remap(v, mounts) for k, v in env.items()}
+            kc = self._pod_kubeconfig(pod, pod_dir)
+            if kc:  # a host file the agent wrote: never remapped (a work dir under /tmp is not the pod's /tmp)
+                env["KUBECONFIG"] = str(kc)
             argv = [_remap(expand(a, env), mounts) for a in (c.command or []) + (c.args or [])]
             if not c.command:
                 raise ValueError("the dev node agent needs an explicit container command "
