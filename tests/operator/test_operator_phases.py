@@ -160,3 +160,16 @@ def test_check_catches_inconsistencies(mutate, problem):
     h.advance("downloading", at(2))
     mutate(h.status)
     assert any(problem in p for p in check(h.status)), check(h.status)
+
+
+def test_worker_warnings_become_warning_events_once_per_job():
+    from roboaug.operator.phases import History
+
+    h = History()
+    h.start(JOB_ID, iso(0), at(0))
+    h.advance("downloading", at(1))
+    assert h.warnings(["input stats differ"], at(2)) == ["input stats differ"]
+    h.advance("augmenting", at(3))
+    assert h.warnings(["input stats differ", "image std 0"], at(4)) == ["image std 0"]
+    events = [(p["name"], e["message"]) for p in h.status["phases"] for e in p["events"] if e["status"] == "warning"]
+    assert events == [("downloading", "input stats differ"), ("augmenting", "image std 0")]

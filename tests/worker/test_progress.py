@@ -147,3 +147,21 @@ def test_progress_reaches_the_cr_status(cluster, namespace, crd, k8s, monkeypatc
     assert obj["status"]["progress"]["pod"] == "aug-x-worker-abcde"  # the CRD keeps it (not pruned)
     assert obj["status"]["progress"]["attempt"] == 1
     assert obj["status"]["current_phase"] == "augmenting"  # the operator's fields are untouched
+
+
+def test_warnings_are_carried_by_every_report_once_each_and_bounded():
+    from roboaug.api.models.status import MAX_WARNINGS, Progress
+
+    clock, out, sent = Clock(), io.StringIO(), []
+    r = ProgressReporter(patch=sent.append, min_interval=0.0, stream=out, clock=clock)
+    r.warn("stats of episode 3 differ from its data")
+    r.warn("stats of episode 3  differ from its data")  # the same words: once
+    r.update("augmenting")
+    r.update("uploading")
+    assert [b["warnings"] for b in sent] == [["stats of episode 3 differ from its data"]] * 2
+    for i in range(MAX_WARNINGS + 5):
+        r.warn(f"problem {i}")
+    r.update("uploading", force=True)
+    last = sent[-1]["warnings"]
+    assert len(last) == MAX_WARNINGS and last[-1].startswith("... and 7 more warning(s)")
+    Progress.model_validate(sent[-1])  # what the worker writes is what the CRD's status accepts

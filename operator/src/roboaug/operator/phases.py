@@ -188,6 +188,16 @@ class History:
         self.status["attempt"] = attempt
         self.event("retry", now, message, error=error, data=data)
 
+    def warnings(self, messages: list[str], now: datetime, data: Optional[dict] = None) -> list[str]:
+        """Each worker warning not yet in the history becomes a `warning` event of the current
+        phase (once per job, whichever phase first saw it); returns the new ones."""
+        self._require_open()
+        said = {e.get("message") for ph in self.status["phases"] for e in ph.get("events", []) if e.get("status") == "warning"}
+        new = [m for m in messages if m and m not in said]
+        for m in new:
+            self.event("warning", now, m, data=data)
+        return new
+
     def progress(self, progress: dict, now: datetime) -> bool:
         """Record worker progress in the current phase when it moved enough to be worth an event.
 

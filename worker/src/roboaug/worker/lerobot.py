@@ -6,6 +6,8 @@ Reading is lerobot_dataset.py, one episode's work episode_task.py, writing lerob
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import time
 from pathlib import Path
@@ -101,9 +103,12 @@ def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
     t1 = time.perf_counter()
     results = {r.out_index: r for r in results_list}
     warnings = lerobot_writer.write(ds, stage, spec.augment_dataset_mode, planned, results)
-    for message in warnings:  # input inconsistencies: they reach the job's events through progress
+    for message in warnings:  # input inconsistencies: they become warning events of the job
+        print(json.dumps({"event": "warning", "message": message}), flush=True)
+        reporter.warn(message)
+    if warnings:
         reporter.update("augmenting", episodes_done=len(tasks), episodes_total=len(tasks), frames_done=frames_total,
-                        frames_total=frames_total, message=f"warning: {message}", force=True)
+                        frames_total=frames_total, message=f"{len(warnings)} warning(s) about the input", force=True)
     entries = [
         {"episode_index": oe.out_index, "source_episode": oe.source.index, "copy": oe.copy,
          "transforms": list(oe.transforms), "params": results[oe.out_index].params}

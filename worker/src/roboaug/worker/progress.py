@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 from roboaug.api.contract import WorkerEnv
 from roboaug.api.models import GROUP, PLURAL, VERSION, Progress
+from roboaug.api.models.status import MAX_WARNING_CHARS, MAX_WARNINGS
 
 MIN_INTERVAL_S = 2.0
 
@@ -73,6 +74,9 @@ class ProgressReporter:
         self._wall = wall
         self.phases: list[dict] = []
         """{name, started_at, completed_at} per phase entered, in order (Progress.phases)."""
+        self.warnings: list[str] = []
+        """Input problems reported so far (Progress.warnings), each once, bounded."""
+        self._dropped_warnings = 0
         self.patch_failures = 0
         self.reports: list[dict] = []
 
@@ -124,7 +128,7 @@ class ProgressReporter:
             frames_done=frames_done, frames_total=frames_total, message=message, attempt=self.attempt, pod=self.pod,
             updated_at=wall, output_dataset_id=output_dataset_id,
             source_revision=source_revision, augmented_dataset_revision=augmented_dataset_revision,
-            phases=self.phases,
+            phases=self.phases, warnings=self.warnings,
         )
         body: dict[str, Any] = progress.model_dump(mode="json", exclude_none=True)
         self.reports.append(body)
@@ -136,6 +140,21 @@ class ProgressReporter:
                 self.patch_failures += 1
                 print(json.dumps({"event": "progress_patch_failed", "error": type(exc).__name__}), file=sys.stderr, flush=True)
         return True
+
+    def warn(self, message: str) -> None:
+        """Record an input problem the worker worked around; the next report carries it (every
+        report carries all of them, since the operator may see only one report)."""
+        text = " ".join(message.split())
+        if len(text) > MAX_WARNING_CHARS:
+            text = text[: MAX_WARNING_CHARS - 3] + "..."
+        if text in self.warnings:
+            return
+        if len(self.warnings) < MAX_WARNINGS - 1:
+            self.warnings.append(text)
+            return
+        self._dropped_warnings += 1  # the last slot says how many more there were
+        more = f"... and {self._dropped_warnings} more warning(s): see the worker's log"
+        self.warnings[MAX_WARNINGS - 1:] = [more]
 
     def _track(self, phase: str, wall: dt.datetime, finished: bool) -> None:
         """Phase times, kept whether or not this update is emitted. A phase entered again after a

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -119,6 +119,11 @@ class WorkerPhase(BaseModel):
     completed_at: Optional[datetime] = Field(None, description="When the worker ended the phase; unset while it runs.")
 
 
+# Bounds keep status.progress small: the worker keeps the first MAX_WARNINGS and says how many it dropped.
+MAX_WARNINGS = 20
+MAX_WARNING_CHARS = 500
+
+
 class Progress(BaseModel):
     """Worker progress, written by the worker into `status.progress` and nowhere else."""
 
@@ -142,6 +147,11 @@ class Progress(BaseModel):
     phases: list[WorkerPhase] = Field(
         default_factory=list, max_length=len(WORKER_PHASES),
         description="Every worker phase this pod entered, in order, with when it began and ended.")
+    warnings: list[Annotated[str, Field(max_length=MAX_WARNING_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_WARNINGS,
+        description=("Problems the worker found in its input and worked around (for example statistics that "
+                     "differ from the data), each once, oldest first; the operator turns each into a warning "
+                     "event of the job."))
 
     @field_validator("phases")
     @classmethod
