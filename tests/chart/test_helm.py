@@ -214,6 +214,7 @@ def test_operator_rbac_is_least_privilege(render):
         ("roboaug.dev", "augmentationjobs"): {"get", "list", "watch", "patch"},
         ("roboaug.dev", "augmentationjobs/status"): {"get", "patch"},
         ("roboaug.dev", "augmentationjobs/finalizers"): {"update"},
+        ("roboaug.dev", "augmentationprojects"): {"get"},  # the job's project policy (steps.validate)
         ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
         ("", "pods"): {"get", "list", "watch"},
         ("", "events"): {"create"},

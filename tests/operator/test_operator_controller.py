@@ -4,7 +4,7 @@ import asyncio
 import threading
 import time
 
-from tests.operator._operator_factories import at, cr, job
+from tests.operator._operator_factories import PROJECT, at, cr, job
 
 from roboaug.operator import controller as controller_mod
 from roboaug.operator.config import OperatorConfig
@@ -49,6 +49,12 @@ class FakeKube:
 
     def node_labels(self, name):
         return {}
+
+    projects: dict = {}  # (namespace, name) -> AugmentationProject; none by default
+
+    def get_project(self, ns, name):
+        self.__dict__.setdefault("project_reads", []).append((ns, name))  # apart from `calls`
+        return self.projects.get((ns, name))
 
 
 def _cr(name):
@@ -141,3 +147,30 @@ def test_a_status_write_waits_at_most_status_yield_seconds():
     took = time.monotonic() - started
     assert 0.4 < took < 3, took
     assert "status aug-a" in [c for c, _ in kube.calls]
+
+
+def test_project_is_read_by_name_before_the_job_and_its_policy_refuses_it():
+    kube = FakeKube()
+    ctl = _controller(kube)
+    body = cr(name="aug-p", spec={"project_id": PROJECT.upper(), "output_dataset_id": "acme/leak"})
+    body["metadata"]["uid"] = "u-aug-p"
+    kube.projects = {("ns1", PROJECT.lower()): {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["team-b"]}}}
+    key = ("ns1", "aug-p")
+    ctl.crs[key] = [body]
+
+    asyncio.run(ctl.poke(key))
+    names = [c for c, _ in kube.calls]
+    assert kube.project_reads == [("ns1", PROJECT.lower())]
+    assert not any(n.startswith("create ") for n in names), names
+    written = ctl._written[key]["status"]
+    assert written["status"] == "failed" and "allowed_outputs" in written["error"]
+
+
+def test_project_is_not_read_once_the_job_exists():
+    kube = FakeKube()
+    ctl = _controller(kube)
+    key = ("ns1", "aug-a")
+    ctl.crs[key] = [_cr("aug-a")]
+    ctl.jobs[key] = [job(name="aug-a-worker", owner="u-aug-a")]
+    asyncio.run(ctl.poke(key))
+    assert not getattr(kube, "project_reads", [])

@@ -1,5 +1,7 @@
 """The steps of decide(), one at a time: each on a Decision built from an observation, the way
 decide() builds it; what decide() makes of them together is test_operator_reconcile.py."""
+import json
+
 import pytest
 
 from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE, AugmentationJobSpec
@@ -99,6 +101,72 @@ def test_accept_starts_the_history_once():
     d = decision(cr(status=history("scheduling")), settled=False)
     steps.accept(d)
     assert d.h.status == history("scheduling")
+
+
+def with_annotation(c, sources):
+    c["metadata"]["annotations"] = {"roboaug.dev/spec-sources": json.dumps(sources)}
+    return c
+
+
+def test_validate_writes_the_effective_spec_and_its_sources():
+    # the gateway's annotation is copied as it is
+    d = decision(with_annotation(cr(), {"augment_copies": "project", "dataset_id": "request"}), settled=False)
+    steps.accept(d)
+    assert steps.validate(d) is False
+    assert d.h.status["spec_sources"] == {"augment_copies": "project", "dataset_id": "request"}
+    assert d.h.status["effective_spec"]["dataset_id"] == "lerobot/pusht"
+    assert "job_id" not in d.h.status["effective_spec"] and "hub_token_secret" not in d.h.status["effective_spec"]
+    # kubectl: what the CR holds is the request's, the rest the built-in default (what the worker runs)
+    d = decision(cr(spec={"augment_copies": 2}), settled=False)
+    steps.accept(d)
+    steps.validate(d)
+    sources = d.h.status["spec_sources"]
+    assert sources["augment_copies"] == sources["dataset_id"] == "request" and sources["augment_seed"] == "default"
+    assert d.h.status["effective_spec"]["augment_copies"] == 2
+    # written once: later decisions keep what acceptance wrote
+    before = dict(d.h.status["spec_sources"])
+    d2 = decision(with_annotation(cr(status=d.h.status), {"augment_copies": "project"}), settled=False)
+    steps.validate(d2)
+    assert d2.h.status["spec_sources"] == before
+
+
+TIGHT = {"spec": {"allowed_sources": ["lerobot"], "allowed_outputs": ["team-b"], "limits": {"max_copies": 3}}}
+
+
+def test_validate_refuses_what_the_projects_current_policy_forbids():
+    d = decision(cr(spec={"output_dataset_id": "acme/leak", "augment_copies": 4}), settled=False, project=TIGHT)
+    steps.accept(d)
+    assert steps.validate(d) is True and d.h.phase == "failed"
+    error = d.h.status["error"]
+    assert "output_dataset_id: acme/leak" in error and "allowed_outputs" in error and "limits.max_copies" in error
+    # allowed by the project: the job goes on
+    d = decision(cr(spec={"output_dataset_id": "team-b/out"}), settled=False, project=TIGHT)
+    steps.accept(d)
+    assert steps.validate(d) is False and d.h.phase == "queued"
+    # no project resource: no policy
+    d = decision(cr(spec={"output_dataset_id": "acme/leak"}), settled=False)
+    steps.accept(d)
+    assert steps.validate(d) is False
+
+
+def test_validate_checks_the_policy_only_before_the_job_exists():
+    d = decision(cr(spec={"output_dataset_id": "acme/leak"}), settled=False, project=TIGHT, job=job())
+    steps.accept(d)
+    assert steps.validate(d) is False and d.h.phase != "failed"
+
+
+def test_validate_waits_while_the_project_cannot_be_read():
+    d = decision(settled=False, project_error="HTTP 403 Forbidden")
+    steps.accept(d)
+    assert steps.validate(d) is True
+    assert d.plan.requeue_after == steps.PROJECT_RETRY_SECONDS and d.plan.create_job is None
+    assert d.h.phase == "queued"
+
+
+def test_validate_fails_on_a_project_it_cannot_parse():
+    d = decision(settled=False, project={"spec": {"allowed_sources": ["*"]}})  # allowed_outputs missing
+    steps.accept(d)
+    assert steps.validate(d) is True and "allowed_outputs" in d.h.status["error"]
 
 
 def test_validate_sets_the_spec_or_fails_naming_the_field():

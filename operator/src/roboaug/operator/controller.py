@@ -188,6 +188,19 @@ class Controller:
             out[node] = await self._call(self.kube.node_labels, node)
         return out
 
+    async def _project(self, obs: Observed) -> None:
+        """The job's AugmentationProject, read (GET by name, the lowercase project UUID) only
+        before its Job exists: then its policy may still refuse the job (`steps.validate`)."""
+        status = (obs.cr.get("status") or {}).get("status")
+        project_id = (obs.cr.get("spec") or {}).get("project_id")
+        if obs.job is not None or status in TERMINAL_STATUSES or not project_id:
+            return
+        try:
+            obs.project = await self._call(self.kube.get_project, obs.cr["metadata"]["namespace"],
+                                           str(project_id).lower())
+        except ApiError as e:
+            obs.project_error = e.message
+
     async def reconcile(self, key: Key, force: bool = True) -> None:
         cr = self._cr(key)
         if cr is None:
@@ -203,6 +216,7 @@ class Controller:
             return
         st.inputs = None  # set again only once this pass has applied its plan
         obs = Observed(cr=cr, job=job, pods=pods, node_labels=await self._node_labels(pods), now=self.clock())
+        await self._project(obs)
         for _ in range(3):
             plan = decide(obs, self.config)
             if not plan.create_job:

@@ -31,6 +31,10 @@ class Observed:
     node_labels: dict[str, dict] = field(default_factory=dict)
     now: datetime = None  # type: ignore[assignment]
     create_error: Optional[str] = None         # the apiserver refused our Job (not a 409)
+    # The job's AugmentationProject as stored (None: the project has none), read by the
+    # controller only while the job has no Job yet, since only then does its policy decide.
+    project: Optional[dict] = None
+    project_error: Optional[str] = None        # the project could not be read (not a 404)
 
 
 @dataclass

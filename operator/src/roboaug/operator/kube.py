@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from kubernetes import client, config
 
 from roboaug.api.models import GROUP, KIND, PLURAL, VERSION
+from roboaug.api.models.project import PROJECT_PLURAL
 
 from .metrics import API_LATENCY, API_REQUESTS
 
@@ -116,6 +117,18 @@ class Kube:
     def patch_cr_labels(self, namespace: str, name: str, labels: dict) -> dict:
         return self.request("PATCH", self._cr_path(namespace, name), {"metadata": {"labels": labels}},
                             content_type=MERGE_PATCH, resource=PLURAL)
+
+    # -- AugmentationProjects ----------------------------------------------------------------
+    def get_project(self, namespace: str, name: str) -> Optional[dict]:
+        """The AugmentationProject `name` (the project UUID, lowercase), or None when there is none
+        (nor its CRD); any other error is raised, so a policy that cannot be read lets nothing by."""
+        try:
+            return self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PROJECT_PLURAL}/{name}",
+                                resource=PROJECT_PLURAL)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
 
     # -- Jobs -------------------------------------------------------------------------------
     def create_job(self, namespace: str, body: dict) -> dict:

@@ -9,19 +9,23 @@ tests each one alone.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
 from pydantic import ValidationError
 
+from roboaug.api import policy
 from roboaug.api.models import (
     GENERATIVE_DISABLED_MESSAGE,
     LABEL_JOB_ID,
     LABEL_PROJECT_ID,
     WORKER_PHASES,
+    AugmentationJobCreateRequest,
     AugmentationJobSpec,
 )
+from roboaug.api.models.project import ANNOTATION_SPEC_SOURCES, AugmentationProjectSpec, SpecSource
 
 from .decision import Decision
 from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
@@ -48,6 +52,8 @@ MAX_WAITING_EVENTS = 10
 # A Job still being deleted (ours deleted behind our back, or an earlier CR's of the same name):
 # look again shortly, once it is gone.
 DELETING_REQUEUE_SECONDS = 2.0
+# The job's AugmentationProject could not be read (apiserver trouble, RBAC): look again shortly.
+PROJECT_RETRY_SECONDS = 10.0
 
 
 def spec_error(exc: ValidationError) -> str:
@@ -87,12 +93,56 @@ def accept(d: Decision) -> bool:
 
 
 def validate(d: Decision) -> bool:
-    """The spec parses (sets `d.spec`), else the job fails naming the field."""
+    """The spec parses (sets `d.spec`), else the job fails naming the field; the effective spec
+    and its sources go into status; before the Job exists, the project's current policy may
+    still refuse the job (`failed`, the violation as reason)."""
     try:
         d.spec = AugmentationJobSpec.model_validate(d.spec_raw)
+        request = AugmentationJobCreateRequest.model_validate(
+            {k: v for k, v in d.spec_raw.items() if k in AugmentationJobCreateRequest.model_fields})
     except ValidationError as e:
         return d.fail(spec_error(e), "the spec is invalid")
-    return False
+    if "effective_spec" not in d.h.status:
+        d.h.status["effective_spec"] = request.model_dump(mode="json")
+        d.h.status["spec_sources"] = spec_sources(d, request)
+    if d.job is not None:
+        return False
+    return project_policy(d, request)
+
+
+def spec_sources(d: Decision, request: AugmentationJobCreateRequest) -> dict[str, str]:
+    """The gateway's per-field sources (annotation); for a CR made with kubectl, each field it
+    holds is the request's, every other one the built-in default: the worker runs the CR's spec
+    as stored, so a project default never reaches a field the CR leaves out."""
+    raw = (d.meta.get("annotations") or {}).get(ANNOTATION_SPEC_SOURCES)
+    if raw:
+        try:
+            return {str(k): SpecSource(v).value for k, v in json.loads(raw).items()}
+        except (ValueError, AttributeError):
+            pass  # a hand-edited annotation: the CR itself says what it holds
+    _, sources = policy.effective_spec(request, None)
+    return {k: v.value for k, v in sources.items()}
+
+
+def project_policy(d: Decision, request: AugmentationJobCreateRequest) -> bool:
+    """The project's policy as it is now (it may have changed since the gateway or the apiserver
+    admitted the job): a violation fails the job naming the field and the policy."""
+    if d.obs.project_error:
+        # Fail closed but do not fail the job: an unreadable policy lets nothing start yet.
+        d.plan.requeue_after = PROJECT_RETRY_SECONDS
+        return True
+    if d.obs.project is None:
+        return False
+    try:
+        project = AugmentationProjectSpec.model_validate(d.obs.project.get("spec") or {})
+    except ValidationError as e:
+        return d.fail(f"AugmentationProject {d.spec.project_id} is invalid: {spec_error(e)}",
+                      "the project's policy cannot be read")
+    found = policy.check(request, project, d.job_id)
+    if not found:
+        return False
+    return d.fail("; ".join(v.message for v in found), "refused by the project's policy",
+                  {"policy": [v.policy for v in found], "field": [v.field for v in found]})
 
 
 def cancel(d: Decision) -> bool:

@@ -30,14 +30,11 @@ from roboaug.api.models import (
 )
 
 from roboaug.api import policy
-from roboaug.api.models.project import AugmentationProjectSpec, SpecSource
+from roboaug.api.models.project import ANNOTATION_SPEC_SOURCES, AugmentationProjectSpec, SpecSource
 
 from .store import AlreadyExists, IdempotencyRecord, Invalid, JobStore, Page, Selector
 
 GENERATIVE_DISABLED = GENERATIVE_DISABLED_MESSAGE  # shared with the operator: one text, either door
-ANNOTATION_SPEC_SOURCES = f"{GROUP}/spec-sources"
-"""Where each field of the CR's spec came from (JSON {field: request|project|default}), written by
-the gateway at creation; the gateway cannot write status, the operator copies it there."""
 CLUSTER_ONLY_FIELDS = frozenset(AugmentationJobSpec.model_fields) - frozenset(AugmentationJobCreateRequest.model_fields)
 
 

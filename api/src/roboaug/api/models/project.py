@@ -32,6 +32,11 @@ PROJECT_PLURAL = "augmentationprojects"
 PROJECT_SINGULAR = "augmentationproject"
 PROJECT_SHORT_NAMES = ["augproj"]
 
+ANNOTATION_SPEC_SOURCES = "roboaug.dev/spec-sources"
+"""Where each field of a job's spec came from (JSON {field: request|project|default}), written by
+the gateway on the CR at creation (it cannot write status); the operator copies it into
+`status.spec_sources`."""
+
 UUID_NAME_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
