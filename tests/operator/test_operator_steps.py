@@ -510,3 +510,18 @@ def test_finish_says_each_phase_entered_and_a_newly_reached_end():
     assert plan.finished == "failed"
     again = finish(decision(cr(status=plan.new_status), job=job()))
     assert again.finished is None and again.status == {}
+
+
+
+def test_progress_turns_each_new_worker_warning_into_an_event_once():
+    running = pod(name="p1", phase="Running", node="cpu-0")
+    warned = ["input stats of episode 2 differ from its data"]
+    d = decision(with_progress(history("scheduling", "downloading"), phase="augmenting", pod="p1", warnings=warned),
+                 job=job(), pods=[running])
+    steps.progress(d)
+    assert [e["message"] for e in events(d, "warning")] == warned
+    assert d.plan.events == [("Warning", "InputWarning", warned[0])]
+    # the next report carries the same warning (every report carries all): no second event
+    d = decision(with_progress(d.h.status, phase="augmenting", pod="p1", warnings=warned), job=job(), pods=[running])
+    steps.progress(d)
+    assert len(events(d, "warning")) == 1 and d.plan.events == []

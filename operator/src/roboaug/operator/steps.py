@@ -294,6 +294,8 @@ def progress(d: Decision) -> bool:
         d.h.advance(p, d.now, f"{p} started", data=data)
     if d.h.phase == target:
         d.h.progress(report, d.now)
+    for message in d.h.warnings(report.get("warnings") or [], d.now, data):  # input problems, once each
+        d.plan.events.append(("Warning", "InputWarning", message))
     return False
 
 
