@@ -13,9 +13,10 @@ import pytest
 
 from roboaug.api.contract import JOB_INDEX_FAILURE_COUNT
 from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE
+from roboaug.api.models.project import PROJECT_PLURAL
 
 from tests.operator._cluster_helpers import (GROUP, KWOK_DELAY, KWOK_EXIT, KWOK_FAIL, KWOK_WAITING_MESSAGE,
-                              KWOK_WAITING_REASON, PLURAL, VERSION, WAIT, OperatorProcess,
+                              KWOK_WAITING_REASON, PLURAL, PROJECT, VERSION, WAIT, OperatorProcess,
                               assert_consistent, base_config, create_cr, events_of, final, jobs_of,
                               phase_names, pods_of, wait_cr)
 
@@ -260,3 +261,21 @@ def test_health_and_metrics_endpoints(operator, cluster, k8s, namespace):
     import json
     lines = [l for l in op.log.read_text().splitlines() if l.strip()]
     assert lines and all(isinstance(json.loads(l), dict) for l in lines)
+
+
+def test_project_policy_tightened_after_admission_fails_the_job_with_its_reason(operator, cluster, k8s, namespace):
+    # issue 13: the operator's door; the project is read as it is when the job would get its Job
+    project = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AugmentationProject",
+               "metadata": {"name": PROJECT.lower()}, "spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"]}}
+    k8s.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PROJECT_PLURAL, project)
+    create_cr(k8s, namespace, "late", output_dataset_id="acme/leak")  # admitted: the project allows it
+    k8s.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PROJECT_PLURAL, PROJECT.lower(),
+                                              {"spec": {"allowed_outputs": ["team-b"]}})
+    op = operator()  # sees the job only now, under the tightened policy
+    st = wait_cr(cluster, k8s, namespace, "late", final, "final status", op=op)["status"]
+    assert st["status"] == "failed", st
+    assert "output_dataset_id: acme/leak does not match the project's allowed_outputs (team-b)" in st["error"]
+    assert st["effective_spec"]["output_dataset_id"] == "acme/leak" and st["spec_sources"]["output_dataset_id"] == "request"
+    assert_consistent(st)
+    time.sleep(2)
+    assert not jobs_of(k8s, namespace)
