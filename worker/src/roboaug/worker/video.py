@@ -141,8 +141,10 @@ def iter_frames(
 # lighting-only copy, bitrate within 2x of the source's, at 96x96 and 640x480).
 AV1_CRF = "30"
 """lerobot's own AV1 setting: outputs stay in the quality class of lerobot-written sources."""
-H264_CRF = "23"
-"""libx264's default constant-rate factor (a private option of libx264: it takes it)."""
+H264_CRF = "28"
+"""A private option of libx264 (it takes it). 28, not libx264's default 23, because macroblock-tree
+is off (see encoder_settings): without it 23 spent 3.4x the source's bitrate at 640x480; 28 gives
+40.5/42.9 dB at 1.4x/1.6x (96x96, 640x480), where 23 with macroblock-tree gave 40.6/43.1 dB at 1.4x/1.7x."""
 MPEG4_QUANTISER = "3"
 """mpeg4 has no crf and libavcodec ignores a `qscale` option (PyAV passes it, nothing reads it:
 same bytes for 3, 31 or none), so the encoder fell back to its 200 kbit/s default bitrate. The
@@ -154,6 +156,11 @@ def encoder_settings(codec: str) -> tuple[str, dict[str, str]]:
 
     Threads are fixed (one per encoder: parallelism comes from processes) and B-frames are off
     for h264/mpeg4 so segments have dts == pts and can be concatenated packet by packet.
+    libx264's macroblock-tree is off: with it, re-encoding the same frames in one process now and
+    then gave different bytes (one thread, identical yuv planes handed in; a fresh process always
+    agreed with itself; valgrind shows x264 using an uninitialised stack value during encode), so
+    "same request + seed = same bytes" failed with --processes 1. Without it no difference was
+    seen in 480 encodes; tests/worker/test_encode_determinism.py guards it.
     """
     if codec == "av1":
         preset = os.environ.get("ROBOAUG_SVTAV1_PRESET", DEFAULT_SVTAV1_PRESET)
@@ -161,7 +168,7 @@ def encoder_settings(codec: str) -> tuple[str, dict[str, str]]:
             raise WorkerError(ExitCode.INVALID_SPEC, f"ROBOAUG_SVTAV1_PRESET must be an integer 0..13, got {preset!r}")
         return "libsvtav1", {"g": "2", "crf": AV1_CRF, "preset": preset, "svtav1-params": "lp=1"}
     if codec == "h264":
-        return "libx264", {"g": "2", "crf": H264_CRF, "bf": "0", "threads": "1", "preset": "medium"}
+        return "libx264", {"g": "2", "crf": H264_CRF, "bf": "0", "threads": "1", "preset": "medium", "mbtree": "0"}
     if codec == "mpeg4":
         return "mpeg4", {"g": "2", "qmin": MPEG4_QUANTISER, "qmax": MPEG4_QUANTISER, "bf": "0", "threads": "1"}
     raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"video codec {codec!r} is not supported (av1, h264, mpeg4)")
