@@ -1,6 +1,6 @@
 """Stats you can trust: every output episode's stats come from the data (originals too), every
 video written gets its timestamps from where its frames sit, and the input's inconsistencies
-reach the job's events as warnings on the progress lines."""
+reach the job's events through the warnings every progress report carries (Progress.warnings)."""
 
 from __future__ import annotations
 
@@ -69,8 +69,10 @@ def _episode_rows(out: Path) -> list[dict]:
 
 
 def _warnings(stdout: str) -> list[str]:
+    """The warnings of the last progress report (every report carries all of them so far)."""
     lines = [json.loads(x) for x in stdout.splitlines() if x.startswith("{")]
-    return [x["message"] for x in lines if x.get("event") == "progress" and str(x.get("message", "")).startswith("warning:")]
+    reports = [x for x in lines if x.get("event") == "progress"]
+    return reports[-1].get("warnings", []) if reports else []
 
 
 @pytest.mark.parametrize("mode", ["copy", "inplace"])
