@@ -137,3 +137,16 @@ def test_worker_spec_json_is_stable():
 def test_worker_spec_keeps_an_output_override():
     spec = json.loads(env_of(render(spec={"output_dataset_id": "me/mine"}))["ROBOAUG_SPEC"]["value"])
     assert spec["output_dataset_id"] == "me/mine"
+
+
+def test_the_projects_token_secret_wins_over_the_specs_and_the_configs():
+    from roboaug.api.models import SecretKeyRef
+    c = cr(spec={"hub_token_secret": {"name": "other-team-hf", "key": "tok"}})
+    spec = AugmentationJobSpec.model_validate(c["spec"])
+    config = parse_config({})
+    ref = SecretKeyRef(name="team-b-hf", key="token")
+    job = render_job(c, spec, JOB_ID, config, select_pool(config, spec.augmentation_type), ref)
+    assert env_of(job)["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "team-b-hf", "key": "token"}
+    # without a project token: the spec's, as before
+    job = render_job(c, spec, JOB_ID, config, select_pool(config, spec.augmentation_type))
+    assert env_of(job)["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "other-team-hf", "key": "tok"}

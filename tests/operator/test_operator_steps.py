@@ -155,6 +155,16 @@ def test_validate_checks_the_policy_only_before_the_job_exists():
     assert steps.validate(d) is False and d.h.phase != "failed"
 
 
+def test_the_worker_job_mounts_the_projects_token_secret():
+    project = {"spec": {**TIGHT["spec"], "hub_token_secret": {"name": "team-b-hf", "key": "token"}}}
+    d = decision(cr(spec={"output_dataset_id": "team-b/out", "hub_token_secret": {"name": "x", "key": "y"}}),
+                 settled=False, project=project)
+    for step in (steps.accept, steps.validate, steps.route, steps.ensure_job):
+        assert step(d) is False or step is steps.ensure_job
+    env = {e["name"]: e for e in d.plan.create_job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "team-b-hf", "key": "token"}
+
+
 def test_validate_waits_while_the_project_cannot_be_read():
     d = decision(settled=False, project_error="HTTP 403 Forbidden")
     steps.accept(d)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Optional
 
 from roboaug.api.models import AugmentationJobSpec
+from roboaug.api.models.project import AugmentationProjectSpec
 
 from .config import OperatorConfig
 from .errors import PodFailure
@@ -89,6 +90,7 @@ class Decision:
     progress: Optional[dict] = None
     spec: Optional[AugmentationJobSpec] = None   # set by `steps.validate`
     choice: Optional[PoolChoice] = None          # set by `steps.route`
+    project: Optional[AugmentationProjectSpec] = None  # set by `steps.validate` (before the Job exists)
 
     @classmethod
     def begin(cls, obs: Observed, config: OperatorConfig) -> "Decision":

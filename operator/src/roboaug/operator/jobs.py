@@ -93,8 +93,12 @@ def _env(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfi
 
 
 def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
-               choice: PoolChoice) -> dict:
-    """The worker Job for CR `cr` (a dict with metadata name/namespace/uid) on pool `choice`."""
+               choice: PoolChoice, project_token: Optional[SecretKeyRef] = None) -> dict:
+    """The worker Job for CR `cr` (a dict with metadata name/namespace/uid) on pool `choice`.
+
+    The Hub token mounted is the project's (`project_token`, its AugmentationProject's
+    hub_token_secret) when it has one: project-scoped credentials win over whatever Secret a
+    CR names (a kubectl user could name another team's) and over the deployment's default."""
     meta = cr["metadata"]
     pool = choice.pool
     labels = {
@@ -105,7 +109,7 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         LABEL_POOL: choice.name,
     }
     annotations = {ANNOTATION_CR_NAME: meta["name"]}
-    token = spec.hub_token_secret or config.hub_token_secret
+    token = project_token or spec.hub_token_secret or config.hub_token_secret
     resources: dict[str, Any] = {}
     if pool.resources.requests:
         resources["requests"] = dict(pool.resources.requests)

@@ -138,6 +138,7 @@ def project_policy(d: Decision, request: AugmentationJobCreateRequest) -> bool:
     except ValidationError as e:
         return d.fail(f"AugmentationProject {d.spec.project_id} is invalid: {spec_error(e)}",
                       "the project's policy cannot be read")
+    d.project = project
     found = policy.check(request, project, d.job_id)
     if not found:
         return False
@@ -174,7 +175,8 @@ def ensure_job(d: Decision) -> bool:
     if job is None:
         if d.obs.create_error:
             return d.fail(f"cannot create the worker Job: {d.obs.create_error}", "Job creation refused")
-        d.plan.create_job = render_job(d.obs.cr, d.spec, d.job_id, d.config, d.choice)
+        d.plan.create_job = render_job(d.obs.cr, d.spec, d.job_id, d.config, d.choice,
+                                       d.project.hub_token_secret if d.project else None)
         return True
     if not d.ours:
         if job.deleting:  # the Job of an earlier CR with the same name, on its way out
