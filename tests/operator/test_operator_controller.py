@@ -1,10 +1,11 @@
 """The controller's scheduling rules, without a cluster: a fake Kube records the calls and kopf's
 indexes are plain dicts of lists."""
 import asyncio
+import copy
 import threading
 import time
 
-from tests.operator._operator_factories import PROJECT, at, cr, job
+from tests.operator._operator_factories import PROJECT, at, cr, iso, job
 
 from roboaug.operator import controller as controller_mod
 from roboaug.operator.config import OperatorConfig
@@ -20,6 +21,7 @@ class FakeKube:
         self.slow = set(slow)
         self.release = threading.Event()
         self.rv = 100
+        self.bodies: dict = {}  # name -> the CR as the test built it, when not `_cr`
 
     def _log(self, what):
         self.calls.append((what, time.monotonic()))
@@ -33,10 +35,10 @@ class FakeKube:
                              "ownerReferences": body["metadata"]["ownerReferences"]}}
 
     def patch_cr_status(self, ns, name, status, rv):
-        """A merge patch onto the CR as the test built it (`_cr`)."""
+        """A merge patch onto the CR as the test built it (`bodies`, else `_cr`)."""
         self._log("status " + name)
         self.rv += 1
-        body = _cr(name)
+        body = copy.deepcopy(self.bodies[name]) if name in self.bodies else _cr(name)
         body["metadata"]["resourceVersion"] = str(self.rv)
         body["status"] = {k: v for k, v in status.items() if v is not None}
         return body
@@ -174,3 +176,57 @@ def test_project_is_not_read_once_the_job_exists():
     ctl.jobs[key] = [job(name="aug-a-worker", owner="u-aug-a")]
     asyncio.run(ctl.poke(key))
     assert not getattr(kube, "project_reads", [])
+
+
+def _project_cr(name, created, project=PROJECT):
+    body = cr(name=name, spec={"project_id": project})
+    body["metadata"].update(uid="u-" + name, creationTimestamp=iso(created))
+    return body
+
+
+def test_max_running_jobs_holds_new_jobs_oldest_first_until_a_slot_frees():
+    kube = FakeKube()
+    kube.projects = {("ns1", PROJECT): {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"],
+                                                 "limits": {"max_running_jobs": 2}}}}
+    ctl = _controller(kube)
+    other = "3c5e2a1b-0000-4000-8000-000000000000"
+    for name, created, project, worker in (
+            ("aug-run", 0, PROJECT, job(name="aug-run-worker", owner="u-aug-run")),
+            ("aug-done", 0, PROJECT, job(name="aug-done-worker", owner="u-aug-done", complete=True)),
+            ("aug-elsewhere", 0, other, job(name="aug-elsewhere-worker", owner="u-aug-elsewhere")),
+            ("aug-old", 1, PROJECT, None), ("aug-new", 2, PROJECT, None)):
+        ctl.crs[("ns1", name)] = [kube.bodies.setdefault(name, _project_cr(name, created, project))]
+        if worker is not None:
+            ctl.jobs[("ns1", name)] = [worker]
+    ctl.crs[("ns2", "aug-x")] = [_project_cr("aug-x", 0)]  # another namespace: not counted
+    ctl.jobs[("ns2", "aug-x")] = [job(name="aug-x-worker", owner="u-aug-x")]
+    new, old, run = ("ns1", "aug-new"), ("ns1", "aug-old"), ("ns1", "aug-run")
+
+    def created():
+        return [c.removeprefix("create ") for c, _ in kube.calls if c.startswith("create ")]
+
+    async def go():
+        # 1 running + 1 older waiting fill the 2 slots: the newer job waits, queued
+        assert ctl._project_load(ctl.crs[new][0]) == (1, 1)
+        await ctl.poke(new)
+        assert created() == []
+        status = ctl._written[new]["status"]
+        assert status["status"] == "queued"
+        assert "has 1 of 2 running jobs and 1 older jobs waiting" in status["phases"][-1]["events"][-1]["message"]
+        # the older one takes the free slot; then the newer one still waits (2 of 2)
+        await ctl.poke(old)
+        assert created() == ["aug-old-worker"]
+        assert ctl._project_load(ctl.crs[new][0]) == (2, 0)
+        await ctl.poke(new, force=True)
+        assert created() == ["aug-old-worker"]
+        # a running job completes: the waiting one is woken at once and starts
+        ctl.jobs[run] = [job(name="aug-run-worker", owner="u-aug-run", complete=True)]
+        await ctl.poke(run)
+        assert ctl._written[run]["status"]["status"] == "completed"
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if len(created()) == 2:
+                break
+        assert created() == ["aug-old-worker", "aug-new-worker"]
+
+    asyncio.run(go())

@@ -60,6 +60,8 @@ def test_the_spec_and_pool_are_settled_before_the_steps_that_read_them():
     for reader in ("ensure_job", "placement"):
         assert order.index("route") < order.index(reader)
     assert order.index("settle") < order.index("accept") < order.index("validate")
+    # the project (validate) and a refusal (route) come before a slot is taken
+    assert order.index("route") < order.index("project_slot") < order.index("ensure_job")
 
 
 # -- before any Job -----------------------------------------------------------------------------------
@@ -177,6 +179,62 @@ def test_validate_fails_on_a_project_it_cannot_parse():
     d = decision(settled=False, project={"spec": {"allowed_sources": ["*"]}})  # allowed_outputs missing
     steps.accept(d)
     assert steps.validate(d) is True and "allowed_outputs" in d.h.status["error"]
+
+
+LIMITED = {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"], "limits": {"max_running_jobs": 3}}}
+
+
+def slot(running, ahead=0, c=None, project=LIMITED, **obs):
+    """A Decision up to `project_slot`, as decide() runs it, with the controller's counts."""
+    d = decision(c, settled=False, project=project, project_running=running, project_ahead=ahead, **obs)
+    for step in (steps.accept, steps.validate, steps.route):
+        assert step(d) is False
+    return d
+
+
+def test_project_slot_holds_the_job_queued_while_the_limit_is_full():
+    d = slot(3)
+    assert steps.project_slot(d) is True
+    assert d.h.phase == "queued" and d.h.status.get("error") is None
+    assert d.plan.create_job is None and d.plan.waits_for_slot
+    assert d.plan.requeue_after == steps.SLOT_REQUEUE_SECONDS
+    [ev] = events(d, "waiting")
+    assert ev["message"].startswith(f"project {PROJECT} has 3 of 3 running jobs")
+    assert d.plan.events == [("Normal", "Waiting", f"project {PROJECT} has 3 of 3 running jobs")]
+    # older jobs still without a Job go first: 2 running + 1 older waiting fill 3 slots
+    d = slot(2, ahead=1)
+    assert steps.project_slot(d) is True and "2 of 3 running jobs and 1 older jobs waiting" in events(d)[-1]["message"]
+
+
+def test_project_slot_says_it_waits_once_per_wait():
+    d = slot(3)
+    steps.project_slot(d)
+    again = slot(3, c=cr(status=d.h.status))
+    assert steps.project_slot(again) is True
+    assert len(events(again, "waiting")) == 1 and again.plan.events == []
+
+
+def test_project_slot_lets_the_job_start_when_a_slot_is_free():
+    d = slot(2)
+    assert steps.project_slot(d) is False
+    assert steps.ensure_job(d) is True and d.plan.create_job is not None and not d.plan.waits_for_slot
+    # no limit, or no project: no wait whatever the counts
+    for project in ({"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"]}}, None):
+        assert steps.project_slot(slot(50, ahead=50, project=project)) is False
+    # once its Job exists the job is one of the running ones, never held back
+    d = decision(project=LIMITED, project_running=9, job=job())
+    steps.accept(d)
+    assert steps.project_slot(d) is False
+
+
+def test_a_job_waiting_for_a_slot_then_starts_through_decide():
+    waiting = decide(Observed(cr=cr(), now=at(1), project=LIMITED, project_running=3), CFG)
+    assert waiting.create_job is None and waiting.new_status["status"] == "queued"
+    assert waiting.requeue_after == steps.SLOT_REQUEUE_SECONDS and not waiting.finished
+    assert check(waiting.new_status) == []
+    started = decide(Observed(cr=cr(status=waiting.new_status), now=at(9), project=LIMITED,
+                              project_running=2), CFG)
+    assert started.create_job is not None
 
 
 def test_validate_sets_the_spec_or_fails_naming_the_field():

@@ -78,6 +78,9 @@ class Controller:
         self._keys: dict[Key, _KeyState] = {}
         self._written: dict[Key, dict] = {}
         self._created: dict[Key, JobView] = {}  # Jobs we created that the watch has not shown yet
+        # Jobs held `queued` by their project's max_running_jobs, per (namespace, project id):
+        # woken when another job of that project finishes.
+        self._slot_waiters: dict[Key, set[Key]] = {}
         self.crs: Any = None
         self.jobs: Any = None
         self.pods: Any = None
@@ -157,25 +160,35 @@ class Controller:
     # -- one pass -----------------------------------------------------------------------------
     def _cr(self, key: Key) -> Optional[dict]:
         seen = _one(self.crs.get(key)) if self.crs is not None else None
-        mine = self._written.get(key)
-        if seen is None:
+        chosen = self._peek(key, seen)
+        if chosen is not self._written.get(key):  # our own write came back through the watch
             self._written.pop(key, None)
-            return None
-        if mine is not None and mine.get("metadata", {}).get("uid") == seen.get("metadata", {}).get("uid") \
-                and _rv(mine) > _rv(seen):
-            return mine  # our own write has not come back through the watch yet
-        self._written.pop(key, None)
+        return chosen
+
+    def _peek(self, key: Key, seen: Optional[dict]) -> Optional[dict]:
+        """The CR to decide on: ours when our own write has not come back through the watch yet."""
+        mine = self._written.get(key)
+        if seen is not None and mine is not None and _rv(mine) > _rv(seen) \
+                and mine.get("metadata", {}).get("uid") == seen.get("metadata", {}).get("uid"):
+            return mine
+        return seen
+
+    def _job_view(self, key: Key, cr: dict) -> Optional[JobView]:
+        """The CR's worker Job: ours when we created it a moment ago and its watch event is still
+        on the way."""
+        wanted = job_name(cr["metadata"]["name"])
+        seen = next((j for j in (self.jobs.get(key) or ()) if j.name == wanted), None) \
+            if self.jobs is not None else None
+        mine = self._created.get(key)
+        if seen is None and mine is not None and mine.owner_uid == cr["metadata"].get("uid"):
+            return mine
         return seen
 
     def _job(self, key: Key, cr: dict) -> Optional[JobView]:
-        wanted = job_name(cr["metadata"]["name"])
-        views = list(self.jobs.get(key) or ()) if self.jobs is not None else []
-        seen = next((j for j in views if j.name == wanted), None)
-        mine = self._created.get(key)
-        if seen is not None or mine is None or mine.owner_uid != cr["metadata"].get("uid"):
+        chosen = self._job_view(key, cr)
+        if chosen is not self._created.get(key):  # the watch shows it now (or it is not ours)
             self._created.pop(key, None)
-            return seen
-        return mine  # created a moment ago; its watch event is still on the way
+        return chosen
 
     def _pods(self, key: Key, job: Optional[JobView]) -> list[PodView]:
         if job is None or self.pods is None:
@@ -201,6 +214,29 @@ class Controller:
         except ApiError as e:
             obs.project_error = e.message
 
+    def _project_load(self, cr: dict) -> tuple[int, int]:
+        """For `limits.max_running_jobs`: (the project's other jobs in this namespace whose
+        worker Job exists and is not finished, its jobs still without a Job that are older than
+        this one: creationTimestamp, then name). From the indexes and our own recent writes and
+        creations, which are what the next decisions will see too."""
+        meta = cr["metadata"]
+        ns, project = meta["namespace"], _project_of(cr)
+        me = (meta.get("creationTimestamp") or "", meta["name"])
+        running = ahead = 0
+        for key, store in list((self.crs or {}).items()):
+            if key[0] != ns or key[1] == meta["name"]:
+                continue
+            other = self._peek(key, _one(store))
+            if other is None or _project_of(other) != project:
+                continue
+            job = self._job_view(key, other)
+            if job is not None:
+                running += not (job.complete or job.failed_condition)
+            elif ((other.get("status") or {}).get("status") not in TERMINAL_STATUSES
+                  and ((other["metadata"].get("creationTimestamp") or ""), key[1]) < me):
+                ahead += 1
+        return running, ahead
+
     async def reconcile(self, key: Key, force: bool = True) -> None:
         cr = self._cr(key)
         if cr is None:
@@ -217,6 +253,9 @@ class Controller:
         st.inputs = None  # set again only once this pass has applied its plan
         obs = Observed(cr=cr, job=job, pods=pods, node_labels=await self._node_labels(pods), now=self.clock())
         await self._project(obs)
+        if obs.job is None and ((((obs.project or {}).get("spec") or {}).get("limits") or {})
+                                .get("max_running_jobs")):
+            obs.project_running, obs.project_ahead = self._project_load(cr)
         for _ in range(3):
             plan = decide(obs, self.config)
             if not plan.create_job:
@@ -251,8 +290,17 @@ class Controller:
         if obs.job is job and not obs.create_error:  # no Job created in this pass
             st.inputs = inputs
 
+    def _wake_slot_waiters(self, cr: dict) -> None:
+        """A job of a project finished: the project's jobs waiting for a slot look now (each
+        one's own timer is the safety net)."""
+        waiters = self._slot_waiters.pop((cr["metadata"]["namespace"], _project_of(cr)), set())
+        for key in sorted(waiters):
+            asyncio.ensure_future(self.poke(key, force=True))
+
     async def _apply(self, key: Key, cr: dict, plan) -> None:
         ns, name = key
+        if plan.waits_for_slot:
+            self._slot_waiters.setdefault((ns, _project_of(cr)), set()).add(key)
         if plan.empty:
             if plan.requeue_after:
                 self.schedule(key, plan.requeue_after)
@@ -288,6 +336,8 @@ class Controller:
         elif plan.labels:
             self._written[key] = cr
         metrics.observe_plan(plan)
+        if plan.finished:
+            self._wake_slot_waiters(cr)
         for typ, reason, message in plan.events:
             asyncio.ensure_future(self._event(cr, typ, reason, message))
         for src, dst, _secs in plan.transitions:
@@ -317,6 +367,10 @@ class Controller:
                 self.event_executor, self.kube.post_event, cr, typ, reason, message)
         except Exception as e:  # an Event is a courtesy; never fail the job for it
             log.warning("could not post Event %s: %s", reason, e, extra=_obj(cr))
+
+
+def _project_of(cr: dict) -> str:
+    return str((cr.get("spec") or {}).get("project_id") or "").lower()
 
 
 def _obj(cr: dict) -> dict:

@@ -36,6 +36,12 @@ class Observed:
     # controller only while the job has no Job yet, since only then does its policy decide.
     project: Optional[dict] = None
     project_error: Optional[str] = None        # the project could not be read (not a 404)
+    # For `limits.max_running_jobs`, counted by the controller from its view of the namespace
+    # (only while this job has no Job and its project has the limit): the project's other jobs
+    # whose worker Job exists and is not finished, and those still without a Job that were
+    # created before this one (oldest first, so a burst does not starve its first job).
+    project_running: int = 0
+    project_ahead: int = 0
 
 
 @dataclass
@@ -50,6 +56,7 @@ class Plan:
     retries: int = 0
     queue_wait: Optional[float] = None                  # CR created -> worker running, seconds
     requeue_after: Optional[float] = None
+    waits_for_slot: bool = False                        # held `queued` by the project's max_running_jobs
     new_status: dict = field(default_factory=dict)      # the whole operator-owned status after the plan
 
     @property

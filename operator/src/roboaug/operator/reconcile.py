@@ -33,6 +33,7 @@ STEPS: tuple[Callable[[Decision], bool], ...] = (
     steps.validate,         # the spec parses, else failed, naming the field
     steps.cancel,           # cancel requested: delete our Job, `cancelled`
     steps.route,            # generative refused; the pool of the augmentation type
+    steps.project_slot,     # the project's max_running_jobs is full: wait `queued`
     steps.ensure_job,       # create, adopt (-> scheduling) or wait for a Job being deleted
     steps.placement,        # node facts of the pod that runs the work
     steps.disruptions,      # pods lost to node disruptions: noted, not attempts

@@ -54,6 +54,9 @@ MAX_WAITING_EVENTS = 10
 DELETING_REQUEUE_SECONDS = 2.0
 # The job's AugmentationProject could not be read (apiserver trouble, RBAC): look again shortly.
 PROJECT_RETRY_SECONDS = 10.0
+# A job held by its project's max_running_jobs looks again this often; the controller also wakes
+# it as soon as another job of the project finishes.
+SLOT_REQUEUE_SECONDS = 5.0
 
 
 def spec_error(exc: ValidationError) -> str:
@@ -166,6 +169,29 @@ def route(d: Decision) -> bool:
     except NoPoolError as e:
         return d.fail(str(e), "no pool for this augmentation type")
     return False
+
+
+def project_slot(d: Decision) -> bool:
+    """The project's `limits.max_running_jobs`: while the project's running jobs and its older
+    waiting ones fill the limit, the job stays `queued` (a `waiting` event once per wait, never
+    a failure) and no Job is created; it looks again after SLOT_REQUEUE_SECONDS."""
+    limit = d.project.limits.max_running_jobs if d.project is not None else None
+    if d.job is not None or limit is None:
+        return False
+    running, ahead = d.obs.project_running, d.obs.project_ahead
+    if running + ahead < limit:
+        return False
+    d.plan.requeue_after = SLOT_REQUEUE_SECONDS
+    d.plan.waits_for_slot = True
+    events = d.h.current["events"]
+    if not events or events[-1]["status"] != "waiting":
+        message = f"project {d.spec.project_id} has {running} of {limit} running jobs"
+        if ahead:
+            message += f" and {ahead} older jobs waiting"
+        d.h.event("waiting", d.now, message + "; waiting for a slot",
+                  data={"running": running, "ahead": ahead, "max_running_jobs": limit})
+        d.plan.events.append(("Normal", "Waiting", message))
+    return True
 
 
 def ensure_job(d: Decision) -> bool:
