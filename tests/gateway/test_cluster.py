@@ -92,7 +92,13 @@ def test_get_reflects_a_status_patched_into_the_status_subresource(kclient, k8s,
                                                       {"status": status})
     body = kclient.get(f"/v1/augmentation/{job_id}").json()
     expected = {k: v for k, v in status.items() if k not in {"attempt", "job_name"}}
+    # fields the operator has not written yet: revisions unknown, the effective spec and its
+    # sources from the CR's spec and the gateway's annotation
+    derived = {k: body.pop(k) for k in ("source_revision", "augmented_dataset_revision", "effective_spec", "spec_sources")}
     assert body == expected
+    assert derived["source_revision"] is None and derived["augmented_dataset_revision"] is None
+    assert derived["effective_spec"]["dataset_id"] == "lerobot/pusht"
+    assert derived["spec_sources"]["dataset_id"] == "request" and derived["spec_sources"]["augment_copies"] == "default"
 
 
 def test_apiserver_itself_refuses_an_invalid_cr(cluster, k8s, namespace):
