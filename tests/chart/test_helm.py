@@ -211,7 +211,7 @@ def test_config_change_rolls_the_operator(render):
 def test_operator_rbac_is_least_privilege(render):
     docs = render()
     assert rules_of(docs.get("ClusterRole", "roboaug-operator")) == {
-        ("roboaug.dev", "augmentationjobs"): {"get", "list", "watch", "patch"},
+        ("roboaug.dev", "augmentationjobs"): {"get", "list", "watch", "patch", "delete"},
         ("roboaug.dev", "augmentationjobs/status"): {"get", "patch"},
         ("roboaug.dev", "augmentationjobs/finalizers"): {"update"},
         ("roboaug.dev", "augmentationprojects"): {"get"},  # the job's project policy (steps.validate)

@@ -46,6 +46,9 @@ class FakeKube:
     def patch_cr_labels(self, ns, name, labels):
         raise AssertionError("the CRs in these tests carry their labels")
 
+    def delete_cr(self, ns, name, uid):
+        self._log(f"delete {name} {uid}")
+
     def post_event(self, *a):
         self._log("event")
 
@@ -230,3 +233,32 @@ def test_max_running_jobs_holds_new_jobs_oldest_first_until_a_slot_frees():
         assert created() == ["aug-old-worker", "aug-new-worker"]
 
     asyncio.run(go())
+
+
+def test_a_finished_job_past_its_projects_ttl_is_deleted_and_one_before_it_waits():
+    from roboaug.operator.phases import History
+
+    h = History()
+    h.start("j", iso(0), at(0))
+    h.cancel(at(1))
+    for ttl, deleted in ((4, True), (60, False)):
+        kube = FakeKube()
+        kube.projects = {("ns1", PROJECT): {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"],
+                                                     "ttl_seconds_after_finished": ttl}}}
+        ctl = _controller(kube)  # its clock says 5 s: 4 s since the job ended
+        key = ("ns1", "aug-a")
+        body = _cr("aug-a")
+        body["status"] = h.status
+        ctl.crs[key] = [body]
+
+        async def go():
+            await ctl.poke(key)
+            return ctl._keys.get(key)
+
+        st = asyncio.run(go())
+        assert kube.project_reads == [("ns1", PROJECT)]
+        names = [c for c, _ in kube.calls]
+        if deleted:
+            assert names == ["delete aug-a u-aug-a"] and st is None  # forgotten
+        else:
+            assert not any(n.startswith("delete") for n in names) and st.timer is not None

@@ -62,6 +62,8 @@ def test_the_spec_and_pool_are_settled_before_the_steps_that_read_them():
     assert order.index("settle") < order.index("accept") < order.index("validate")
     # the project (validate) and a refusal (route) come before a slot is taken
     assert order.index("route") < order.index("project_slot") < order.index("ensure_job")
+    # a finished job past its TTL goes before settle ends the decision for finished jobs
+    assert order.index("expire") < order.index("settle")
 
 
 # -- before any Job -----------------------------------------------------------------------------------
@@ -75,6 +77,41 @@ def test_label_adds_what_a_kubectl_cr_lacks():
     d = decision(cr(spec={"project_id": None}, labels={"roboaug.dev/job-id": JOB_ID}), settled=False)
     steps.label(d)
     assert d.plan.labels == {}
+
+
+def finished_status(ended=2):
+    h = History(history("scheduling"))
+    h.complete(at(ended), "augmented dataset: x")
+    return h.status
+
+
+def ttl_project(seconds):
+    return {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"], "ttl_seconds_after_finished": seconds}}
+
+
+def test_expire_deletes_a_finished_job_once_its_projects_ttl_ran_out():
+    d = decision(cr(status=finished_status(ended=2)), now=50, project=ttl_project(60))
+    assert steps.expire(d) is False and not d.plan.delete_cr
+    assert d.plan.requeue_after == pytest.approx(12)       # ended at 2 s, due at 62 s
+    d = decision(cr(status=finished_status(ended=2)), now=62, project=ttl_project(60))
+    assert steps.expire(d) is True and d.plan.delete_cr
+    plan = decide(Observed(cr=cr(status=finished_status(ended=2)), now=at(62), project=ttl_project(60)), CFG)
+    assert plan.delete_cr and not plan.empty
+    d = decision(cr(status=cancelled_status()), now=2, project=ttl_project(0))  # cancelled (or failed) too
+    assert steps.expire(d) is True and d.plan.delete_cr
+
+
+def test_expire_keeps_what_it_cannot_be_sure_of():
+    c = cr(status=finished_status())
+    for obs in ({}, {"project": {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"]}}},
+                {"project": {"spec": {"ttl_seconds_after_finished": 1}}}):  # no ttl, none, unparsable
+        d = decision(c, now=10_000, **obs)
+        assert steps.expire(d) is False and not d.plan.delete_cr and d.plan.requeue_after is None
+    d = decision(c, now=10_000, project_error="HTTP 403 Forbidden")   # unreadable: look again later
+    assert steps.expire(d) is False and not d.plan.delete_cr
+    assert d.plan.requeue_after == steps.PROJECT_RETRY_SECONDS
+    d = decision(cr(status=history("scheduling")), now=10_000, project=ttl_project(0), job=job())  # not finished
+    assert steps.expire(d) is False and not d.plan.delete_cr
 
 
 def cancelled_status():

@@ -202,11 +202,12 @@ class Controller:
         return out
 
     async def _project(self, obs: Observed) -> None:
-        """The job's AugmentationProject, read (GET by name, the lowercase project UUID) only
-        before its Job exists: then its policy may still refuse the job (`steps.validate`)."""
-        status = (obs.cr.get("status") or {}).get("status")
+        """The job's AugmentationProject, read (GET by name, the lowercase project UUID) before
+        its Job exists, when its policy may still refuse the job (`steps.validate`), and once
+        the job has finished, for its TTL (`steps.expire`)."""
+        finished = (obs.cr.get("status") or {}).get("status") in TERMINAL_STATUSES
         project_id = (obs.cr.get("spec") or {}).get("project_id")
-        if obs.job is not None or status in TERMINAL_STATUSES or not project_id:
+        if (obs.job is not None and not finished) or not project_id:
             return
         try:
             obs.project = await self._call(self.kube.get_project, obs.cr["metadata"]["namespace"],
@@ -309,6 +310,12 @@ class Controller:
         if problems:  # a bug in decide(); write anyway so the job is not stuck, but say so loudly
             metrics.RECONCILE_ERRORS.labels(kind="invariant").inc()
             log.error("status invariants broken: %s", "; ".join(problems), extra=_obj(cr))
+        if plan.delete_cr:
+            await self._call(self.kube.delete_cr, ns, name, cr["metadata"].get("uid"))
+            log.info("deleted: finished longer ago than its project's ttl_seconds_after_finished",
+                     extra=_obj(cr))
+            self.forget(key)
+            return
         if not plan.finished:
             await self._yield_to_creates()
         if plan.delete_job:

@@ -33,7 +33,8 @@ class Observed:
     now: datetime = None  # type: ignore[assignment]
     create_error: Optional[str] = None         # the apiserver refused our Job (not a 409)
     # The job's AugmentationProject as stored (None: the project has none), read by the
-    # controller only while the job has no Job yet, since only then does its policy decide.
+    # controller only while the job has no Job yet, since only then does its policy decide, and
+    # once the job has finished, for its ttl_seconds_after_finished.
     project: Optional[dict] = None
     project_error: Optional[str] = None        # the project could not be read (not a 404)
     # For `limits.max_running_jobs`, counted by the controller from its view of the namespace
@@ -49,6 +50,7 @@ class Plan:
     status: dict = field(default_factory=dict)          # status fields to merge-patch (changed only)
     create_job: Optional[dict] = None
     delete_job: Optional[str] = None                    # foreground deletion
+    delete_cr: bool = False                             # the finished job's TTL ran out
     labels: dict = field(default_factory=dict)          # CR labels to add
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     transitions: list[tuple[str, str, Optional[float]]] = field(default_factory=list)
@@ -61,7 +63,8 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not (self.status or self.create_job or self.delete_job or self.labels or self.events)
+        return not (self.status or self.create_job or self.delete_job or self.delete_cr or self.labels
+                    or self.events)
 
 
 def operator_status(status: Optional[dict]) -> dict:

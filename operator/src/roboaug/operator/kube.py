@@ -118,6 +118,19 @@ class Kube:
         return self.request("PATCH", self._cr_path(namespace, name), {"metadata": {"labels": labels}},
                             content_type=MERGE_PATCH, resource=PLURAL)
 
+    def delete_cr(self, namespace: str, name: str, uid: str) -> None:
+        """Delete this AugmentationJob (the `uid` precondition spares a newer CR of the same
+        name); its Jobs and their pods go with it through their ownerReferences. Gone already
+        (404) or replaced (409) is done."""
+        try:
+            self.request("DELETE", self._cr_path(namespace, name),
+                         {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background",
+                          "preconditions": {"uid": uid}},
+                         resource=PLURAL)
+        except ApiError as e:
+            if e.status not in (404, 409):
+                raise
+
     # -- AugmentationProjects ----------------------------------------------------------------
     def get_project(self, namespace: str, name: str) -> Optional[dict]:
         """The AugmentationProject `name` (the project UUID, lowercase), or None when there is none

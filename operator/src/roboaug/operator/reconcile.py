@@ -28,6 +28,7 @@ from .decision import Decision, Observed, Plan
 # Job) and on their not having ended the decision.
 STEPS: tuple[Callable[[Decision], bool], ...] = (
     steps.label,            # CR labels a kubectl-made CR lacks
+    steps.expire,           # a finished job past its project's TTL is deleted
     steps.settle,           # a finished job stays put (a cancel may still owe a Job deletion)
     steps.accept,           # first sight: the history starts at `queued`
     steps.validate,         # the spec parses, else failed, naming the field

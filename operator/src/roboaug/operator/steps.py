@@ -78,6 +78,32 @@ def label(d: Decision) -> bool:
     return False
 
 
+def expire(d: Decision) -> bool:
+    """A finished job (completed, failed, cancelled) whose project sets
+    `ttl_seconds_after_finished` is deleted once that long has passed since it ended (its Jobs go
+    with it); before that, a look again when it runs out. A project that cannot be read or
+    parsed keeps the job: deleting is the one thing never done on a guess."""
+    if not d.h.terminal:
+        return False
+    if d.obs.project_error:
+        d.plan.requeue_after = PROJECT_RETRY_SECONDS
+        return False
+    try:
+        ttl = AugmentationProjectSpec.model_validate((d.obs.project or {}).get("spec") or {}) \
+            .ttl_seconds_after_finished if d.obs.project is not None else None
+    except ValidationError:
+        return False
+    ended = parse_ts(d.h.current.get("completed_at") or d.h.current.get("started_at"))
+    if ttl is None or ended is None:
+        return False
+    left = ttl - (d.now - ended).total_seconds()
+    if left > 0:
+        d.plan.requeue_after = max(0.5, left)
+        return False
+    d.plan.delete_cr = True
+    return True
+
+
 def settle(d: Decision) -> bool:
     """A finished job stays as it is; only a cancel whose Job deletion failed last time still
     has work: the deletion."""
