@@ -164,8 +164,9 @@ def _matrix(full: str) -> dict[str, tuple[list, list]]:
              ("create", "events"), ("get", "nodes"),
              ("list", "customresourcedefinitions.apiextensions.k8s.io"),
              ("create", "leases.coordination.k8s.io"), ("get", lease), ("update", lease),
-             ("list", AJ, "default")],  # cluster-wide by default
-            [("create", AJ), ("delete", AJ), ("update", AJ, None, "status"),
+             ("list", AJ, "default"),  # cluster-wide by default
+             ("delete", AJ)],  # finished jobs past their project's TTL
+            [("create", AJ), ("update", AJ, None, "status"),
              ("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "pods"),
              ("get", "pods", None, "log"), ("patch", "jobs.batch"), ("list", "nodes"),
              ("patch", "nodes"), ("get", "configmaps"),
