@@ -192,59 +192,56 @@ def status_schema() -> dict[str, Any]:
     return schema
 
 
-def build_crd() -> dict[str, Any]:
+def _crd(name: str, kind: str, plural: str, singular: str, short_names: list[str],
+         printer_columns: list[dict], description: str, properties: dict[str, Any],
+         subresources: dict[str, Any] | None = None, validations: list[dict] | None = None) -> dict[str, Any]:
+    """A namespaced CRD of group roboaug.dev with one served, stored version."""
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if subresources is not None:
+        version["subresources"] = subresources
+    root: dict[str, Any] = {
+        "description": description,
+        "type": "object",
+        "required": ["spec"],
+        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                       "metadata": {"type": "object"}, **properties},
+    }
+    if validations:
+        root["x-kubernetes-validations"] = validations
+    version["additionalPrinterColumns"] = printer_columns
+    version["schema"] = {"openAPIV3Schema": root}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
+        "metadata": {"name": name},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
-                "categories": ["roboaug"],
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Status", "type": "string", "jsonPath": ".status.status"},
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.current_phase"},
-                        {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt"},
-                        {"name": "Instance", "type": "string", "jsonPath": ".status.instance_type"},
-                        {"name": "Output", "type": "string", "jsonPath": ".status.augmented_dataset_id"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                        {"name": "Job-ID", "type": "string", "jsonPath": ".status.job_id", "priority": 1},
-                        {"name": "Dataset", "type": "string", "jsonPath": ".spec.dataset_id", "priority": 1},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "description": (
-                                "An AugmentationJob asks for a robot-learning dataset to be augmented "
-                                "(lighting, noise, blur, occlusion) and published as a new dataset."
-                            ),
-                            "type": "object",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema(),
-                                "status": status_schema(),
-                            },
-                        }
-                    },
-                }
-            ],
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": singular,
+                      "shortNames": list(short_names), "categories": ["roboaug"]},
+            "versions": [version],
         },
     }
+
+
+def build_crd() -> dict[str, Any]:
+    return _crd(
+        CRD_NAME, KIND, PLURAL, SINGULAR, SHORT_NAMES,
+        [
+            {"name": "Status", "type": "string", "jsonPath": ".status.status"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.current_phase"},
+            {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt"},
+            {"name": "Instance", "type": "string", "jsonPath": ".status.instance_type"},
+            {"name": "Output", "type": "string", "jsonPath": ".status.augmented_dataset_id"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            {"name": "Job-ID", "type": "string", "jsonPath": ".status.job_id", "priority": 1},
+            {"name": "Dataset", "type": "string", "jsonPath": ".spec.dataset_id", "priority": 1},
+        ],
+        "An AugmentationJob asks for a robot-learning dataset to be augmented "
+        "(lighting, noise, blur, occlusion) and published as a new dataset.",
+        {"spec": spec_schema(), "status": status_schema()},
+        subresources={"status": {}},
+    )
 
 
 def project_spec_schema() -> dict[str, Any]:
@@ -258,57 +255,23 @@ def project_spec_schema() -> dict[str, Any]:
 
 def build_project_crd() -> dict[str, Any]:
     """AugmentationProject: namespaced, beside the jobs and Secrets it governs (docs/architecture.md)."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": PROJECT_CRD_NAME},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": PROJECT_KIND,
-                "listKind": f"{PROJECT_KIND}List",
-                "plural": PROJECT_PLURAL,
-                "singular": PROJECT_SINGULAR,
-                "shortNames": list(PROJECT_SHORT_NAMES),
-                "categories": ["roboaug"],
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "additionalPrinterColumns": [
-                        {"name": "Display-Name", "type": "string", "jsonPath": ".spec.display_name"},
-                        {"name": "Token-Secret", "type": "string", "jsonPath": ".spec.hub_token_secret.name"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "description": (
-                                "An AugmentationProject holds the policy of the jobs whose spec.project_id "
-                                "is its name (the project UUID, lowercase)."
-                            ),
-                            "type": "object",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": project_spec_schema(),
-                            },
-                            # The gateway and the operator find a job's project by name: GET, no list.
-                            "x-kubernetes-validations": [
-                                _cel(f"self.metadata.name.matches('{UUID_NAME_PATTERN}')",
-                                     "metadata.name must be the project's UUID in lowercase (the jobs' "
-                                     "spec.project_id)")
-                            ],
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _crd(
+        PROJECT_CRD_NAME, PROJECT_KIND, PROJECT_PLURAL, PROJECT_SINGULAR, PROJECT_SHORT_NAMES,
+        [
+            {"name": "Display-Name", "type": "string", "jsonPath": ".spec.display_name"},
+            {"name": "Token-Secret", "type": "string", "jsonPath": ".spec.hub_token_secret.name"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        "An AugmentationProject holds the policy of the jobs whose spec.project_id "
+        "is its name (the project UUID, lowercase).",
+        {"spec": project_spec_schema()},
+        # The gateway and the operator find a job's project by name: GET, no list.
+        validations=[
+            _cel(f"self.metadata.name.matches('{UUID_NAME_PATTERN}')",
+                 "metadata.name must be the project's UUID in lowercase (the jobs' "
+                 "spec.project_id)")
+        ],
+    )
 
 
 _HEADER = "# Generated by `python -m roboaug.api.crd` from api/models/. Do not edit by hand.\n"
