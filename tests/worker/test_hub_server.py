@@ -12,6 +12,7 @@ import pytest
 
 
 from roboaug.devstack.hubserver import OTHER_TOKEN, READ_TOKEN, WRITE_TOKEN  # noqa: E402
+from roboaug.devstack.hubserver.server import INVALID_TOKEN  # noqa: E402
 from roboaug.devstack.hubserver.fixtures import TREE_PAGE_SIZE, local_hub, local_hub_session  # noqa: E402,F401
 
 from huggingface_hub import CommitOperationAdd, HfApi  # noqa: E402
@@ -29,6 +30,15 @@ def test_whoami_knows_the_token_table(local_hub, api):
     with pytest.raises(HfHubHTTPError) as err:
         HfApi(endpoint=local_hub.endpoint, token="hf_unknown_token_123456").whoami()
     assert err.value.response.status_code == 401
+
+
+def test_request_log_names_the_token_user(local_hub, api):
+    api.whoami()
+    HfApi(endpoint=local_hub.endpoint, token=OTHER_TOKEN).whoami()
+    httpx.get(f"{local_hub.endpoint}/api/whoami-v2", headers={"Authorization": "Bearer hf_unknown_token_123456"})
+    httpx.get(f"{local_hub.endpoint}/api/whoami-v2")
+    users = [r.user for r in local_hub.requests("GET", r"^/api/whoami-v2$")]
+    assert users == ["roboaug-test", "someone-else", INVALID_TOKEN, None]
 
 
 def test_tree_listing_paginates_and_paths_info(local_hub, api):

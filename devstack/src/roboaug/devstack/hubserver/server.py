@@ -23,6 +23,9 @@ prefix `datasets/`, `spaces/` or nothing for models):
   HEAD|GET /_cdn/{type}/{repo}/{oid}?sig=             (served on http://localhost:<port>, another
                                                        origin, so the client drops its token there)
 
+The request log (`requests()`) records each request's method, path, status and the name of its
+token's user (`user`), so a test can tell which credentials reached which repo.
+
 Who sees what, as on the Hub: every token belongs to a user with namespaces (`orgs`; "*" = all,
 the test users' default). A public repo is readable by anyone. A private repo answers 401 to an
 anonymous request and 404 "Repository not found" to a token whose user is not in its namespace,
@@ -59,6 +62,7 @@ READ_TOKEN = "hf_localhub_read_0123456789abcdef"
 OTHER_TOKEN = "hf_localhub_other_0123456789abcdef"
 """A write token of another user, `someone-else`: sees public repos only, writes only its own namespace."""
 ALL_NAMESPACES = "*"
+INVALID_TOKEN = "<invalid token>"
 TYPE_OF_PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 PREFIX_OF_TYPE = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
@@ -81,6 +85,7 @@ class Logged:
     status: int
     query: str = ""
     at: float = field(default_factory=time.monotonic)  # when the answer was ready
+    user: Optional[str] = None  # the name of the token's user (None: anonymous, INVALID_TOKEN: unknown)
 
 
 class HubError(Exception):
@@ -196,6 +201,14 @@ class LocalHub:
             raise HubError(401, "Invalid credentials in Authorization header")
         return user
 
+    def _who(self, request: Request) -> Optional[str]:
+        """Whose token a request carried, for the request log (tests check which credentials reached which repo)."""
+        try:
+            user = self._user(request)
+        except HubError:
+            return INVALID_TOKEN
+        return user["name"] if user else None
+
     @staticmethod
     def _member(user: Optional[dict], namespace: str) -> bool:
         if user is None:
@@ -250,7 +263,7 @@ class LocalHub:
                 except StoreError as e:
                     resp = _error(e.status, e.message, e.error_code)
             with self._lock:
-                self.log.append(Logged(method, path, resp.status_code, request.url.query))
+                self.log.append(Logged(method, path, resp.status_code, request.url.query, user=self._who(request)))
             return resp
 
         return app
