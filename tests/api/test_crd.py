@@ -1,9 +1,11 @@
 """The CRD is generated from the models and the committed files must match the generator."""
 
+import json
+
 import yaml
 
 from roboaug.api import crd
-from roboaug.api.models import RANGE_PAIRS, AugmentationJobSpec
+from roboaug.api.models import RANGE_PAIRS, AugmentationJobCreateRequest, AugmentationJobSpec
 
 
 def test_committed_crd_files_match_the_generator():
@@ -32,14 +34,32 @@ def test_schema_is_structural():
             assert node.get("additionalProperties") is not False, path
 
 
-def test_every_spec_field_is_in_the_crd_with_its_description_and_default():
+def test_every_spec_field_is_in_the_crd_with_its_description_and_no_request_default():
+    # A schema default would be filled in by the apiserver before the operator sees the CR, so a
+    # project's default could never reach a field a kubectl CR leaves out: the built-in default
+    # is only named in the description, and the operator applies it last.
     spec = crd.spec_schema()
     for name, field in AugmentationJobSpec.model_fields.items():
         prop = spec["properties"][name]
         assert prop.get("description"), name
-        if not field.is_required() and field.default is not None and field.default_factory is None:
-            default = field.default.value if hasattr(field.default, "value") else field.default
-            assert prop.get("default") == default, name
+        if name in AugmentationJobCreateRequest.model_fields:
+            assert "default" not in prop, name
+            if not field.is_required() and field.default is not None and field.default_factory is None:
+                default = field.default.value if hasattr(field.default, "value") else field.default
+                assert prop["description"].endswith(f"else {json.dumps(default)}."), name
+    # cluster-only: an unset cancel_requested reads false, so removing it cannot undo a cancel
+    assert spec["properties"]["cancel_requested"]["default"] is False
+
+
+def test_cross_field_rules_compare_only_fields_the_cr_holds():
+    rules = {r["rule"] for r in crd.spec_schema()["x-kubernetes-validations"]}
+    for pair in RANGE_PAIRS:
+        assert (f"!has(self.{pair.min_field}) || !has(self.{pair.max_field}) || "
+                f"self.{pair.min_field} <= self.{pair.max_field}") in rules, pair
+    for rule in rules:
+        for field in AugmentationJobCreateRequest.model_fields:
+            if f"self.{field} " in rule + " " or f"self.{field}." in rule:
+                assert f"!has(self.{field})" in rule, (field, rule)
 
 
 def test_cel_rules_cover_every_cross_field_rule():

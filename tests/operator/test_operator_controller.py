@@ -175,10 +175,29 @@ def test_project_is_not_read_once_the_job_exists():
     kube = FakeKube()
     ctl = _controller(kube)
     key = ("ns1", "aug-a")
-    ctl.crs[key] = [_cr("aug-a")]
+    accepted = _cr("aug-a")
+    accepted["status"] = {"effective_spec": {"project_id": PROJECT, "dataset_id": "lerobot/pusht"},
+                          "spec_sources": {}}
+    ctl.crs[key] = [accepted]
     ctl.jobs[key] = [job(name="aug-a-worker", owner="u-aug-a")]
     asyncio.run(ctl.poke(key))
     assert not getattr(kube, "project_reads", [])
+
+
+def test_project_is_read_while_the_effective_spec_is_not_settled_even_with_a_job():
+    # The Job was created but the status write after it was refused (409): the next pass must
+    # settle the effective spec from the project, as the Job's spec was.
+    kube = FakeKube()
+    kube.projects = {("ns1", PROJECT.lower()): {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"],
+                                                          "defaults": {"augment_copies": 2}}}}
+    ctl = _controller(kube)
+    key = ("ns1", "aug-a")
+    ctl.crs[key] = [_cr("aug-a")]
+    ctl.jobs[key] = [job(name="aug-a-worker", owner="u-aug-a")]
+    asyncio.run(ctl.poke(key))
+    assert kube.project_reads == [("ns1", PROJECT.lower())]
+    written = ctl._written[key]["status"]
+    assert written["effective_spec"]["augment_copies"] == 2 and written["spec_sources"]["augment_copies"] == "project"
 
 
 def _project_cr(name, created, project=PROJECT):

@@ -207,7 +207,10 @@ class Controller:
         the job has finished, for its TTL (`steps.expire`)."""
         finished = (obs.cr.get("status") or {}).get("status") in TERMINAL_STATUSES
         project_id = (obs.cr.get("spec") or {}).get("project_id")
-        if (obs.job is not None and not finished) or not project_id:
+        # Also while the effective spec is not in status yet (`steps.validate` settles it from
+        # the project): the status write that follows a Job's creation may have been refused.
+        settled = "effective_spec" in (obs.cr.get("status") or {})
+        if (obs.job is not None and not finished and settled) or not project_id:
             return
         try:
             obs.project = await self._call(self.kube.get_project, obs.cr["metadata"]["namespace"],

@@ -57,6 +57,9 @@ PROJECT_RETRY_SECONDS = 10.0
 # A job held by its project's max_running_jobs looks again this often; the controller also wakes
 # it as soon as another job of the project finishes.
 SLOT_REQUEUE_SECONDS = 5.0
+# Spec fields only the cluster side sets: read from the CR as it is now, never part of the
+# effective spec that acceptance settles.
+CLUSTER_FIELDS = frozenset(AugmentationJobSpec.model_fields) - frozenset(AugmentationJobCreateRequest.model_fields)
 
 
 def spec_error(exc: ValidationError) -> str:
@@ -122,35 +125,83 @@ def accept(d: Decision) -> bool:
 
 
 def validate(d: Decision) -> bool:
-    """The spec parses (sets `d.spec`), else the job fails naming the field; the effective spec
-    and its sources go into status; before the Job exists, the project's current policy may
-    still refuse the job (`failed`, the violation as reason)."""
+    """The CR's spec parses, else the job fails naming the field. On acceptance the effective
+    spec (each request field from the CR if it holds it, else the project's default, else the
+    built-in one) and its sources go into status, once: a project changed later does not change
+    an accepted job. Every later step and the worker run that spec (`d.spec`). Before the Job
+    exists, the project's current policy may still refuse the job (`failed`, the violation as
+    reason)."""
     try:
-        d.spec = AugmentationJobSpec.model_validate(d.spec_raw)
+        stored = AugmentationJobSpec.model_validate(d.spec_raw)
         request = AugmentationJobCreateRequest.model_validate(
             {k: v for k, v in d.spec_raw.items() if k in AugmentationJobCreateRequest.model_fields})
     except ValidationError as e:
         return d.fail(spec_error(e), "the spec is invalid")
-    if "effective_spec" not in d.h.status:
-        d.h.status["effective_spec"] = request.model_dump(mode="json")
-        d.h.status["spec_sources"] = spec_sources(d, request)
+    frozen = d.h.status.get("effective_spec")
+    if frozen is None:
+        if d.obs.project_error:
+            # Fail closed but do not fail the job: nothing is settled on an unreadable policy.
+            d.plan.requeue_after = PROJECT_RETRY_SECONDS
+            return True
+        if load_project(d):
+            return True
+        try:
+            effective, sources = effective_request(d, request)
+        except policy.EffectiveSpecInvalid as e:
+            return d.fail(e.message, "the spec is invalid with the project's defaults",
+                          {"policy": ["defaults"], "field": [e.field]})
+        d.h.status["effective_spec"] = effective.model_dump(mode="json")
+        d.h.status["spec_sources"] = sources
+    else:
+        try:
+            effective = AugmentationJobCreateRequest.model_validate(frozen)
+        except ValidationError as e:
+            return d.fail(spec_error(e).replace("spec.", "status.effective_spec.", 1),
+                          "the effective spec in status is invalid")
+    # The request fields as settled; the cluster-only ones (cancel_requested above all) as the
+    # CR holds them now.
+    d.spec = AugmentationJobSpec.model_validate(
+        {**effective.model_dump(), **stored.model_dump(include=CLUSTER_FIELDS)})
     if d.job is not None:
         return False
-    return project_policy(d, request)
+    return project_policy(d, effective)
 
 
-def spec_sources(d: Decision, request: AugmentationJobCreateRequest) -> dict[str, str]:
-    """The gateway's per-field sources (annotation); for a CR made with kubectl, each field it
-    holds is the request's, every other one the built-in default: the worker runs the CR's spec
-    as stored, so a project default never reaches a field the CR leaves out."""
+def effective_request(d: Decision, request: AugmentationJobCreateRequest
+                      ) -> tuple[AugmentationJobCreateRequest, dict[str, str]]:
+    """The spec a job runs and where each field came from. A CR the gateway made already holds
+    its effective spec, and its annotation the sources; any other CR (kubectl, GitOps) gets
+    `policy.effective_spec` over the project as read now (`d.project`), the same rules the
+    gateway applies. Raises `policy.EffectiveSpecInvalid`."""
+    gateway = spec_sources(d)
+    if gateway is not None:
+        return request, gateway
+    spec, sources = policy.effective_spec(request, d.project)
+    return spec, {k: v.value for k, v in sources.items()}
+
+
+def spec_sources(d: Decision) -> Optional[dict[str, str]]:
+    """The gateway's per-field sources (its annotation), None for a CR without a readable one."""
     raw = (d.meta.get("annotations") or {}).get(ANNOTATION_SPEC_SOURCES)
-    if raw:
-        try:
-            return {str(k): SpecSource(v).value for k, v in json.loads(raw).items()}
-        except (ValueError, AttributeError):
-            pass  # a hand-edited annotation: the CR itself says what it holds
-    _, sources = policy.effective_spec(request, None)
-    return {k: v.value for k, v in sources.items()}
+    if not raw:
+        return None
+    try:
+        return {str(k): SpecSource(v).value for k, v in json.loads(raw).items()}
+    except (ValueError, AttributeError):
+        return None  # a hand-edited annotation: treated as a CR without one
+
+
+def load_project(d: Decision) -> bool:
+    """The job's AugmentationProject as read now into `d.project` (None: it has none); one that
+    does not parse fails the job (True)."""
+    if d.project is not None or d.obs.project is None:
+        return False
+    try:
+        d.project = AugmentationProjectSpec.model_validate(d.obs.project.get("spec") or {})
+    except ValidationError as e:
+        return d.fail(f"AugmentationProject {d.spec_raw.get('project_id')} is invalid: {spec_error(e)}",
+                      "the project's policy cannot be read")
+    return False
 
 
 def project_policy(d: Decision, request: AugmentationJobCreateRequest) -> bool:
@@ -162,12 +213,9 @@ def project_policy(d: Decision, request: AugmentationJobCreateRequest) -> bool:
         return True
     if d.obs.project is None:
         return False
-    try:
-        project = AugmentationProjectSpec.model_validate(d.obs.project.get("spec") or {})
-    except ValidationError as e:
-        return d.fail(f"AugmentationProject {d.spec.project_id} is invalid: {spec_error(e)}",
-                      "the project's policy cannot be read")
-    d.project = project
+    if load_project(d):
+        return True
+    project = d.project
     found = policy.check(request, project, d.job_id)
     if not found:
         return False
