@@ -14,6 +14,7 @@ from roboaug.api.contract import (
     ATTEMPT,
     JOB_INDEX_FAILURE_COUNT,
     LIBRARY_ENV,
+    MAX_FRAMES,
     PERMANENT_EXIT_CODES,
     RESERVED_ENV,
     VARIABLES,
@@ -51,9 +52,10 @@ def kubelet(env: list[dict], pod: dict, secrets: dict) -> dict[str, str]:
     return out
 
 
-def rendered(extra=None, token=SecretKeyRef(name="hf", key="tok")) -> list[dict]:
+def rendered(extra=None, token=SecretKeyRef(name="hf", key="tok"), max_frames=None) -> list[dict]:
     return render_env(spec_json='{"dataset_id":"a/b"}', job_id="j-1", cr_name="aug-x", cr_namespace="ns",
-                      hub_token=token, library={"HF_HOME": "/scratch/hf", "TMPDIR": "/tmp"}, extra=extra or {})
+                      hub_token=token, library={"HF_HOME": "/scratch/hf", "TMPDIR": "/tmp"}, extra=extra or {},
+                      max_frames=max_frames)
 
 
 def test_rendered_env_parses_back_to_the_same_values():
@@ -63,6 +65,22 @@ def test_rendered_env_parses_back_to_the_same_values():
                              pod_name="aug-x-worker-0-abcde", attempt=2, hub_token="hf_secret")
     # Kubernetes without the annotation (JobBackoffLimitPerIndex off): the first attempt
     assert WorkerEnv.parse(kubelet(rendered(token=None), {**pod, "annotations": {}}, {})).attempt == 0
+
+
+def test_the_frame_limit_round_trips_and_is_absent_without_one():
+    pod = {"name": "p", "annotations": {}}
+    assert WorkerEnv.parse(kubelet(rendered(token=None, max_frames=1200), pod, {})).max_frames == 1200
+    assert MAX_FRAMES.name not in {e["name"] for e in rendered()}
+    assert WorkerEnv.parse(kubelet(rendered(token=None), pod, {})).max_frames is None
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "many", "1.5"])
+def test_the_frame_limit_must_be_a_positive_count(raw):
+    with pytest.raises(ContractError, match=f"ROBOAUG_MAX_FRAMES must be an integer >= 1, got '{re.escape(raw)}'"):
+        WorkerEnv.parse({MAX_FRAMES.name: raw})
+    if raw.lstrip("-").isdigit():  # the operator cannot render one either
+        with pytest.raises(ContractError, match="ROBOAUG_MAX_FRAMES must be an integer >= 1"):
+            rendered(max_frames=int(raw))
 
 
 def test_attempt_must_be_a_count():
@@ -106,7 +124,8 @@ def test_every_name_the_operator_sets_is_read():
     cr = {"metadata": {"name": "aug-x", "namespace": "ns", "uid": "u-1"},
           "spec": {"project_id": "2489e9ad-2ee2-8e00-8ec9-32d5f69181c0", "dataset_id": "lerobot/pusht"}}
     spec = AugmentationJobSpec.model_validate(cr["spec"])
-    job = render_job(cr, spec, "0d8c4a3e-0000-4000-8000-000000000000", cfg, select_pool(cfg, spec.augmentation_type))
+    job = render_job(cr, spec, "0d8c4a3e-0000-4000-8000-000000000000", cfg, select_pool(cfg, spec.augmentation_type),
+                     max_frames=5000)
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     pod = {"name": "aug-x-worker-0-abcde", "annotations": {JOB_INDEX_FAILURE_COUNT: "1"}}
     seen = Recording(kubelet(env, pod, {"roboaug-hf-token": {"token": "hf_x"}}))
@@ -115,6 +134,7 @@ def test_every_name_the_operator_sets_is_read():
     unread = {e["name"] for e in env} - seen.read - set(LIBRARY_ENV) - set(cfg.worker_env)
     assert unread == set()
     assert wenv.attempt == 1 and wenv.pod_name == "aug-x-worker-0-abcde" and wenv.hub_token == "hf_x"
+    assert wenv.max_frames == 5000
 
 
 def test_the_worker_writes_the_output_id_the_operator_computed():
@@ -146,8 +166,8 @@ def test_the_operator_spells_no_worker_variable():
 
 def test_reserved_names():
     assert RESERVED_ENV == {"ROBOAUG_SPEC", "ROBOAUG_JOB_ID", "ROBOAUG_CR_NAME", "ROBOAUG_CR_NAMESPACE",
-                            "ROBOAUG_POD_NAME", "ROBOAUG_ATTEMPT", "HF_TOKEN"}
-    assert {e["name"] for e in rendered()} - set(LIBRARY_ENV) == RESERVED_ENV
+                            "ROBOAUG_POD_NAME", "ROBOAUG_ATTEMPT", "HF_TOKEN", "ROBOAUG_MAX_FRAMES"}
+    assert {e["name"] for e in rendered(max_frames=10)} - set(LIBRARY_ENV) == RESERVED_ENV
 
 
 @pytest.mark.parametrize("code", list(ExitCode), ids=lambda c: c.name)

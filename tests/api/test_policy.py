@@ -145,8 +145,19 @@ def test_max_spec_bytes():
 
 
 def test_max_frames():
-    p = project(limits={"max_frames_per_job": 1000})
-    assert policy.check_frames(1000, p) is None
-    v = policy.check_frames(1001, p)
-    assert (v.field, v.policy, v.kind) == ("dataset_id", "limits.max_frames_per_job", "limit")
-    assert policy.check_frames(10**9, project()) is None
+    limit = project(limits={"max_frames_per_job": 1000}).limits.max_frames_per_job
+    assert policy.check_frames(1000, limit) is None
+    v = policy.check_frames(1001, limit)
+    assert (v.field, v.policy, v.kind, v.http_status) == ("dataset_id", "limits.max_frames_per_job", "limit", 422)
+    assert "1001 frames" in v.message and "limits.max_frames_per_job (1000)" in v.message
+    assert policy.check_frames(10**9, project().limits.max_frames_per_job) is None
+
+
+@pytest.mark.parametrize("fields, written", [
+    ({"augment_copies": 2}, 300),  # copy mode: the originals plus two augmented copies
+    ({"augment_copies": 2, "augment_dataset_mode": "inplace"}, 100),  # each frame replaced
+    ({"augment_transforms": "lighting,noise", "augment_mode": "independent",
+      "augment_copies_per_transform": {"lighting": 3, "noise": 2}}, 600),
+])
+def test_frames_written_is_the_output_datasets_total(fields, written):
+    assert policy.frames_written(100, request(**fields)) == written

@@ -150,3 +150,13 @@ def test_the_projects_token_secret_wins_over_the_specs_and_the_configs():
     # without a project token: the spec's, as before
     job = render_job(c, spec, JOB_ID, config, select_pool(config, spec.augmentation_type))
     assert env_of(job)["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "other-team-hf", "key": "tok"}
+
+
+def test_the_projects_frame_limit_reaches_the_worker_env():
+    c = cr()
+    spec = AugmentationJobSpec.model_validate(c["spec"])
+    config = parse_config({})
+    job = render_job(c, spec, JOB_ID, config, select_pool(config, spec.augmentation_type), max_frames=12000)
+    assert env_of(job)["ROBOAUG_MAX_FRAMES"] == {"name": "ROBOAUG_MAX_FRAMES", "value": "12000"}
+    # no project limit: no variable (the worker then has no ceiling)
+    assert "ROBOAUG_MAX_FRAMES" not in env_of(render())

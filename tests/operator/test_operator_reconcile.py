@@ -421,3 +421,24 @@ def test_instance_type_falls_back_to_the_pool_when_the_node_has_no_label():
     c = applied(cr(), run(cr()))
     p = run(c, job=job(), pods=[pod(phase="Running", node="bare-0")], node_labels={"bare-0": {}})
     assert p.new_status["instance_type"] == "c7i.4xlarge" and p.new_status.get("region") is None
+
+
+def test_a_job_over_its_projects_frame_limit_fails_at_once():
+    """The worker refuses it (contract.ExitCode.INVALID_SPEC, a permanent code: the Job's
+    podFailurePolicy fails it) and its line, naming the policy, becomes status.error."""
+    from roboaug.api.contract import ExitCode, error_line
+    from roboaug.operator.jobs import pod_failure_policy
+
+    line = error_line(ExitCode.INVALID_SPEC, "dataset_id: the job would write 1200 frames, more than the "
+                                             "project's limits.max_frames_per_job (1000): 400 source frames kept "
+                                             "plus 2 augmented copies")
+    fail_job = pod_failure_policy()["rules"][0]
+    assert fail_job["action"] == "FailJob" and int(ExitCode.INVALID_SPEC) in fail_job["onExitCodes"]["values"]
+    c = applied(cr(), run(cr()))
+    bad = pod(phase="Failed", node="cpu-0", exit_code=int(ExitCode.INVALID_SPEC), exit_message=line)
+    p = run(c, job=job(failed=1, active=0, failed_condition={"reason": "PodFailurePolicy", "message": "..."}),
+            pods=[bad])
+    assert p.finished == "failed" and p.retries == 0 and p.new_status["attempt"] == 0
+    err = p.new_status["error"]
+    assert err.startswith("worker exited with code 15 (invalid_spec, permanent): ")
+    assert "limits.max_frames_per_job (1000)" in err

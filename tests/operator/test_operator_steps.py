@@ -204,6 +204,15 @@ def test_the_worker_job_mounts_the_projects_token_secret():
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "team-b-hf", "key": "token"}
 
 
+def test_the_worker_job_carries_the_projects_frame_limit():
+    project = {"spec": {**TIGHT["spec"], "limits": {"max_frames_per_job": 5000}}}
+    d = decision(cr(spec={"output_dataset_id": "team-b/out"}), settled=False, project=project)
+    for step in (steps.accept, steps.validate, steps.route, steps.ensure_job):
+        assert step(d) is False or step is steps.ensure_job
+    env = {e["name"]: e for e in d.plan.create_job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ROBOAUG_MAX_FRAMES"]["value"] == "5000"
+
+
 def test_validate_waits_while_the_project_cannot_be_read():
     d = decision(settled=False, project_error="HTTP 403 Forbidden")
     steps.accept(d)

@@ -68,9 +68,11 @@ WORKDIR = EnvVar("ROBOAUG_WORKDIR", "scratch folder (default: a temporary folder
 PROCESSES = EnvVar("ROBOAUG_PROCESSES", "episode processes (default: min(2, usable CPUs))", False)
 PIN_WORKERS = EnvVar("ROBOAUG_PIN_WORKERS", "auto | 0 | 1: hold each episode process to one CPU", False)
 SVTAV1_PRESET = EnvVar("ROBOAUG_SVTAV1_PRESET", "AV1 encoder preset 0-13 (default: lerobot's)", False)
+MAX_FRAMES = EnvVar("ROBOAUG_MAX_FRAMES", "the project's limits.max_frames_per_job: most frames the job may write "
+                    "(policy.frames_written); unset = no limit", True)
 
 VARIABLES: tuple[EnvVar, ...] = (SPEC, SPEC_FILE, JOB_ID, CR_NAME, CR_NAMESPACE, POD_NAME, ATTEMPT, HF_TOKEN,
-                                 WORKDIR, PROCESSES, PIN_WORKERS, SVTAV1_PRESET)
+                                 WORKDIR, PROCESSES, PIN_WORKERS, SVTAV1_PRESET, MAX_FRAMES)
 """Every variable the worker reads itself."""
 RESERVED_ENV: frozenset[str] = frozenset(v.name for v in VARIABLES if v.reserved)
 """Names extra worker env may not set (the chart's values.schema.json repeats them; a test compares)."""
@@ -105,9 +107,11 @@ def _field(var: EnvVar, path: str) -> dict:
 
 def render_env(*, spec_json: str, job_id: str, cr_name: str, cr_namespace: str,
                hub_token: Optional[SecretKeyRef], library: Mapping[str, str],
-               extra: Mapping[str, str]) -> list[dict]:
+               extra: Mapping[str, str], max_frames: Optional[int] = None) -> list[dict]:
     """The worker container's `env`: what `WorkerEnv.parse` reads back, then the libraries'
-    variables (`library`, names from LIBRARY_ENV), then `extra` sorted by name."""
+    variables (`library`, names from LIBRARY_ENV), then `extra` sorted by name.
+
+    `max_frames`: the job's project's limits.max_frames_per_job (None: no project or no limit)."""
     unknown = sorted(set(library) - set(LIBRARY_ENV))
     if unknown:
         raise ContractError(f"library env: {', '.join(unknown)} not declared in LIBRARY_ENV")
@@ -122,6 +126,8 @@ def render_env(*, spec_json: str, job_id: str, cr_name: str, cr_namespace: str,
         _field(POD_NAME, "metadata.name"),
         _field(ATTEMPT, f"metadata.annotations['{JOB_INDEX_FAILURE_COUNT}']"),
     ]
+    if max_frames is not None:
+        env.append(_value(MAX_FRAMES, str(_max_frames(str(max_frames)))))
     env += [{"name": k, "value": v} for k, v in library.items()]
     if hub_token is not None:
         env.append({"name": HF_TOKEN.name,
@@ -145,6 +151,8 @@ class WorkerEnv:
     workdir: Optional[str] = None
     processes: Optional[str] = None
     """Raw: a `--processes` flag overrides it, and the worker checks whichever wins."""
+    max_frames: Optional[int] = None
+    """The project's limits.max_frames_per_job; None = no limit."""
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> "WorkerEnv":
@@ -155,9 +163,19 @@ class WorkerEnv:
         raw_attempt = (get(ATTEMPT) or "0").strip()
         if not raw_attempt.isdigit():
             raise ContractError(f"{ATTEMPT.name} must be an integer >= 0, got {raw_attempt!r}")
+        raw_max_frames = get(MAX_FRAMES)
         return cls(spec=get(SPEC), spec_file=get(SPEC_FILE), job_id=get(JOB_ID), cr_name=get(CR_NAME),
                    cr_namespace=get(CR_NAMESPACE), pod_name=get(POD_NAME), attempt=int(raw_attempt),
-                   hub_token=get(HF_TOKEN), workdir=get(WORKDIR), processes=get(PROCESSES))
+                   hub_token=get(HF_TOKEN), workdir=get(WORKDIR), processes=get(PROCESSES),
+                   max_frames=None if raw_max_frames is None else _max_frames(raw_max_frames))
+
+
+def _max_frames(raw: str) -> int:
+    """MAX_FRAMES's rule, for both directions: an integer >= 1 (the model's bound on the limit)."""
+    value = raw.strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ContractError(f"{MAX_FRAMES.name} must be an integer >= 1, got {raw!r}")
+    return int(value)
 
 
 # -- exit codes -------------------------------------------------------------------------------
@@ -228,7 +246,7 @@ def find_error_line(line: str) -> Optional[ErrorLine]:
 
 __all__ = [
     "ATTEMPT", "CR_NAME", "CR_NAMESPACE", "ERROR_LINE_PREFIX", "HF_TOKEN", "JOB_ID",
-    "JOB_INDEX_FAILURE_COUNT", "LIBRARY_ENV", "PERMANENT_EXIT_CODES", "PHASE_ORDER", "PIN_WORKERS", "POD_NAME",
+    "JOB_INDEX_FAILURE_COUNT", "LIBRARY_ENV", "MAX_FRAMES", "PERMANENT_EXIT_CODES", "PHASE_ORDER", "PIN_WORKERS", "POD_NAME",
     "PROCESSES", "QUEUED_PHASES", "RESERVED_ENV", "SPEC", "SPEC_FILE", "SVTAV1_PRESET", "TERMINAL_PHASES",
     "TERMINAL_STATUSES", "VARIABLES", "WORKDIR", "WORKER_PHASES", "ContractError", "EnvVar", "ErrorLine",
     "ExitCode", "JobStatus", "PhaseName", "WorkerEnv", "error_line", "find_error_line", "is_permanent",

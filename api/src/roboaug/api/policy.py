@@ -96,14 +96,24 @@ def check(spec: AugmentationJobCreateRequest, project: AugmentationProjectSpec,
     return found
 
 
-def check_frames(frames_total: int, project: AugmentationProjectSpec) -> Optional[Violation]:
-    """The frame ceiling, once the source's size is known (after download)."""
-    ceiling = project.limits.max_frames_per_job
-    if ceiling is None or frames_total <= ceiling:
+def frames_written(source_frames: int, spec: AugmentationJobCreateRequest) -> int:
+    """The frames a job writes, what limits.max_frames_per_job bounds: the output dataset's total.
+    copy mode keeps the originals and adds one augmented copy of each per transform set
+    (`copies_plan`); inplace replaces each frame. An image dataset's frame is a row."""
+    if spec.augment_dataset_mode == "copy":
+        return source_frames * (1 + len(spec.copies_plan()))
+    return source_frames
+
+
+def check_frames(frames_total: int, max_frames_per_job: Optional[int]) -> Optional[Violation]:
+    """The frame ceiling, once the source's size is known: only the worker knows it, from the
+    source's metadata (the operator hands it the project's limit, contract.MAX_FRAMES).
+    `frames_total` is `frames_written`'s."""
+    if max_frames_per_job is None or frames_total <= max_frames_per_job:
         return None
     return Violation("dataset_id", "limits.max_frames_per_job", "limit",
                      f"dataset_id: the job would write {frames_total} frames, more than the project's "
-                     f"limits.max_frames_per_job ({ceiling})")
+                     f"limits.max_frames_per_job ({max_frames_per_job})")
 
 
 def repo_allowed(repo_id: str, patterns: list[str]) -> bool:

@@ -85,20 +85,24 @@ def pod_failure_policy() -> dict:
 
 
 def _env(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
-         token: Optional[SecretKeyRef]) -> list[dict]:
+         token: Optional[SecretKeyRef], max_frames: Optional[int]) -> list[dict]:
     meta = cr["metadata"]
     return render_env(spec_json=worker_spec_json(spec, job_id), job_id=job_id, cr_name=meta["name"],
                       cr_namespace=meta["namespace"], hub_token=token,
-                      library={"HF_HOME": f"{SCRATCH_PATH}/hf", "TMPDIR": "/tmp"}, extra=config.worker_env)
+                      library={"HF_HOME": f"{SCRATCH_PATH}/hf", "TMPDIR": "/tmp"}, extra=config.worker_env,
+                      max_frames=max_frames)
 
 
 def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
-               choice: PoolChoice, project_token: Optional[SecretKeyRef] = None) -> dict:
+               choice: PoolChoice, project_token: Optional[SecretKeyRef] = None,
+               max_frames: Optional[int] = None) -> dict:
     """The worker Job for CR `cr` (a dict with metadata name/namespace/uid) on pool `choice`.
 
     The Hub token mounted is the project's (`project_token`, its AugmentationProject's
     hub_token_secret) when it has one: project-scoped credentials win over whatever Secret a
-    CR names (a kubectl user could name another team's) and over the deployment's default."""
+    CR names (a kubectl user could name another team's) and over the deployment's default.
+    `max_frames` is the project's limits.max_frames_per_job: only the worker learns the source's
+    size, so it enforces the limit (ROBOAUG_MAX_FRAMES)."""
     meta = cr["metadata"]
     pool = choice.pool
     labels = {
@@ -125,7 +129,7 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         "image": pool.image,
         "imagePullPolicy": pool.image_pull_policy,
         "command": ["python", "-m", "roboaug.worker"],
-        "env": _env(cr, spec, job_id, config, token),
+        "env": _env(cr, spec, job_id, config, token, max_frames),
         "resources": resources,
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_PATH},
                          {"name": "tmp", "mountPath": "/tmp"}],

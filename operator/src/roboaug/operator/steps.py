@@ -276,7 +276,8 @@ def ensure_job(d: Decision) -> bool:
         if d.obs.create_error:
             return d.fail(f"cannot create the worker Job: {d.obs.create_error}", "Job creation refused")
         d.plan.create_job = render_job(d.obs.cr, d.spec, d.job_id, d.config, d.choice,
-                                       d.project.hub_token_secret if d.project else None)
+                                       d.project.hub_token_secret if d.project else None,
+                                       d.project.limits.max_frames_per_job if d.project else None)
         return True
     if not d.ours:
         if job.deleting:  # the Job of an earlier CR with the same name, on its way out

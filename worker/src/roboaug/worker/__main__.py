@@ -7,7 +7,8 @@ Spec sources, first found wins: --spec-file, --spec, env ROBOAUG_SPEC_FILE, env 
 an AugmentationJob spec). The job id is spec.job_id, else env ROBOAUG_JOB_ID. Scratch space:
 --workdir, else env ROBOAUG_WORKDIR, else a temporary folder. Processes: --processes, else env
 ROBOAUG_PROCESSES, else min(2, usable CPUs); ROBOAUG_PIN_WORKERS (auto, 0, 1) holds each process to a CPU
-(auto: when it owns exactly that many). Encoder preset: ROBOAUG_SVTAV1_PRESET. Hub token: env HF_TOKEN (never logged). Progress goes to
+(auto: when it owns exactly that many). Encoder preset: ROBOAUG_SVTAV1_PRESET. Frame limit:
+ROBOAUG_MAX_FRAMES (the project's limits.max_frames_per_job). Hub token: env HF_TOKEN (never logged). Progress goes to
 stdout as JSON lines and, with ROBOAUG_CR_NAME / ROBOAUG_CR_NAMESPACE set, to the CR's
 status.progress. Every variable, the exit codes and the error line are the worker contract's:
 roboaug.api.contract (VARIABLES, WorkerEnv, ExitCode).
@@ -116,7 +117,7 @@ def run(argv: Optional[Sequence[str]] = None, env=os.environ) -> int:
     workdir, created = pipeline.make_workdir(args.workdir or wenv.workdir)
     try:
         opts = pipeline.RunOptions(job_id=job_id, workdir=workdir, processes=_processes(args, wenv),
-                                   token=wenv.hub_token)
+                                   token=wenv.hub_token, max_frames=wenv.max_frames)
         summary = pipeline.run(spec, opts, ProgressReporter.from_env(wenv))
     finally:
         if created:

@@ -153,6 +153,24 @@ def download(ref: DatasetRef, dest: Path, token: Optional[str]) -> Path:
     return Path(path)
 
 
+def read_file(ref: DatasetRef, filename: str, token: Optional[str]) -> Optional[bytes]:
+    """One file of the Hub dataset `ref` (pinned: `ref.revision` a sha), or None when it has no such
+    file: what the worker reads before deciding to download the rest (e.g. meta/info.json)."""
+    from huggingface_hub import errors as E
+    from huggingface_hub import hf_hub_download
+
+    what = f"{filename} of dataset {ref.repo_id}" + (f"@{ref.revision}" if ref.revision else "")
+    with tempfile.TemporaryDirectory(prefix="roboaug-read-") as tmp:
+        try:
+            path = hf_hub_download(ref.repo_id, filename, repo_type=REPO_TYPE, revision=ref.revision,
+                                   local_dir=tmp, token=_auth(token), endpoint=_endpoint())
+        except E.RemoteEntryNotFoundError:
+            return None
+        except Exception as exc:
+            _reraise(exc, what, token)
+        return Path(path).read_bytes()
+
+
 # -- upload ------------------------------------------------------------------------------------
 def _local_files(folder: Path) -> list[str]:
     out = []

@@ -98,6 +98,12 @@ def load(root: Path) -> ImageDataset:
     return ImageDataset(root, files, columns, rows)
 
 
+def source_frames(source: Path) -> int:
+    """The source's rows (one frame each), from the parquet footers (handler.py): the same count
+    `augment` works through, so the pipeline's check before it is the only one needed."""
+    return load(source).total_rows
+
+
 @dataclass(frozen=True)
 class RowJob:
     row_in_file: int

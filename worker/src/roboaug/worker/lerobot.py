@@ -18,7 +18,7 @@ from .dataset_card import read_card_yaml
 from .episode_task import CameraSource, EpisodeResult, EpisodeTask, run_episode
 from .errors import ExitCode, WorkerError
 from .files import fresh_dir
-from .handler import PREVIEW_ROWS, Augmented, FormatJob
+from .handler import PREVIEW_ROWS, Augmented, FormatJob, check_frame_limit
 from .lerobot_dataset import LeRobotDataset, load
 from .lerobot_writer import OutputEpisode
 from .png import decode_png
@@ -32,6 +32,26 @@ def default_card_yaml() -> dict:
         "license": "apache-2.0", "task_categories": ["robotics"], "tags": ["LeRobot"],
         "configs": [{"config_name": "default", "data_files": "data/*/*.parquet"}],
     }
+
+
+def declared_frames(info_json: bytes) -> int:
+    """`total_frames` of a meta/info.json: the source's size before anything else is read (a Hub
+    source's videos are not downloaded yet)."""
+    try:
+        total = json.loads(info_json).get("total_frames")
+    except (ValueError, AttributeError) as exc:
+        raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"meta/info.json is unreadable: {exc}") from exc
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"meta/info.json: total_frames must be an integer >= 0, got {total!r}")
+    return total
+
+
+def source_frames(source: Path) -> int:
+    """The source's frames by its meta/info.json (handler.py)."""
+    try:
+        return declared_frames((source / "meta" / "info.json").read_bytes())
+    except OSError as exc:
+        raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"meta/info.json is unreadable: {exc}") from exc
 
 
 def plan(ds: LeRobotDataset, spec) -> list[OutputEpisode]:
@@ -85,6 +105,8 @@ def episode_tasks(ds: LeRobotDataset, planned: list[OutputEpisode], spec, seg_di
 def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
     spec, reporter = job.spec, job.reporter
     ds = load(source)
+    # again from the episodes themselves, before any video is opened: info.json's total may understate them
+    check_frame_limit(spec, sum(ep.length for ep in ds.episodes), job.max_frames)
     planned = plan(ds, spec)
     seg_dir = fresh_dir(job.workdir / "segments")
     tasks = episode_tasks(ds, planned, spec, seg_dir)

@@ -20,12 +20,12 @@ from roboaug.api.models import DatasetRef, OutputVisibility, default_output_data
 from . import image_dataset, lerobot, lerobot_dataset, verify
 from .errors import ExitCode, WorkerError
 from .files import fresh_dir, make_workdir, staging_for  # noqa: F401  (make_workdir: the CLI's)
-from .handler import Augmented, FormatJob
+from .handler import Augmented, FormatJob, check_frame_limit
 from .pool import default_processes
 from .progress import ProgressReporter
 
 FORMATS = {"lerobot": lerobot, "image": image_dataset}
-"""Format name -> its handler module, whose `augment` is the one entry (handler.py)."""
+"""Format name -> its handler module, with `source_frames` and `augment` (handler.py)."""
 
 
 @dataclass
@@ -34,6 +34,7 @@ class RunOptions:
     workdir: Path
     processes: int = field(default_factory=default_processes)
     token: Optional[str] = None
+    max_frames: Optional[int] = None  # the project's limits.max_frames_per_job (contract.MAX_FRAMES)
 
 
 @dataclass
@@ -57,7 +58,8 @@ class Source:
 
 def resolve_source(spec, opts: RunOptions) -> Source:
     """The source on local disk. A Hub source is first pinned to the commit its revision names
-    now, and exactly that commit is downloaded."""
+    now, and exactly that commit is downloaded; under a frame limit, a LeRobot source's
+    meta/info.json is read first, so an oversized source is refused before its videos are fetched."""
     ref = DatasetRef.parse(spec.dataset_id)
     if ref.scheme == "file":
         root = Path(ref.path)
@@ -67,7 +69,12 @@ def resolve_source(spec, opts: RunOptions) -> Source:
     from . import hub  # only Hub datasets need huggingface_hub
 
     pinned = hub.resolve(ref, opts.token)
-    root = hub.download(dataclasses.replace(ref, revision=pinned.sha), opts.workdir / "source", opts.token)
+    at = dataclasses.replace(ref, revision=pinned.sha)
+    if opts.max_frames is not None:
+        info = hub.read_file(at, "meta/info.json", opts.token)
+        if info is not None:  # an image dataset has none: its rows are counted once downloaded
+            check_frame_limit(spec, lerobot.declared_frames(info), opts.max_frames)
+    root = hub.download(at, opts.workdir / "source", opts.token)
     return Source(root, pinned.sha, pinned.private)
 
 
@@ -105,13 +112,15 @@ def run(spec, opts: RunOptions, reporter: ProgressReporter) -> RunSummary:
     if source.revision:
         reporter.update("downloading", message=f"read {spec.dataset_id} at {source.revision}",
                         source_revision=source.revision, force=True)
+    handler = FORMATS[detect_format(root)]
+    if opts.max_frames is not None:  # before the output is touched
+        check_frame_limit(spec, handler.source_frames(root), opts.max_frames)
     stage, dest = staging_for(output_id, root, opts.workdir)
     fresh_dir(stage)
     commit = None
     try:
-        handler = FORMATS[detect_format(root)]
         done = handler.augment(root, stage, FormatJob(spec, opts.workdir, opts.processes, reporter,
-                                                      source_revision=source.revision))
+                                                      source_revision=source.revision, max_frames=opts.max_frames))
         verify.check_output(stage)
         if dest is not None:
             os.rename(stage, dest)

@@ -112,7 +112,10 @@ class ProjectLimits(BaseModel):
         None, ge=1, le=MAX_COPIES,
         description="Most augmented copies per episode (all transforms together, as the job would make them).")
     max_frames_per_job: Optional[int] = Field(
-        None, ge=1, description="Most frames one job may write (known once the source is downloaded).")
+        None, ge=1,
+        description="Most frames one job may write: the output dataset's total, i.e. in copy mode the source's "
+                    "frames times (1 + augmented copies), in inplace mode the source's frames (image datasets: "
+                    "rows). The worker checks it from the source's metadata before downloading videos.")
     max_spec_bytes: Optional[int] = Field(
         None, ge=256, le=1024 * 1024, description="Largest effective spec, as compact JSON, in bytes.")
     max_running_jobs: Optional[int] = Field(
