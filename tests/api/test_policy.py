@@ -161,3 +161,34 @@ def test_max_frames():
 ])
 def test_frames_written_is_the_output_datasets_total(fields, written):
     assert policy.frames_written(100, request(**fields)) == written
+
+
+# -- the pattern grammar the apiserver's CEL shares (roboaug.api.admission) --------------------
+@pytest.mark.parametrize("repo,pattern,allowed", [
+    ("team-a/robot-1.v2", "team-?/robot-*.v2", True),
+    ("team-ab/robot-1.v2", "team-?/robot-*.v2", False),   # `?` is one character
+    ("team-a/robot-1xv2", "team-?/robot-*.v2", False),    # `.` is itself, not any character
+    ("acme/x", "ACME", True),
+])
+def test_glob_wildcards_are_star_and_question_mark_only(repo, pattern, allowed):
+    assert policy.repo_allowed(repo, [pattern]) is allowed
+
+
+@pytest.mark.parametrize("pattern", ["team-[ab]", "team-[!a]/x", "a/b/c", "a b"])
+def test_patterns_beyond_the_shared_grammar_are_refused_naming_the_field(pattern):
+    with pytest.raises(ValidationError, match="allowed_outputs"):
+        project(allowed_outputs=[pattern])
+
+
+@pytest.mark.parametrize("root", ["/data/", "//data", "/data/./x", "/data/../x", "data"])
+def test_file_roots_must_be_written_canonically(root):
+    with pytest.raises(ValidationError, match="file_access.roots"):
+        project(file_access={"allowed": True, "roots": [root]})
+
+
+def test_paths_that_need_resolving_are_refused_not_resolved():
+    roots = ["/data/team-b"]
+    assert policy.path_allowed("/data/team-b/src", roots) and policy.path_allowed("/data/team-b", roots)
+    assert not policy.path_allowed("/data/team-b/./src", roots)
+    assert not policy.path_allowed("/data/team-b/x/../src", roots)   # would resolve inside: still refused
+    assert policy.path_allowed("/anything", ["/"])

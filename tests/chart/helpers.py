@@ -11,6 +11,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "roboaug"
 MANIFESTS = REPO / "manifests"
+CLUSTER_SCOPED = ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+                  "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 BUILD_HINT = "run `python -m roboaug.devstack build` (or put {tool} on PATH)"
 
 

@@ -39,9 +39,9 @@ def extra_namespaces(cluster, namespace):
 
 def _served(cluster, api_version: str, kind: str) -> bool:
     group = api_version.split("/")[0] if "/" in api_version else ""
-    out = cluster.kubectl("api-resources", f"--api-group={group}", "-o", "name", check=False)
-    return out.returncode == 0 and any(line.split(".")[0] == kind.lower() + "s"
-                                       for line in out.stdout.split())
+    # The KIND column, not the plural name: "policies" is not "policy" + "s".
+    out = cluster.kubectl("api-resources", f"--api-group={group}", "--no-headers", check=False)
+    return out.returncode == 0 and any(line.split()[-1] == kind for line in out.stdout.splitlines() if line.strip())
 
 
 CASES = [("defaults", {})] + [(t.id, t.values) for t in TOGGLES]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.chart.chart_cases import TOGGLES, with_namespace
-from tests.chart.helpers import CHART, helm_template
+from tests.chart.helpers import CHART, CLUSTER_SCOPED, helm_template
 
 NS = "roboaug"
 
@@ -71,13 +71,15 @@ def test_defaults_render_the_documented_objects(render):
         ("ServiceAccount", "roboaug-gateway"),
         ("ServiceAccount", "roboaug-operator"),
         ("ServiceAccount", "roboaug-worker"),
+        ("ValidatingAdmissionPolicy", "roboaug-project-policy"),   # the apiserver's door of projects
+        ("ValidatingAdmissionPolicyBinding", "roboaug-project-policy"),
     ])
     # The chart never holds a secret value: only references.
     assert docs.of("Secret") == []
     for crd in docs.of("CustomResourceDefinition"):
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     for d in docs:
-        if d["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+        if d["kind"] not in CLUSTER_SCOPED:
             assert d["metadata"]["namespace"] == NS, d["metadata"]["name"]
 
 

@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from tests.chart.helpers import MANIFESTS, REPO, parse_docs
+from tests.chart.helpers import CLUSTER_SCOPED, MANIFESTS, REPO, parse_docs
 
 KUSTOMIZATION = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
 
@@ -48,8 +48,7 @@ def test_kustomize_build(kubectl_bin):
     for d in docs:
         labels = d["metadata"].get("labels") or {}
         assert labels.get("app.kubernetes.io/managed-by") != "Helm", d["metadata"]["name"]
-        if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole",
-                             "ClusterRoleBinding"):
+        if d["kind"] not in ("Namespace", *CLUSTER_SCOPED):
             assert d["metadata"]["namespace"] == "roboaug", d["metadata"]["name"]
 
 

@@ -8,9 +8,8 @@ directly. Each refusal is a `Violation` naming the request field, the project po
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import posixpath
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Literal, Optional
@@ -116,26 +115,28 @@ def check_frames(frames_total: int, max_frames_per_job: Optional[int]) -> Option
                      f"limits.max_frames_per_job ({max_frames_per_job})")
 
 
+def glob_regex(pattern: str) -> str:
+    """The regular expression a repo pattern stands for: `*` any run of characters, `?` one, every
+    other character itself (REPO_PATTERN admits no other regex metacharacter but `.`).
+    `roboaug.api.admission` builds the same expression in CEL with the same three replacements."""
+    return "^" + pattern.replace(".", "\\.").replace("*", ".*").replace("?", ".") + "$"
+
+
 def repo_allowed(repo_id: str, patterns: list[str]) -> bool:
-    """`*` matches any repo, a pattern without `/` an org glob, else a glob over `org/name`;
+    """A pattern without `/` matches the org (`*`: any), one with `/` the whole `org/name`;
     case-insensitive, like Hub repo ids."""
     repo = repo_id.lower()
     org = repo.split("/", 1)[0]
-    for pattern in patterns:
-        pattern = pattern.lower()
-        if pattern == "*" or fnmatch.fnmatchcase(repo if "/" in pattern else org, pattern):
-            return True
-    return False
+    return any(re.match(glob_regex(p.lower()), repo if "/" in p else org) for p in patterns)
 
 
 def path_allowed(path: str, roots: list[str]) -> bool:
-    """`path` (after `..` is resolved) is a root or lies inside one."""
-    resolved = posixpath.normpath("/" + path.lstrip("/"))
-    for root in roots:
-        root = posixpath.normpath(root)
-        if resolved == root or resolved.startswith(root.rstrip("/") + "/"):
-            return True
-    return False
+    """`path` names no `.` or `..` segment and is a root or lies inside one (roots are canonical,
+    models.project.CANONICAL_ROOT). Compared as strings so the apiserver's CEL can do the same;
+    a path that needs resolving is refused rather than resolved."""
+    if any(seg in (".", "..") for seg in path.split("/")):
+        return False
+    return any(root == "/" or path == root or path.startswith(root + "/") for root in roots)
 
 
 # -- the rules, one per policy --------------------------------------------------------------
@@ -178,7 +179,8 @@ def _output_violations(output: str, *, explicit: bool, project: AugmentationProj
 def _limit_violations(spec: AugmentationJobCreateRequest, project: AugmentationProjectSpec) -> list[Violation]:
     found = []
     limits = project.limits
-    copies = len(spec.copies_plan())
+    # inplace replaces each episode by one version, whatever the plan's transforms.
+    copies = 1 if spec.augment_dataset_mode == "inplace" else len(spec.copies_plan())
     if limits.max_copies is not None and copies > limits.max_copies:
         per_transform = spec.augment_mode == "independent" and spec.augment_copies_per_transform
         field = "augment_copies_per_transform" if per_transform else "augment_copies"

@@ -53,12 +53,20 @@ NOT_DEFAULTABLE: tuple[str, ...] = ("project_id", "dataset_id", "output_dataset_
 about, and one fixed output for every job would make them overwrite each other (projects
 restrict outputs with `allowed_outputs` instead)."""
 
-GLOB_CHARS = r"[A-Za-z0-9_.*?\[\]!-]"
+GLOB_CHARS = r"[A-Za-z0-9_.*?-]"
 REPO_PATTERN = rf"^(?:\*|{GLOB_CHARS}{{1,96}}(?:/{GLOB_CHARS}{{1,96}})?)$"
-"""`*` (any repo), an org (`acme`: every repo of it) or a glob over `org/name` (`acme/robot-*`)."""
+"""`*` (any repo), an org (`acme`: every repo of it) or a glob over `org/name` (`acme/robot-*`).
+Only `*` and `?` are wildcards (no `[...]` classes): the apiserver's admission policy evaluates the
+same patterns in CEL (`roboaug.api.admission`), and with these two the translation to a regular
+expression is exact there too."""
 # The pattern goes into the schema (so the apiserver checks it) while the validator below words the error.
 RepoPattern = Annotated[str, Field(max_length=193, json_schema_extra={"pattern": REPO_PATTERN})]
-AbsolutePath = Annotated[str, Field(max_length=1024, json_schema_extra={"pattern": r"^/[^\x00]*$"})]
+_SEGMENT = r"(?:\.\.[^/\x00]+|\.[^./\x00][^/\x00]*|[^./\x00][^/\x00]*)"  # any name but `.` and `..`
+CANONICAL_ROOT = rf"^/$|^(?:/{_SEGMENT})+$"
+"""An absolute directory written canonically: no trailing or doubled `/`, no `.` or `..` segment
+(checked below). The admission policy compares `file://` paths with roots as plain strings, so a
+root must already be in the one form a path is compared against."""
+AbsolutePath = Annotated[str, Field(max_length=1024, json_schema_extra={"pattern": CANONICAL_ROOT})]
 
 
 def _defaults_model() -> type[BaseModel]:
@@ -92,16 +100,18 @@ class FileAccess(BaseModel):
     allowed: bool = Field(False, description="Allow `file://` sources and outputs at all.")
     roots: list[AbsolutePath] = Field(
         default_factory=list, max_length=32,
-        description="Absolute directories; a `file://` path must lie inside one of them (after `..` is resolved).",
+        description="Absolute directories written canonically (`/data/team-a`: no trailing `/`, no `.` or `..`); "
+                    "a `file://` path must be one of them or lie inside one, and may not contain `.` or `..` segments.",
     )
 
     @field_validator("roots")
     @classmethod
-    def _absolute(cls, roots: list[str]) -> list[str]:
+    def _canonical(cls, roots: list[str]) -> list[str]:
         for root in roots:
-            if not root.startswith("/") or "\x00" in root:
-                raise ValueError(f"file_access.roots: {root!r} is not an absolute path")
-        return [posixpath.normpath(r) for r in roots]
+            if not re.match(CANONICAL_ROOT, root) or posixpath.normpath(root) != root:
+                raise ValueError(f"file_access.roots: {root!r} is not an absolute directory written canonically "
+                                 f"(use {posixpath.normpath('/' + root.lstrip('/'))!r})")
+        return roots
 
 
 class ProjectLimits(BaseModel):

@@ -1,0 +1,254 @@
+"""The apiserver's door of the project policy: a ValidatingAdmissionPolicy with the
+AugmentationProject as its parameter, generated from `roboaug.api.policy`'s rules.
+
+kubectl and GitOps users never meet the gateway, so the apiserver refuses what `policy.check`
+refuses, with the same message, field by field (tests/api/test_admission.py runs one
+table of cases through both). Two rules stay with the operator and the worker because CEL cannot
+see what they need: `limits.max_spec_bytes` (the spec's size as JSON) and
+`limits.max_frames_per_job` (the source's size).
+
+Why one binding selects every project of the namespace: a binding's `paramRef` is fixed, not
+chosen per object, so the policy is evaluated once per AugmentationProject of the job's
+namespace and each evaluation only judges the jobs whose `project_id` is that project's name.
+A job naming no project passes here; the operator decides (`jobs_without_project`).
+
+    python -m roboaug.api.admission [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .models import GROUP, PLURAL, VERSION, AugmentationJobCreateRequest, default_output_dataset_id
+from .models.project import PROJECT_KIND
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+CHART_TEMPLATE_PATH = REPO_ROOT / "charts" / "roboaug" / "templates" / "admission-policy.yaml"
+POLICY_NAME = "roboaug-project-policy"
+
+# Request fields the copy count depends on: a project may default each of them.
+_COPY_FIELDS = ("augment_dataset_mode", "augment_mode", "augment_copies",
+                "augment_copies_per_transform", "augment_transforms")
+# Spec fields the policy reads; an UPDATE that changes none of them (a cancel, the operator's
+# labels) is not judged again, so a policy tightened after admission never blocks a cancel.
+_JUDGED_FIELDS = ("project_id", "dataset_id", "output_dataset_id", "job_id", *_COPY_FIELDS)
+
+
+def _builtin(field: str) -> str:
+    """The built-in default of a request field as a CEL literal."""
+    value = AugmentationJobCreateRequest.model_fields[field].default
+    value = getattr(value, "value", value)
+    if value is None:
+        return "{}"
+    if isinstance(value, str):
+        return "'" + value + "'"
+    return str(value)
+
+
+def _name_room() -> int:
+    """How much of the source's name the default output keeps (`models.default_output_dataset_id`)."""
+    probe = default_output_dataset_id("o/" + "n" * 96, uuid.UUID(int=0))
+    return len(probe.split("/")[1].split("-augmented-")[0])
+
+
+def _glob_match(subject: str, pattern: str) -> str:
+    # policy.glob_regex, in CEL: the same three replacements, then a full match.
+    return (f"{subject}.matches('^' + {pattern}.lowerAscii().replace('.', '\\\\.')"
+            f".replace('*', '.*').replace('?', '.') + '$')")
+
+
+def _repo_allowed(repo: str, patterns: str) -> str:
+    # policy.repo_allowed: a pattern with `/` judges `org/name`, one without the org.
+    subject = f"(p.contains('/') ? {repo} : {repo}.split('/')[0])"
+    return f"{patterns}.exists(p, {_glob_match(subject, 'p')})"
+
+
+def _path_allowed(path: str) -> str:
+    # policy.path_allowed: no `.`/`..` segment, then a plain prefix test against canonical roots.
+    return (f"!{path}.split('/').exists(s, s == '.' || s == '..') && "
+            f"variables.roots.exists(r, r == '/' || {path} == r || {path}.startsWith(r + '/'))")
+
+
+def _variables() -> list[dict[str, str]]:
+    room = _name_room()
+    v = [
+        ("mine", "object.spec.project_id.lowerAscii() == params.metadata.name"),
+        ("defaults", "has(params.spec.defaults) ? params.spec.defaults : {}"),
+    ]
+    # The effective value (policy.effective_spec): the job's, else the project's, else built-in.
+    for f in _COPY_FIELDS:
+        v.append((f, f"has(object.spec.{f}) ? object.spec.{f} : "
+                     f"has(variables.defaults.{f}) ? variables.defaults.{f} : {_builtin(f)}"))
+    v += [
+        ("transforms", "variables.augment_transforms.lowerAscii().split(',').map(t, t.trim())"),
+        # AugmentationJobCreateRequest.copies_plan, counted; inplace makes one version per episode.
+        ("copies", "variables.augment_dataset_mode == 'inplace' ? 1 : "
+                   "variables.augment_mode == 'stacked' ? variables.augment_copies : "
+                   "variables.transforms.map(t, t in variables.augment_copies_per_transform ? "
+                   "variables.augment_copies_per_transform[t] : variables.augment_copies).sum()"),
+        ("file_allowed", "has(params.spec.file_access) && has(params.spec.file_access.allowed) "
+                         "&& params.spec.file_access.allowed"),
+        ("roots", "has(params.spec.file_access) && has(params.spec.file_access.roots) "
+                  "? params.spec.file_access.roots : []"),
+        ("roots_text", "variables.roots.size() > 0 ? variables.roots.join(', ') : 'none'"),
+        ("src", "object.spec.dataset_id"),
+        ("src_is_file", "variables.src.startsWith('file://')"),
+        ("src_path", "variables.src_is_file ? variables.src.substring(7) : ''"),
+        ("src_repo", "(variables.src.startsWith('hf://') ? variables.src.substring(5) : variables.src)"
+                     ".split('@')[0]"),
+        # models.default_output_dataset_id: job_id (the operator's: spec.job_id, else the uid).
+        ("job_hex", "(has(object.spec.job_id) ? object.spec.job_id : object.metadata.uid)"
+                    ".replace('-', '').lowerAscii()"),
+        ("suffix", "'-augmented-' + (variables.job_hex.size() >= 8 ? variables.job_hex.substring(0, 8) "
+                   ": '00000000')"),
+        ("out_explicit", "has(object.spec.output_dataset_id)"),
+        ("out", "variables.out_explicit ? object.spec.output_dataset_id : variables.src_is_file ? "
+                "(variables.src.endsWith('/') ? variables.src.substring(0, variables.src.size() - 1) "
+                ": variables.src) + variables.suffix : "
+                "variables.src_repo.split('/')[0] + '/' + "
+                f"(variables.src_repo.split('/')[1].size() > {room} ? "
+                f"variables.src_repo.split('/')[1].substring(0, {room}) : variables.src_repo.split('/')[1]) "
+                "+ variables.suffix"),
+        ("out_is_file", "variables.out.startsWith('file://')"),
+        ("out_path", "variables.out_is_file ? variables.out.substring(7) : ''"),
+    ]
+    return [{"name": n, "expression": e} for n, e in v]
+
+
+def _rule(expression: str, message: str, reason: str) -> dict[str, str]:
+    """One of policy.check's rules; judged only for the project the job names. `message` is the
+    CEL of policy.Violation.message for the same case."""
+    return {"expression": f"!variables.mine || ({expression})", "messageExpression": message,
+            "reason": reason}
+
+
+def _validations() -> list[dict[str, str]]:
+    patterns = "params.spec.allowed_{}.join(', ')"
+    rules = []
+    # In policy.check's order (source, output, limits): the apiserver reports the first that fails.
+    for field, is_file, path, shown in (("dataset_id", "variables.src_is_file", "variables.src_path", None),
+                                        ("output_dataset_id", "variables.out_is_file", "variables.out_path", None)):
+        rules.append(_rule(
+            f"!{is_file} || variables.file_allowed",
+            f"'{field}: file:// datasets are not allowed in this project (file_access.allowed is false)'",
+            "Forbidden"))
+        rules.append(_rule(
+            f"!{is_file} || !variables.file_allowed || ({_path_allowed(path)})",
+            f"'{field}: file://' + {path} + \" is outside the project's file_access.roots (\" "
+            "+ variables.roots_text + ')'",
+            "Forbidden"))
+        if field == "dataset_id":
+            rules.append(_rule(
+                f"{is_file} || {_repo_allowed('variables.src_repo.lowerAscii()', 'params.spec.allowed_sources')}",
+                "'dataset_id: ' + variables.src_repo + \" does not match the project's allowed_sources (\" + "
+                + patterns.format("sources") + " + ')'",
+                "Forbidden"))
+        else:
+            rules.append(_rule(
+                f"{is_file} || {_repo_allowed('variables.out.lowerAscii()', 'params.spec.allowed_outputs')}",
+                "'output_dataset_id: ' + variables.out + (variables.out_explicit ? '' : "
+                "' (the default output name; set output_dataset_id to one the project allows)') + "
+                "\" does not match the project's allowed_outputs (\" + " + patterns.format("outputs") + " + ')'",
+                "Forbidden"))
+    rules.append(_rule(
+        "!has(params.spec.limits) || !has(params.spec.limits.max_copies) "
+        "|| variables.copies <= params.spec.limits.max_copies",
+        "(variables.augment_mode == 'independent' && variables.augment_copies_per_transform.size() > 0 "
+        "? 'augment_copies_per_transform' : 'augment_copies') + ': the job would make ' + "
+        "string(variables.copies) + \" augmented copies per episode, more than the project's "
+        "limits.max_copies (\" + string(params.spec.limits.max_copies) + ')'",
+        "Invalid"))
+    return rules
+
+
+def _changed(field: str) -> str:
+    return (f"(has(object.spec.{field}) != has(oldObject.spec.{field}) || "
+            f"(has(object.spec.{field}) && object.spec.{field} != oldObject.spec.{field}))")
+
+
+def build_policy(name: str = POLICY_NAME) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": PROJECT_KIND},
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [GROUP], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                "resources": [PLURAL]}]},
+            "matchConditions": [{
+                "name": "spec-judged-fields-written",
+                "expression": "request.operation == 'CREATE' || " + " || ".join(_changed(f) for f in _JUDGED_FIELDS),
+            }],
+            "variables": _variables(),
+            "validations": _validations(),
+        },
+    }
+
+
+def build_binding(name: str = POLICY_NAME, policy_name: str = POLICY_NAME) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": policy_name,
+            "validationActions": ["Deny"],
+            # Every project of the job's namespace (no namespace given: the object's own); none at
+            # all is no policy to apply, not an error.
+            "paramRef": {"selector": {}, "parameterNotFoundAction": "Allow"},
+        },
+    }
+
+
+_HEADER = "# Generated by `python -m roboaug.api.admission` from api/policy.py's rules. Do not edit by hand.\n"
+
+
+def render_manifest() -> str:
+    """The policy and its binding as plain YAML, named `roboaug-project-policy`."""
+    return _HEADER + yaml.safe_dump_all([build_policy(), build_binding()], sort_keys=False, width=100)
+
+
+def render_chart_template() -> str:
+    # Cluster-scoped objects: named after the release so two releases do not fight over one name.
+    name = '{{ include "roboaug.fullname" . }}-project-policy'
+    body = yaml.safe_dump_all([build_policy("NAME"), build_binding("NAME", "NAME")], sort_keys=False, width=100)
+    labels = "  labels:\n    {{- include \"roboaug.labels\" . | nindent 4 }}\n"
+    body = body.replace("metadata:\n  name: NAME\n", f"metadata:\n  name: {name}\n{labels}")
+    body = body.replace("policyName: NAME", f"policyName: {name}")
+    assert "NAME" not in body
+    return _HEADER + body
+
+
+def outputs() -> dict[Path, str]:
+    # The chart is the one installed form (manifests/roboaug.yaml is rendered from it);
+    # render_manifest() is the same pair under fixed names, for tests and `kubectl apply -f -`.
+    return {CHART_TEMPLATE_PATH: render_chart_template()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in outputs().items():
+        if (path.read_text() if path.exists() else None) == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    for path in stale:
+        print(("stale: " if args.check else "wrote: ") + str(path.relative_to(REPO_ROOT)))
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
