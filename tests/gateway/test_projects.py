@@ -116,3 +116,79 @@ def test_unreadable_project_fails_closed(client, store):
     store.projects[PROJECT]["spec"]["allowed_outputs"] = []  # what a schema drift would leave
     r = post_job(client, minimal_body(dataset_id="team-b/src", output_dataset_id="acme/leak"))
     assert r.status_code == 500 and store.jobs == {}
+
+
+# -- a project_id with no AugmentationProject: ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT ----------------
+DEFAULT = "5d1e6c1a-3f7b-4c2e-9a0d-2b8e4f6a7c90"
+SANDBOX = {"allowed_sources": ["lerobot"], "allowed_outputs": ["sandbox"],
+           "hub_token_secret": {"name": "sandbox-hf-token", "key": "token"},
+           "defaults": {"augment_copies": 2}, "limits": {"max_copies": 3}}
+
+
+def gateway(settings, store, **unbound):
+    from fastapi.testclient import TestClient
+
+    from roboaug.api.gateway import create_app
+    from roboaug.api.gateway.auth import KeyRing
+
+    s = settings.model_copy(update=unbound)
+    s.unbound()
+    client = TestClient(create_app(s, store, KeyRing(s.api_keys_file, 0), purge=False), raise_server_exceptions=False)
+    client.headers["x-api-key"] = BOUND_KEY
+    return client
+
+
+def test_refuse_answers_403_naming_project_id_and_the_setting(settings, store):
+    client = gateway(settings, store, jobs_without_project="refuse")
+    r = post_job(client, minimal_body(output_dataset_id="anyone/out"))
+    assert r.status_code == 403, r.text
+    detail = r.json()["detail"]
+    assert f"no AugmentationProject {PROJECT} exists in namespace roboaug-test" in detail
+    assert "jobs_without_project.action: refuse" in detail and store.jobs == {}
+    # the project exists: its policy, as ever
+    store.put_project(PROJECT, TEAM_B)
+    assert post_job(client, minimal_body(dataset_id="team-b/src")).status_code == 201
+
+
+def test_default_applies_the_default_projects_policy_defaults_and_token(settings, store):
+    client = gateway(settings, store, jobs_without_project="default", default_project=uuid.UUID(DEFAULT))
+    store.put_project(DEFAULT, SANDBOX)
+    r = post_job(client, minimal_body(output_dataset_id="acme/leak"))
+    assert r.status_code == 403 and "allowed_outputs" in r.json()["detail"], r.text
+    r = post_job(client, minimal_body(augment_copies=4, output_dataset_id="sandbox/out"))
+    assert r.status_code == 422 and "limits.max_copies" in r.text
+    r = post_job(client, minimal_body(output_dataset_id="sandbox/out"))
+    assert r.status_code == 201, r.text
+    cr = store.jobs[cr_name(uuid.UUID(r.json()["job_id"]))]
+    assert cr["spec"]["project_id"] == PROJECT and cr["spec"]["augment_copies"] == 2
+    assert cr["spec"]["hub_token_secret"] == {"name": "sandbox-hf-token", "key": "token"}
+    assert cr["metadata"]["labels"]["roboaug.dev/default-project"] == DEFAULT
+    sources = json.loads(cr["metadata"]["annotations"][ANNOTATION_SPEC_SOURCES])
+    assert sources["augment_copies"] == "project"
+
+
+def test_default_fails_closed_while_the_default_project_is_missing(settings, store):
+    client = gateway(settings, store, jobs_without_project="default", default_project=uuid.UUID(DEFAULT))
+    r = post_job(client, minimal_body(output_dataset_id="sandbox/out"))
+    assert r.status_code == 503, r.text
+    assert f"default project {DEFAULT}" in r.json()["detail"] and store.jobs == {}
+
+
+def test_allow_keeps_the_builtin_defaults_and_no_label(settings, store):
+    client = gateway(settings, store, jobs_without_project="allow")
+    r = post_job(client, minimal_body(output_dataset_id="anyone/out"))
+    assert r.status_code == 201, r.text
+    cr = store.jobs[cr_name(uuid.UUID(r.json()["job_id"]))]
+    assert "roboaug.dev/default-project" not in cr["metadata"]["labels"]
+
+
+def test_default_without_a_project_uuid_is_refused_at_start(settings):
+    import pytest
+    from pydantic import ValidationError
+
+    from roboaug.api.gateway.settings import Settings
+
+    with pytest.raises(ValidationError, match="ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT.*action `default` needs"):
+        Settings(namespace="x", store="memory", jobs_without_project="default")
+    with pytest.raises(ValidationError, match="only used with action `default`"):
+        Settings(namespace="x", store="memory", jobs_without_project="refuse", default_project=DEFAULT)

@@ -196,8 +196,8 @@ def test_validate_checks_the_policy_only_before_the_job_exists():
 
 def test_the_worker_job_mounts_the_projects_token_secret():
     project = {"spec": {**TIGHT["spec"], "hub_token_secret": {"name": "team-b-hf", "key": "token"}}}
-    d = decision(cr(spec={"output_dataset_id": "team-b/out", "hub_token_secret": {"name": "x", "key": "y"}}),
-                 settled=False, project=project)
+    # a CR naming another Secret is refused (test_operator_unbound.py); one naming none gets the project's
+    d = decision(cr(spec={"output_dataset_id": "team-b/out"}), settled=False, project=project)
     for step in (steps.accept, steps.validate, steps.route, steps.ensure_job):
         assert step(d) is False or step is steps.ensure_job
     env = {e["name"]: e for e in d.plan.create_job["spec"]["template"]["spec"]["containers"][0]["env"]}

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from roboaug.api.contract import RESERVED_ENV
 from roboaug.api.models import AugmentationType, SecretKeyRef
+from roboaug.api.models.unbound import JobsWithoutProject
 
 CONFIG_ENV = "ROBOAUG_OPERATOR_CONFIG"
 DEFAULT_IMAGE = "ghcr.io/roboaug/worker:0.1.0"
@@ -124,6 +125,10 @@ class OperatorConfig(_Strict):
         SecretKeyRef(name="roboaug-hf-token", key="token"),
         description="Default Secret holding the Hub token, when the CR names none. null = no token.",
     )
+    # Unset keeps the behaviour from before projects (`allow`); the chart renders `refuse` unless told otherwise.
+    jobs_without_project: JobsWithoutProject = Field(
+        default_factory=JobsWithoutProject,
+        description="Jobs whose project_id names no AugmentationProject: refuse, run under default_project, or allow.")
     worker_env: dict[str, str] = Field(default_factory=dict, description="Extra (non-secret) env for the worker.")
     scratch_size_limit: Optional[str] = "100Gi"
     leader_election: LeaderElection = Field(default_factory=LeaderElection)

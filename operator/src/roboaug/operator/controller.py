@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional
 
 from roboaug.api.contract import TERMINAL_STATUSES
+from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, UnboundAction
 
 from . import metrics
 from .config import OperatorConfig
@@ -204,7 +205,9 @@ class Controller:
     async def _project(self, obs: Observed) -> None:
         """The job's AugmentationProject, read (GET by name, the lowercase project UUID) before
         its Job exists, when its policy may still refuse the job (`steps.validate`), and once
-        the job has finished, for its TTL (`steps.expire`)."""
+        the job has finished, for its TTL (`steps.expire`). When it has none and
+        `jobs_without_project.action` is `default`, the default project (same namespace, named
+        by its UUID) is read in its place, so everything downstream runs under it."""
         finished = (obs.cr.get("status") or {}).get("status") in TERMINAL_STATUSES
         project_id = (obs.cr.get("spec") or {}).get("project_id")
         # Also while the effective spec is not in status yet (`steps.validate` settles it from
@@ -212,19 +215,24 @@ class Controller:
         settled = "effective_spec" in (obs.cr.get("status") or {})
         if (obs.job is not None and not finished and settled) or not project_id:
             return
+        ns = obs.cr["metadata"]["namespace"]
+        unbound = self.config.jobs_without_project
         try:
-            obs.project = await self._call(self.kube.get_project, obs.cr["metadata"]["namespace"],
-                                           str(project_id).lower())
+            obs.project = await self._call(self.kube.get_project, ns, str(project_id).lower())
+            if obs.project is None and unbound.action is UnboundAction.default:
+                obs.project_default = unbound.default_name
+                obs.project = await self._call(self.kube.get_project, ns, obs.project_default)
         except ApiError as e:
             obs.project_error = e.message
 
-    def _project_load(self, cr: dict) -> tuple[int, int]:
-        """For `limits.max_running_jobs`: (the project's other jobs in this namespace whose
+    def _project_load(self, cr: dict, project: Optional[str] = None) -> tuple[int, int]:
+        """For `limits.max_running_jobs` of `project` (the job's own, or the default project it
+        runs under): (the project's other jobs in this namespace whose
         worker Job exists and is not finished, its jobs still without a Job that are older than
         this one: creationTimestamp, then name). From the indexes and our own recent writes and
         creations, which are what the next decisions will see too."""
         meta = cr["metadata"]
-        ns, project = meta["namespace"], _project_of(cr)
+        ns, project = meta["namespace"], project or _own_project(cr)
         me = (meta.get("creationTimestamp") or "", meta["name"])
         running = ahead = 0
         for key, store in list((self.crs or {}).items()):
@@ -259,7 +267,8 @@ class Controller:
         await self._project(obs)
         if obs.job is None and ((((obs.project or {}).get("spec") or {}).get("limits") or {})
                                 .get("max_running_jobs")):
-            obs.project_running, obs.project_ahead = self._project_load(cr)
+            obs.project_running, obs.project_ahead = self._project_load(
+                cr, obs.project_default or _own_project(cr))
         for _ in range(3):
             plan = decide(obs, self.config)
             if not plan.create_job:
@@ -304,7 +313,7 @@ class Controller:
     async def _apply(self, key: Key, cr: dict, plan) -> None:
         ns, name = key
         if plan.waits_for_slot:
-            self._slot_waiters.setdefault((ns, _project_of(cr)), set()).add(key)
+            self._slot_waiters.setdefault((ns, _project_of(cr, plan.labels)), set()).add(key)
         if plan.empty:
             if plan.requeue_after:
                 self.schedule(key, plan.requeue_after)
@@ -379,8 +388,15 @@ class Controller:
             log.warning("could not post Event %s: %s", reason, e, extra=_obj(cr))
 
 
-def _project_of(cr: dict) -> str:
+def _own_project(cr: dict) -> str:
     return str((cr.get("spec") or {}).get("project_id") or "").lower()
+
+
+def _project_of(cr: dict, labels: Optional[dict] = None) -> str:
+    """The project a job runs under: the default project it was labelled with (`labels`, the
+    plan's, first: not written yet), else its own."""
+    labels = {**(cr["metadata"].get("labels") or {}), **(labels or {})}
+    return str(labels.get(LABEL_DEFAULT_PROJECT) or _own_project(cr)).lower()
 
 
 def _obj(cr: dict) -> dict:

@@ -37,6 +37,9 @@ class Observed:
     # once the job has finished, for its ttl_seconds_after_finished.
     project: Optional[dict] = None
     project_error: Optional[str] = None        # the project could not be read (not a 404)
+    # The job's project has no AugmentationProject and jobs_without_project.action is `default`:
+    # the default project's UUID; `project` is then that project (None if it is missing too).
+    project_default: Optional[str] = None
     # For `limits.max_running_jobs`, counted by the controller from its view of the namespace
     # (only while this job has no Job and its project has the limit): the project's other jobs
     # whose worker Job exists and is not finished, and those still without a Job that were

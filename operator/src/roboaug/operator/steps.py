@@ -26,6 +26,7 @@ from roboaug.api.models import (
     AugmentationJobSpec,
 )
 from roboaug.api.models.project import ANNOTATION_SPEC_SOURCES, AugmentationProjectSpec, SpecSource
+from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, UnboundAction
 
 from .decision import Decision
 from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
@@ -212,15 +213,75 @@ def project_policy(d: Decision, request: AugmentationJobCreateRequest) -> bool:
         d.plan.requeue_after = PROJECT_RETRY_SECONDS
         return True
     if d.obs.project is None:
-        return False
+        return without_project(d)
     if load_project(d):
         return True
     project = d.project
+    under_default(d)
+    if hub_token_mismatch(d):
+        return True
     found = policy.check(request, project, d.job_id)
     if not found:
         return False
     return d.fail("; ".join(v.message for v in found), "refused by the project's policy",
                   {"policy": [v.policy for v in found], "field": [v.field for v in found]})
+
+
+def without_project(d: Decision) -> bool:
+    """No AugmentationProject for the job's project_id (and, with action `default`, none for the
+    default project either): `jobs_without_project` says refuse (failed, naming project_id and
+    the setting), allow (no policy), or, for a missing default project, wait `queued` (fail
+    closed: nothing starts without the policy it is meant to run under, and a GitOps sync that
+    creates the project a moment after its jobs loses nothing)."""
+    unbound = d.config.jobs_without_project
+    project_id, ns = str(d.spec.project_id).lower(), d.meta.get("namespace")
+    data = {"project_id": project_id, "jobs_without_project": unbound.action.value}
+    if unbound.action is UnboundAction.refuse:
+        return d.fail(unbound.refusal(project_id, ns), "no AugmentationProject for this project_id", data)
+    if unbound.action is UnboundAction.allow:
+        return False
+    d.plan.requeue_after = PROJECT_RETRY_SECONDS
+    message = unbound.missing_default(project_id, ns)
+    events = d.h.current["events"]
+    if not events or events[-1]["status"] != "waiting_for_project":  # once per wait
+        d.h.event("waiting_for_project", d.now, message + "; waiting for it",
+                  data={**data, "default_project": unbound.default_name})
+        d.plan.events.append(("Warning", "DefaultProjectMissing", message))
+    return True
+
+
+def under_default(d: Decision) -> None:
+    """A job running under the default project carries its UUID as a label (its running jobs
+    count against that project's max_running_jobs) and says so once in its history and as an
+    Event; a job whose own project appeared since loses the label."""
+    labels = d.meta.get("labels") or {}
+    if not d.obs.project_default:
+        if LABEL_DEFAULT_PROJECT in labels:
+            d.plan.labels[LABEL_DEFAULT_PROJECT] = None  # merge patch: removes it
+        return
+    if labels.get(LABEL_DEFAULT_PROJECT) != d.obs.project_default:
+        d.plan.labels[LABEL_DEFAULT_PROJECT] = d.obs.project_default
+    if any(e["status"] == "default_project" for ph in d.h.status["phases"] for e in ph["events"]):
+        return
+    message = d.config.jobs_without_project.running_under(d.spec.project_id, d.meta.get("namespace"))
+    d.h.event("default_project", d.now, message,
+              data={"project_id": str(d.spec.project_id).lower(), "default_project": d.obs.project_default})
+    d.plan.events.append(("Normal", "DefaultProject", message))
+
+
+def hub_token_mismatch(d: Decision) -> bool:
+    """A CR naming a Hub-token Secret other than its project's fails (True). render_job would
+    mount the project's anyway; a CR naming another one (another team's, say) is a mistake or a
+    probe, and its user hears why instead of meeting a silent swap."""
+    own, named = d.project.hub_token_secret, d.spec.hub_token_secret
+    if own is None or named is None or named == own:
+        return False
+    name = d.obs.project_default or str(d.spec.project_id).lower()
+    return d.fail(f"spec.hub_token_secret: names Secret {named.name} (key {named.key}), but the jobs of "
+                  f"project {name} use its Secret {own.name} (key {own.key}) (AugmentationProject "
+                  "hub_token_secret); leave spec.hub_token_secret out or name that Secret",
+                  "refused by the project's policy",
+                  {"policy": ["hub_token_secret"], "field": ["hub_token_secret"]})
 
 
 def cancel(d: Decision) -> bool:

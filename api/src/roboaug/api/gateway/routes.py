@@ -47,7 +47,8 @@ def build_router(max_limit: int, default_limit: int) -> APIRouter:
                   }},
             400: {**_E, "description": "Invalid request parameters (generative augmentation is disabled)"},
             403: {**_E, "description": "The API key may not act on this project_id, or the project's policy "
-                                       "forbids the source or output repo or path (the detail names field and policy)"},
+                                       "forbids the source or output repo or path (the detail names field and policy), or the "
+                                       "project_id names no AugmentationProject and such jobs are refused"},
             409: {**_E, "description": "Concurrent requests with the same Idempotency-Key; retry"},
             **AUTH_ERRORS,
         },
@@ -75,8 +76,9 @@ def build_router(max_limit: int, default_limit: int) -> APIRouter:
             raise HTTPException(403, f"project_id: this API key may not act on project {body.project_id}")
         secret = (SecretKeyRef(name=settings.hub_token_secret_name, key=settings.hub_token_secret_key)
                   if settings.hub_token_secret_name else None)
+        project = service.resolve_project(store, body.project_id, settings.unbound(), settings.namespace)
         created = service.create_job(store, body, idempotency_key=idempotency_key, hub_token_secret=secret,
-                                     project=service.load_project(store, body.project_id),
+                                     project=project.spec, default_project=project.default_project,
                                      ttl_seconds=settings.idempotency_ttl_seconds)
         if not created.replayed:
             request.app.state.metrics.jobs_created.inc()

@@ -31,6 +31,7 @@ from roboaug.api.models import (
 
 from roboaug.api import policy
 from roboaug.api.models.project import ANNOTATION_SPEC_SOURCES, AugmentationProjectSpec, SpecSource
+from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, JobsWithoutProject, UnboundAction
 
 from .store import AlreadyExists, IdempotencyRecord, Invalid, JobStore, Page, Selector
 
@@ -77,6 +78,31 @@ def load_project(store: JobStore, project_id: uuid.UUID) -> Optional[Augmentatio
         raise StoredStatusUnreadable(f"AugmentationProject {project_id}: {e}") from None
 
 
+@dataclass(frozen=True)
+class JobProject:
+    """The policy a new job runs under: its project's, the default project's (`default_project`
+    set: its project has no AugmentationProject), or none (`spec` None: allowed without one)."""
+
+    spec: Optional[AugmentationProjectSpec]
+    default_project: Optional[str] = None
+
+
+def resolve_project(store: JobStore, project_id: uuid.UUID, unbound: JobsWithoutProject,
+                    namespace: str) -> JobProject:
+    """The job's project, else what `jobs_without_project` says: 403 naming project_id and the
+    setting (refuse), the default project (default; 503 while it is missing too: the deployment's
+    fault, and retrying after an admin creates it succeeds), or no policy (allow)."""
+    own = load_project(store, project_id)
+    if own is not None or unbound.action is UnboundAction.allow:
+        return JobProject(own)
+    if unbound.action is UnboundAction.refuse:
+        raise GatewayError(403, unbound.refusal(project_id, namespace))
+    default = load_project(store, unbound.default_project)
+    if default is None:
+        raise GatewayError(503, unbound.missing_default(project_id, namespace) + "; retry once it exists")
+    return JobProject(default, unbound.default_name)
+
+
 def apply_project(request: AugmentationJobCreateRequest, project: Optional[AugmentationProjectSpec]
                   ) -> tuple[AugmentationJobCreateRequest, dict[str, SpecSource]]:
     """The effective spec and its sources, or PolicyRefused / a 422 naming the field and the policy."""
@@ -107,13 +133,17 @@ def idempotency_record_id(project_id: uuid.UUID, key: str) -> str:
 
 def build_cr(request: AugmentationJobCreateRequest, job_id: uuid.UUID,
              hub_token_secret: Optional[SecretKeyRef] = None,
-             sources: Optional[dict[str, SpecSource]] = None) -> dict:
+             sources: Optional[dict[str, SpecSource]] = None,
+             default_project: Optional[str] = None) -> dict:
     """The AugmentationJob CR for a request: the spec records every effective value (project and
-    built-in defaults included), so later default changes never alter a submitted job."""
+    built-in defaults included), so later default changes never alter a submitted job. A job
+    running under the default project carries its UUID as a label (LABEL_DEFAULT_PROJECT)."""
     spec = AugmentationJobSpec.model_validate(
         {**request.model_dump(), "job_id": job_id, "hub_token_secret": hub_token_secret}
     )
     labels = {LABEL_JOB_ID: str(job_id).lower(), LABEL_PROJECT_ID: str(request.project_id).lower()}
+    if default_project:
+        labels[LABEL_DEFAULT_PROJECT] = default_project
     metadata: dict = {"name": cr_name(job_id), "labels": labels}
     if sources is not None:
         metadata["annotations"] = {ANNOTATION_SPEC_SOURCES: json.dumps(
@@ -142,6 +172,7 @@ def create_job(store: JobStore, request: AugmentationJobCreateRequest, *,
                idempotency_key: Optional[str] = None,
                hub_token_secret: Optional[SecretKeyRef] = None,
                project: Optional[AugmentationProjectSpec] = None,
+               default_project: Optional[str] = None,
                ttl_seconds: int = 24 * 3600,
                now: Optional[datetime] = None) -> Created:
     """Create the CR; with an idempotency key, at most one CR per (project, key, body).
@@ -158,7 +189,7 @@ def create_job(store: JobStore, request: AugmentationJobCreateRequest, *,
     message = create_message(effective)
 
     def cr(job_id: uuid.UUID) -> dict:
-        return build_cr(effective, job_id, hub_token_secret, sources)
+        return build_cr(effective, job_id, hub_token_secret, sources, default_project)
 
     if idempotency_key is None:
         job_id = uuid.uuid4()

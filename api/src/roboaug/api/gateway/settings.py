@@ -11,6 +11,8 @@
 | `ROBOAUG_GATEWAY_IDEMPOTENCY_TTL_SECONDS` | `86400` | how long an Idempotency-Key is remembered (at least 24 h) |
 | `ROBOAUG_GATEWAY_HUB_TOKEN_SECRET_NAME` | unset | Secret (in the namespace) holding the Hub token; copied into each CR's `spec.hub_token_secret` |
 | `ROBOAUG_GATEWAY_HUB_TOKEN_SECRET_KEY` | `token` | key within that Secret |
+| `ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT` | `allow` | a project_id with no AugmentationProject: `refuse` (403), `default` (run under the default project), `allow` (built-in defaults, no policy); the chart sets `refuse` unless told otherwise |
+| `ROBOAUG_GATEWAY_DEFAULT_PROJECT` | unset | with `default`: the UUID of the AugmentationProject (in the namespace) such jobs run under |
 | `ROBOAUG_GATEWAY_LIST_DEFAULT_LIMIT` / `..._LIST_MAX_LIMIT` | `20` / `100` | page size of GET /v1/augmentation |
 | `ROBOAUG_GATEWAY_HOST` / `ROBOAUG_GATEWAY_PORT` | `0.0.0.0` / `8080` | where uvicorn listens (CLI flags override) |
 | `ROBOAUG_GATEWAY_LOG_LEVEL` | `info` | uvicorn and gateway log level |
@@ -20,11 +22,14 @@ Secrets are only ever named here (file paths, Secret names), never held as value
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from roboaug.api.models.unbound import JobsWithoutProject, UnboundAction
 
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 MIN_IDEMPOTENCY_TTL = 24 * 3600
@@ -52,11 +57,26 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(MIN_IDEMPOTENCY_TTL, ge=MIN_IDEMPOTENCY_TTL)
     hub_token_secret_name: Optional[str] = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     hub_token_secret_key: str = Field("token", pattern=r"^[-._a-zA-Z0-9]+$")
+    jobs_without_project: UnboundAction = UnboundAction.allow
+    default_project: Optional[uuid.UUID] = None
     list_default_limit: int = Field(20, ge=1)
     list_max_limit: int = Field(100, ge=1, le=1000)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @model_validator(mode="after")
+    def _unbound_is_consistent(self) -> "Settings":
+        self.unbound()  # the operator's rule, so both doors refuse the same settings
+        return self
+
+    def unbound(self) -> JobsWithoutProject:
+        """The jobs_without_project setting, as the operator's config holds it."""
+        try:
+            return JobsWithoutProject(action=self.jobs_without_project, default_project=self.default_project)
+        except ValidationError as e:
+            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ValueError(f"ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT / ROBOAUG_GATEWAY_DEFAULT_PROJECT: {msg}") from None
 
     def limits(self) -> tuple[int, int]:
         """(default, max) page size, the default clamped to the max."""
