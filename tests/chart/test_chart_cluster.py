@@ -281,7 +281,8 @@ def test_operator_and_gateway_work_with_only_their_chart_rbac(cluster, namespace
     env = {**os.environ, "ROBOAUG_GATEWAY_NAMESPACE": namespace,
            "ROBOAUG_GATEWAY_KUBECONFIG": str(tmp_path / "gateway.kubeconfig"),
            "ROBOAUG_GATEWAY_API_KEYS_FILE": str(tmp_path / "keys"),
-           "ROBOAUG_GATEWAY_PORT": str(port), "ROBOAUG_GATEWAY_STORE": "kubernetes"}
+           "ROBOAUG_GATEWAY_PORT": str(port), "ROBOAUG_GATEWAY_STORE": "kubernetes",
+           "ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT": cfg["jobs_without_project"]["action"]}
     env.pop("KUBECONFIG", None)
     logs = {n: open(tmp_path / f"{n}.log", "w+") for n in ("operator", "gateway")}
     procs = {
@@ -305,7 +306,14 @@ def test_operator_and_gateway_work_with_only_their_chart_rbac(cluster, namespace
                 return False
 
         cluster.wait_for(ready, 90, what="gateway /readyz with its own ServiceAccount")
-        body = {"project_id": str(uuid.uuid4()), "dataset_id": "lerobot/pusht"}
+        # The chart refuses jobs without an AugmentationProject (operator config, and the gateway
+        # as the chart sets it): the job's project, read by both with their own ServiceAccounts.
+        project_id = str(uuid.uuid4())
+        cluster.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps({
+            "apiVersion": "roboaug.dev/v1alpha1", "kind": "AugmentationProject",
+            "metadata": {"name": project_id},
+            "spec": {"allowed_sources": ["lerobot/pusht"], "allowed_outputs": ["lerobot/pusht-augmented-*"]}}))
+        body = {"project_id": project_id, "dataset_id": "lerobot/pusht"}
         headers = {"x-api-key": key, "Idempotency-Key": uuid.uuid4().hex}
         first = httpx.post(f"{base}/v1/augmentation", json=body, headers=headers, timeout=30)
         assert first.status_code == 201, first.text

@@ -51,6 +51,8 @@ def test_defaults_render_the_documented_objects(render):
     assert kinds == sorted([
         ("ClusterRole", "roboaug-operator"),
         ("ClusterRole", "roboaug-operator-cluster-read"),
+        ("ClusterRole", "roboaug-project-admin"),   # people's access to projects (rbac-projects.yaml)
+        ("ClusterRole", "roboaug-project-viewer"),
         ("ClusterRoleBinding", "roboaug-operator"),
         ("ClusterRoleBinding", "roboaug-operator-cluster-read"),
         ("ConfigMap", "roboaug-operator"),

@@ -104,6 +104,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection.enabled) }}
 {{- fail "operator.replicas > 1 needs operator.leaderElection.enabled=true (two active operators would act on the same jobs)" }}
 {{- end }}
+{{- $ids := list }}
+{{- range $p := .Values.projects.items }}
+{{- $key := printf "%s/%s" (default $.Release.Namespace $p.namespace) (lower $p.id) }}
+{{- if has $key $ids }}
+{{- fail (printf "projects.items: project %s is declared twice in namespace %s" (lower $p.id) (default $.Release.Namespace $p.namespace)) }}
+{{- end }}
+{{- $ids = append $ids $key }}
+{{- end }}
 {{- if gt (int .Values.gateway.listDefaultLimit) (int .Values.gateway.listMaxLimit) }}
 {{- fail "gateway.listDefaultLimit must not exceed gateway.listMaxLimit" }}
 {{- end }}
@@ -154,6 +162,9 @@ hub_token_secret: {name: {{ .Values.hubToken.secretName | quote }}, key: {{ .Val
 {{- else }}
 hub_token_secret: null
 {{- end }}
+jobs_without_project:
+  action: {{ .Values.projects.jobsWithoutProject.action | quote }}
+  default_project: {{ with .Values.projects.jobsWithoutProject.defaultProject }}{{ lower . | quote }}{{ else }}null{{ end }}
 worker_env: {{ toJson (default (dict) .Values.jobs.env) }}
 scratch_size_limit: {{ if .Values.jobs.scratchSizeLimit }}{{ .Values.jobs.scratchSizeLimit | quote }}{{ else }}null{{ end }}
 leader_election:

@@ -1,7 +1,7 @@
 """`./dev demo`: the main job on an embedded default, end to end on this machine.
 
 Starts the dev stack (control plane, local Hub serving a pusht-like sample as `lerobot/pusht`,
-operator, gateway, dev node agent), applies manifests/samples/job.yaml with kubectl, follows the
+operator, gateway, dev node agent), applies manifests/samples/project.yaml and job.yaml with kubectl, follows the
 job's phases, then prints the status (kubectl's printer columns and the REST answer) and where
 the augmented dataset and its preview picture are.
 """
@@ -21,6 +21,7 @@ import yaml
 from .stack import REPO, DevStack
 
 SAMPLE_JOB = REPO / "manifests" / "samples" / "job.yaml"
+SAMPLE_PROJECT = REPO / "manifests" / "samples" / "project.yaml"  # the policy the sample job runs under
 
 
 def _say(text: str) -> None:
@@ -32,8 +33,10 @@ def run_demo(out_dir: Path, keep_running: bool = False) -> int:
     name = job["metadata"]["name"]
     with DevStack() as stack:
         _say(f"stack ready in {stack.timings['total_s']:.0f}s; gateway {stack.gateway_url}; logs {stack.log_dir}")
-        _say(f"$ kubectl apply -n {stack.namespace} -f {SAMPLE_JOB.relative_to(REPO)}")
-        _say(stack.kubectl("apply", "-n", stack.namespace, "-f", str(SAMPLE_JOB)).stdout.strip())
+        _say(f"$ kubectl apply -n {stack.namespace} -f {SAMPLE_PROJECT.relative_to(REPO)} "
+             f"-f {SAMPLE_JOB.relative_to(REPO)}")
+        _say(stack.kubectl("apply", "-n", stack.namespace, "-f", str(SAMPLE_PROJECT),
+                           "-f", str(SAMPLE_JOB)).stdout.strip())
         t0 = time.monotonic()
 
         def show(cr):

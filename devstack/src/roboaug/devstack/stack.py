@@ -173,6 +173,9 @@ class DevStack:
             "routing": {"deterministic": "local", "generative": "gpu"},
             "service_account": self.worker_service_account,
             "hub_token_secret": {"name": HUB_TOKEN_SECRET, "key": "token"},
+            # Tests submit jobs under fresh random project ids with no AugmentationProject; the
+            # chart's `refuse` is tested on its own (tests/operator, tests/gateway, tests/chart).
+            "jobs_without_project": {"action": "allow"},
             "worker_env": {"HF_ENDPOINT": self.hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1",
                            "HF_HUB_DISABLE_PROGRESS_BARS": "1", "NO_PROXY": "127.0.0.1,localhost",
                            "ROBOAUG_PROCESSES": "1"},
@@ -202,7 +205,8 @@ class DevStack:
                "ROBOAUG_GATEWAY_KUBECONFIG": str(self.cluster.kubeconfig),
                "ROBOAUG_GATEWAY_HOST": "127.0.0.1",
                "ROBOAUG_GATEWAY_PORT": str(port),
-               "ROBOAUG_GATEWAY_HUB_TOKEN_SECRET_NAME": HUB_TOKEN_SECRET}
+               "ROBOAUG_GATEWAY_HUB_TOKEN_SECRET_NAME": HUB_TOKEN_SECRET,
+               "ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT": "allow"}  # as the operator (operator_config)
         self.gateway = Proc("gateway", [sys.executable, "-m", "roboaug.api.gateway"], self.log_dir, env=env)
         self.gateway_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
