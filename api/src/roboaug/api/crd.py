@@ -41,7 +41,7 @@ from .models.project import (
     UUID_NAME_PATTERN,
     AugmentationProjectSpec,
 )
-from .models.spec import ODD_FIELDS
+from .models.spec import DATASET_ID_RULES, ODD_FIELDS, OUTPUT_ID_RULES, IdRule
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 # api/src/roboaug/api/crd.py -> the repository root (the generator runs from a checkout)
@@ -97,6 +97,14 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = value
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
         out["x-kubernetes-preserve-unknown-fields"] = True
+    keys = out.pop("propertyNames", None)
+    if keys is not None:  # bounds on a map's keys: not structural, so CEL
+        if set(keys) - {"type", "minLength", "maxLength"}:
+            raise ValueError(f"cannot express propertyNames {keys} structurally")
+        lo, hi = keys.get("minLength", 0), keys["maxLength"]
+        out.setdefault("x-kubernetes-validations", []).append(_cel(
+            f"self.all(k, size(k) >= {lo} && size(k) <= {hi})",
+            f"every key must be {lo} to {hi} characters long"))
     if "enum" in out and "type" not in out:
         out["type"] = "string"
     return out
@@ -131,6 +139,36 @@ def _drop_request_defaults(props: dict[str, Any]) -> None:
         props[name]["description"] += (f" Unset: the project's default, else {json.dumps(value)}.")
 
 
+def _id_rules(field: str, rules: tuple[IdRule, ...]) -> list[dict[str, str]]:
+    """A dataset id's rules (`models.spec`, the Hub's), as CEL: RE2 reads the same regexes."""
+    return [
+        _cel(f"{'' if r.must else '!'}self.matches({json.dumps(r.anchored)})", f"{field}: {r.message}")
+        for r in rules
+    ]
+
+
+MUTABLE_SPEC_FIELDS = ("cancel_requested",)
+"""The only spec field that may change after creation (false -> true: its own rule)."""
+
+
+def _immutable(props: dict[str, Any]) -> list[dict[str, str]]:
+    """The spec is fixed at creation, but for MUTABLE_SPEC_FIELDS: one transition rule per field
+    (its message names it). A rule on the field itself would not do: a transition rule is
+    skipped when the old or the new value is absent, so removing a field and adding it back,
+    or adding one the CR lacked, would pass. Here, on the spec, `has()` sees both."""
+    rules = []
+    for name in props:
+        if name in MUTABLE_SPEC_FIELDS:
+            continue
+        rules.append(_cel(
+            f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || self.{name} == oldSelf.{name})",
+            f"{name} cannot be changed, added or removed after creation (the spec is immutable; "
+            "only cancel_requested may be set to true)",
+            f".{name}",
+        ))
+    return rules
+
+
 def spec_schema() -> dict[str, Any]:
     schema = _model_schema(AugmentationJobSpec)
     props = schema["properties"]
@@ -146,15 +184,15 @@ def spec_schema() -> dict[str, Any]:
             "augment_transforms: a transform is listed twice",
         ),
     ]
+    for name, rules in (("dataset_id", DATASET_ID_RULES), ("output_dataset_id", OUTPUT_ID_RULES)):
+        props[name].pop("pattern")  # the same rules, as CEL, each with its own message
+        props[name]["x-kubernetes-validations"] = _id_rules(name, rules)
     for name in ODD_FIELDS:
         props[name]["x-kubernetes-validations"] = [
             _cel("self % 2 == 1", f"{name} must be odd (a motion kernel has a centre pixel)")
         ]
     props["cancel_requested"]["x-kubernetes-validations"] = [
         _cel("self || !oldSelf", "cancel_requested cannot be undone once set")
-    ]
-    props["job_id"]["x-kubernetes-validations"] = [
-        _cel("self == oldSelf", "job_id is immutable")
     ]
 
     def present(*fields: str) -> str:
@@ -190,7 +228,7 @@ def spec_schema() -> dict[str, Any]:
             ".augment_copies_per_transform",
         )
     )
-    schema["x-kubernetes-validations"] = rules
+    schema["x-kubernetes-validations"] = rules + _immutable(props)
     schema["description"] = (
         "What to augment and how: the REST request's fields, unchanged, plus job_id, "
         "cancel_requested, hub_token_secret. Units are in each field's description. A field left "

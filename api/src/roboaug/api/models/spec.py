@@ -41,12 +41,66 @@ APPLY_ORDER: tuple[str, ...] = ("lighting", "occlusion", "blur", "noise")
 light falls on the scene, an occluder sits in front of it, the lens blurs what it sees and the
 sensor adds noise last."""
 
-HF_REPO_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}"
+# -- dataset ids: the Hub's rules, written once -------------------------------------------------
+# huggingface_hub's `validate_repo_id` (the client-side copy of the Hub's own name rules): each
+# of `org` and `name` is 1..96 of [A-Za-z0-9_.-], starts and ends with [A-Za-z0-9_], holds no
+# `--` nor `..`, and the id does not end in `.git`. Written as regular expressions both Python's
+# `re` and RE2 (the apiserver's CEL `matches`, OpenAPI `pattern`) read alike: no lookaround, no
+# backreference, never `$` in Python (it matches before a final newline there): each regex is
+# unanchored and must match the WHOLE value (`re.fullmatch`; `IdRule.anchored` is `^(?:..)$`,
+# where RE2's `$` is the end of the text).
+_WORD = "[A-Za-z0-9_]"
+_SEPARATORS = r"(?:-(?:\.-)*\.?|\.(?:-\.)*-?)"  # a run of '-' and '.' that never repeats one
+HF_REPO_PART = rf"{_WORD}(?:{_SEPARATORS}?{_WORD})*"
+HF_REPO_ID = rf"{HF_REPO_PART}/{HF_REPO_PART}"
 HF_REVISION = r"[A-Za-z0-9][A-Za-z0-9_./-]{0,199}"
-DATASET_ID_PATTERN = (
-    rf"^(?:(?:hf://)?{HF_REPO_ID}(?:@{HF_REVISION})?|file:///[^\x00]*)$"
-)
-OUTPUT_ID_PATTERN = rf"^(?:{HF_REPO_ID}|file:///[^\x00]*)$"
+HF_PART_MAX = 96
+_FILE_URL = r"file:///[^\x00]*"
+_ANY = r"[^\x00]*"
+
+
+@dataclass(frozen=True)
+class IdRule:
+    """One rule of a dataset id: the whole value must (`must=True`) or must not match `regex`."""
+
+    regex: str
+    must: bool
+    message: str
+
+    @property
+    def anchored(self) -> str:
+        """For RE2 (CEL `matches`, OpenAPI `pattern`), where `$` is the end of the text."""
+        return f"^(?:{self.regex})$"
+
+    def holds(self, value: str) -> bool:
+        return (re.fullmatch(self.regex, value) is not None) == self.must
+
+
+def _id_rules(hub: str, rev: str, what: str) -> tuple[IdRule, ...]:
+    return (
+        IdRule(rf"{hub}{HF_REPO_ID}{rev}|{_FILE_URL}", True,
+               f"must be {what} or `file:///abs/path`, where org and name are letters, digits, '_', "
+               "'-' and '.', begin and end with a letter, digit or '_', and hold no '--' or '..' "
+               "(the Hub's repo id rules)"),
+        IdRule(rf"{hub}[^/@]{{1,{HF_PART_MAX}}}/[^/@]{{1,{HF_PART_MAX}}}{rev}|{_FILE_URL}", True,
+               f"a Hub org and name are at most {HF_PART_MAX} characters each"),
+        IdRule(rf"{hub}[^/@]*/[^/@]*\.git{rev}", False, "a Hub repo name cannot end in '.git'"),
+    )
+
+
+DATASET_ID_RULES = _id_rules("(?:hf://)?", rf"(?:@{HF_REVISION})?", "`org/name` or `hf://org/name[@revision]`")
+OUTPUT_ID_RULES = _id_rules("", "", "`org/name`")
+DATASET_ID_PATTERN = DATASET_ID_RULES[0].anchored
+"""The shape alone, for the OpenAPI schema's `pattern` (the other rules bound lengths and `.git`)."""
+OUTPUT_ID_PATTERN = OUTPUT_ID_RULES[0].anchored
+
+
+def check_id(field: str, value: str, rules: tuple[IdRule, ...] = DATASET_ID_RULES) -> str:
+    """`value` if it keeps every rule; else ValueError naming the field and the first rule broken."""
+    for rule in rules:
+        if not rule.holds(value):
+            raise ValueError(f"{field} {value!r}: {rule.message}")
+    return value
 TRANSFORMS_PATTERN = (
     r"^\s*[A-Za-z]+\s*(,\s*[A-Za-z]+\s*)*$"
 )
@@ -161,6 +215,22 @@ RANGE_PAIRS: tuple[RangePair, ...] = (
 _PAIR_BY_MAX = {p.max_field: p for p in RANGE_PAIRS}
 ODD_FIELDS: tuple[str, ...] = tuple(f for p in RANGE_PAIRS if p.odd for f in (p.min_field, p.max_field))
 MAX_COPIES = 50
+MAX_COPIES_KEY_CHARS = 32
+CopiesKey = Annotated[str, Field(min_length=1, max_length=MAX_COPIES_KEY_CHARS)]
+"""A key of augment_copies_per_transform. A transform name wherever the map is used (independent
+mode: `_copies_keys`, and the CRD's CEL rule); stacked mode ignores the map, and the request
+document's own example (shared/seeds/000) sends a placeholder key there, so that is accepted,
+only bounded: at most one key per transform, MAX_COPIES_KEY_CHARS characters each."""
+
+# The size of a spec: every string and list of the request is bounded, so that the largest spec
+# the bounds allow, as the worker gets it (JSON, `ensure_ascii=False`, every string at its
+# maximum length), stays under MAX_SPEC_JSON_BYTES for ASCII text and under a ConfigMap's 1 MiB
+# for any text (a character is at most 4 bytes of UTF-8, 6 where JSON escapes a control
+# character); tests/api/test_spec_bounds.py builds that spec and measures it. The prompts are
+# most of it: MAX_PROMPTS x MAX_PROMPT_CHARS.
+MAX_SPEC_JSON_BYTES = 64 * 1024
+MAX_PROMPTS = 16
+MAX_PROMPT_CHARS = 2000
 
 
 def _bounded(default, lo, hi, description, *, integer=False):
@@ -230,11 +300,12 @@ class AugmentationJobCreateRequest(BaseModel):
         3, ge=1, le=MAX_COPIES,
         description=f"Number of augmented copies per episode (when dataset_mode=copy), 1..{MAX_COPIES}.",
     )
-    augment_copies_per_transform: Optional[dict[str, Annotated[int, Field(ge=1, le=MAX_COPIES)]]] = Field(
-        None, max_length=16,
+    augment_copies_per_transform: Optional[dict[CopiesKey, Annotated[int, Field(ge=1, le=MAX_COPIES)]]] = Field(
+        None, max_length=len(TRANSFORMS),
         description=(
             "Independent mode only: copies per episode for each named transform (keys must be "
-            "transforms chosen in augment_transforms), overriding augment_copies. Ignored in stacked mode. "
+            "transforms chosen in augment_transforms), overriding augment_copies. Ignored in stacked mode "
+            f"(at most {len(TRANSFORMS)} keys of {MAX_COPIES_KEY_CHARS} characters). "
             "In inplace mode each episode gets exactly one version, so every count must be 1."
         ),
     )
@@ -270,9 +341,10 @@ class AugmentationJobCreateRequest(BaseModel):
         max_length=4000,
         description="Prompt for Cosmos Transfer2.5 generation.",
     )
-    cosmos_prompts: list[Annotated[str, Field(max_length=4000)]] = Field(
-        default_factory=list, max_length=64,
-        description="Multiple prompts — overrides cosmos_prompt if non-empty.",
+    cosmos_prompts: list[Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_PROMPTS,
+        description=(f"Multiple prompts — overrides cosmos_prompt if non-empty (at most {MAX_PROMPTS}, "
+                     f"{MAX_PROMPT_CHARS} characters each)."),
     )
     cosmos_control_type: CosmosControlType = Field(
         CosmosControlType.edge, description="Control type: edge, depth, seg, or vis."
@@ -326,9 +398,7 @@ class AugmentationJobCreateRequest(BaseModel):
     @field_validator("output_dataset_id")
     @classmethod
     def _output_id(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not re.match(OUTPUT_ID_PATTERN, value):
-            raise ValueError(f"output_dataset_id {value!r} is neither `org/name` nor `file:///abs/path`")
-        return value
+        return None if value is None else check_id("output_dataset_id", value, OUTPUT_ID_RULES)
 
     @field_validator("augment_transforms")
     @classmethod
@@ -460,10 +530,7 @@ class DatasetRef:
 
     @classmethod
     def parse(cls, value: str) -> "DatasetRef":
-        if not re.match(DATASET_ID_PATTERN, value):
-            raise ValueError(
-                f"dataset_id {value!r} is neither `org/name`, `hf://org/name[@revision]` nor `file:///abs/path`"
-            )
+        check_id("dataset_id", value)
         if value.startswith("file://"):
             return cls(scheme="file", path=value[len("file://"):])
         value = value.removeprefix("hf://")
