@@ -1,12 +1,14 @@
 """Dockerfile structure, checked without a container engine; built for real where one runs.
 
 What is checked: multi-stage with binary-only installs and no compiler in the final stage,
-pinned base images (exact version tag or digest), a numeric non-root USER, no secrets in ENV /
+the supply chain (base images as `image:exact-tag@sha256:digest`; every pip install of
+dependencies by hash from the image's lock file, our own wheels with --no-deps; apt packages as
+`pkg=version`; the locks match the test environment, checked offline), a numeric non-root USER, no secrets in ENV /
 ARG / LABEL, OCI labels, HEALTHCHECK (operator) or an explicit HEALTHCHECK NONE (batch worker),
 the command's module exists in the source tree, each image installs exactly its components
 (and their resolved dependency closure holds nothing another component needs: no OpenCV, PyAV or
-pyarrow in the operator image, no kopf or FastAPI in the worker image), the constraints file
-matches the test environment, .dockerignore keeps non-source files out.
+pyarrow in the operator image, no kopf or FastAPI in the worker image), .dockerignore keeps
+non-source files out.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -156,20 +159,42 @@ def test_no_compilers_anywhere_and_binary_wheels_only(image):
     assert installs and all("--only-binary=:all:" in r for r in installs)
 
 
-def test_base_images_are_pinned(image):
-    _, df, _, _ = image
+# image:tag@sha256:digest, the tag an exact version (major.minor.patch, never latest / 3.11 /
+# slim alone) kept for people, the digest what the builder pulls.
+PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*:(?P<tag>\d+\.\d+\.\d+(-[\w.-]+)?)@sha256:[a-f0-9]{64}$")
+
+
+def base_image_problems(df: Dockerfile) -> list[str]:
+    """Every external base (a FROM, through the global ARGs) must be pinned by tag and digest."""
     stage_names = {s.name for s in df.stages}
+    problems = []
     for stage in df.stages:
         ref = df.resolve(stage.base)
         if ref in stage_names or ref.startswith("runtime-"):
             continue
-        assert "$" not in ref, f"unresolved base {stage.base}"
-        if "@sha256:" in ref:
-            assert re.search(r"@sha256:[a-f0-9]{64}$", ref), ref
-            continue
-        tag = ref.rsplit(":", 1)[-1] if ":" in ref.split("/")[-1] else ""
-        # An exact version: major.minor.patch, never latest / 3.11 / slim alone.
-        assert re.match(r"^\d+\.\d+\.\d+(-[\w.-]+)?$", tag), f"{ref}: not an exact version tag"
+        if not PINNED_IMAGE.match(ref):
+            problems.append(f"FROM {stage.base} = {ref!r}: not image:exact-tag@sha256:<64 hex>")
+    return problems
+
+
+def test_base_images_are_pinned_by_tag_and_digest(image):
+    _, df, _, _ = image
+    assert not base_image_problems(df)
+    # Every image-valued global ARG is a base and so pinned (a CUDA base included).
+    assert {k for k in df.global_args if k.endswith("_IMAGE")} <= {
+        re.sub(r"^\$\{?(\w+)\}?$", r"\1", s.base) for s in df.stages}
+
+
+@pytest.mark.parametrize("mutation", [
+    lambda ref: ref.split("@")[0],                                  # the tag only
+    lambda ref: ref.split(":")[0] + "@" + ref.split("@")[1],        # the digest only
+    lambda ref: ref.replace("3.11.14-slim", "3.11-slim"),           # a moving tag
+    lambda ref: ref[:-1],                                           # a digest one digit short
+], ids=["tag-only", "digest-only", "moving-tag", "short-digest"])
+def test_base_image_check_refuses_a_weaker_pin(mutation):
+    df = parse(REPO / "Dockerfile.worker")
+    df.global_args["PYTHON_IMAGE"] = mutation(df.global_args["PYTHON_IMAGE"])
+    assert any("PYTHON_IMAGE" in p for p in base_image_problems(df))
 
 
 def test_runs_as_numeric_non_root_user(image):
@@ -228,19 +253,110 @@ def test_installs_exactly_its_components(image):
     installed = {(dist.replace("_", "-"), tuple(sorted(x for x in extras.split(",") if x)))
                  for dist, extras in wheels}
     assert installed == {(dist, tuple(sorted(extras))) for dist, extras in roots}
-    built = re.search(r"pip wheel --no-deps --wheel-dir /wheels ((?:\./\w+ ?)+)", runs).group(1).split()
+    built = re.search(r"pip wheel (?:--[\w-]+ )*--wheel-dir /wheels ((?:\./\w+ ?)+)", runs).group(1).split()
     assert sorted(f.strip("./") for f in built) == sorted(d.removeprefix("roboaug-") for d, _ in roots)
-    assert "-c hack/constraints.txt" in runs
 
 
-@pytest.mark.parametrize("name", sorted(IMAGES))
-def test_image_dependency_closure_holds_only_what_it_runs(name):
-    """The resolved closure of what the image installs (from the installed metadata of each
-    component) carries none of another component's dependencies."""
-    path, _ = IMAGES[name]
-    closure = set(CONSTRAINTS.closure(CONSTRAINTS.IMAGES[path]))
-    assert closure, "empty closure: are the components installed (./dev setup)?"
-    assert not closure & FORBIDDEN[name], f"{path} pulls in {sorted(closure & FORBIDDEN[name])}"
+def pip_installs(df: Dockerfile) -> list[tuple[str, list[str]]]:
+    """(stage name, argv) of every `pip install` any RUN of any stage makes."""
+    found = []
+    for stage in df.stages:
+        for run in stage.all("RUN"):
+            for cmd in re.split(r"&&|;|\|\|", run):
+                argv = shlex.split(cmd)
+                if "pip" in [Path(a).name for a in argv[:1]] and argv[1:2] == ["install"]:
+                    found.append((stage.name, argv))
+    return found
+
+
+def install_problems(df: Dockerfile, dep_lock: str) -> list[str]:
+    """Every pip install is either the image's dependencies (or the build backend) by hash from
+    a lock file, or our own freshly built wheels without resolving anything."""
+    problems, locks_used = [], set()
+    for stage, argv in pip_installs(df):
+        cmd = " ".join(argv)
+        reqs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-r", "--requirement")]
+        positional = [a for i, a in enumerate(argv[2:], 2)
+                      if not a.startswith("-") and argv[i - 1] not in ("-r", "--requirement")]
+        if reqs:
+            locks_used.update(reqs)
+            if not {"--require-hashes", "--no-deps", "--only-binary=:all:"} <= set(argv):
+                problems.append(f"{stage}: {cmd}: a lock install needs --require-hashes --no-deps "
+                                f"--only-binary=:all:")
+            if positional or not all(r.startswith("hack/lock/") for r in reqs):
+                problems.append(f"{stage}: {cmd}: installs something besides a hack/lock/ file")
+        elif positional and all(re.fullmatch(r"\$\(ls /wheels/roboaug_\w+-\*\.whl\)(\[[\w,]+\])?", a)
+                                for a in positional):
+            if "--no-deps" not in argv:
+                problems.append(f"{stage}: {cmd}: our wheels must not pull dependencies (--no-deps)")
+        else:
+            problems.append(f"{stage}: {cmd}: installs neither from a hashed lock nor our wheels")
+    for lock in (dep_lock, CONSTRAINTS.BUILD_LOCK):
+        if lock not in locks_used:
+            problems.append(f"never installs {lock}")
+    for stage in df.stages:
+        for run in stage.all("RUN"):
+            if "pip wheel" in run and "--no-build-isolation" not in run:
+                problems.append(f"{stage.name}: {run}: pip wheel would fetch an unpinned build backend")
+    return problems
+
+
+def test_every_pip_install_is_hashed_or_our_own_wheels(image):
+    _, df, _, _ = image
+    path = IMAGES[image[0]][0]
+    assert pip_installs(df), "no pip install found: has the parser drifted?"
+    assert not install_problems(df, CONSTRAINTS.LOCKS[path])
+
+
+@pytest.mark.parametrize("old,new", [
+    ("--require-hashes ", ""),
+    ("-r hack/lock/worker.txt", "-r hack/lock/worker.txt numpy"),
+    ("-r hack/lock/build.txt", "setuptools wheel"),
+    ("--no-deps --no-index", "--no-index"),
+    ("--no-build-isolation ", ""),
+    ("pip uninstall -y pip", "pip install requests"),
+], ids=["no-require-hashes", "extra-package", "build-backend-unhashed", "our-wheels-resolve",
+        "build-isolation", "stray-install"])
+def test_install_check_refuses_an_unhashed_install(tmp_path, old, new):
+    text = (REPO / "Dockerfile.worker").read_text()
+    assert old in text
+    (tmp_path / "Dockerfile").write_text(text.replace(old, new))
+    assert install_problems(parse(tmp_path / "Dockerfile"), CONSTRAINTS.LOCKS["Dockerfile.worker"])
+
+
+APT_PIN = re.compile(r"^[a-z0-9][a-z0-9.+-]+=[0-9][\w.+:~-]*$")
+
+
+def apt_problems(df: Dockerfile) -> list[str]:
+    """Every package an `apt-get install` names carries an exact version (pkg=version)."""
+    problems = []
+    for stage in df.stages:
+        for run in stage.all("RUN"):
+            for cmd in re.split(r"&&|;|\|\|", run):
+                argv = shlex.split(cmd)
+                if argv[:1] in (["apt-get"], ["apt"]) and "install" in argv:
+                    pkgs = [a for a in argv[argv.index("install") + 1:] if not a.startswith("-")]
+                    problems += [f"{stage.name}: apt package {p!r} has no =version"
+                                 for p in pkgs if not APT_PIN.match(p)]
+    return problems
+
+
+def test_apt_packages_are_pinned(image):
+    _, df, _, _ = image
+    assert not apt_problems(df)
+
+
+@pytest.mark.parametrize("old,new", [
+    ("libffi8=3.4.6-1build1", "libffi8"),
+    ("tzdata=2026c-0ubuntu0.24.04.1", "tzdata="),
+], ids=["unpinned", "empty-version"])
+def test_cuda_variant_apt_installs_are_pinned_and_checked(tmp_path, old, new):
+    runs = " ".join(parse(REPO / "Dockerfile.worker").stage("runtime-cuda").all("RUN"))
+    assert "apt-get install" in runs and "libssl3t64=" in runs
+    text = (REPO / "Dockerfile.worker").read_text()
+    assert old in text
+    (tmp_path / "Dockerfile").write_text(text.replace(old, new))
+    assert apt_problems(parse(tmp_path / "Dockerfile")), f"{new!r} passed the apt pin check"
 
 
 def test_copied_sources_cover_the_wheels(image):
@@ -249,7 +365,7 @@ def test_copied_sources_cover_the_wheels(image):
     for dist, _ in roots:
         folder = dist.removeprefix("roboaug-")
         assert f"{folder}/" in copies, f"does not COPY {folder}/"
-    assert "hack/constraints.txt" in copies
+    assert "hack/lock/" in copies
 
 
 def test_dockerignore_is_an_allow_list():
@@ -257,7 +373,7 @@ def test_dockerignore_is_an_allow_list():
              if l.strip() and not l.startswith("#")]
     assert lines[0] == "*", "start from ignoring everything"
     allowed = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
-    assert allowed == {"hack/constraints.txt", "api/pyproject.toml", "api/src", "operator/pyproject.toml",
+    assert allowed == {"hack/lock", "api/pyproject.toml", "api/src", "operator/pyproject.toml",
                        "operator/src", "worker/pyproject.toml", "worker/src"}
     # Everything a Dockerfile COPYs must be allowed in (a component folder through its parts).
     for path, _ in IMAGES.values():
@@ -278,10 +394,67 @@ def test_worker_cuda_variant_is_selectable():
     assert "nvidia/cuda" in df.global_args["CUDA_IMAGE"]
 
 
-def test_constraints_match_the_test_environment():
+def test_locks_match_the_test_environment_offline(monkeypatch):
+    """The committed locks (and hack/constraints.txt, which ./dev installs the venv with) pin
+    what the tests run with, every line with a hash, checked without the network."""
+    def no_network(*a, **k):
+        raise AssertionError("--check must not fetch")
+    monkeypatch.setattr(CONSTRAINTS.urllib.request, "urlopen", no_network)
+    assert CONSTRAINTS.check() == []
     proc = subprocess.run([sys.executable, str(REPO / "hack" / "image_constraints.py"), "--check"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_each_image_lock_is_its_closure():
+    for dockerfile, lock in CONSTRAINTS.LOCKS.items():
+        entries = CONSTRAINTS.parse_lock((REPO / lock).read_text())
+        assert {n: v for n, (v, _) in entries.items()} == CONSTRAINTS.closure(CONSTRAINTS.IMAGES[dockerfile])
+        assert all(hashes for _, hashes in entries.values())
+
+
+LOCK = """# a comment
+numpy==2.4.6 \\
+    --hash=sha256:{a} \\
+    --hash=sha256:{b}
+pyyaml==6.0.3 --hash=sha256:{a}
+""".format(a="a" * 64, b="b" * 64)
+
+
+def test_lock_parser_reads_continued_lines():
+    assert CONSTRAINTS.parse_lock(LOCK) == {"numpy": ("2.4.6", ["a" * 64, "b" * 64]),
+                                            "pyyaml": ("6.0.3", ["a" * 64])}
+
+
+@pytest.mark.parametrize("text,want,needle", [
+    (LOCK, {"numpy": "2.4.6", "pyyaml": "6.0.3"}, None),
+    (LOCK.replace(" --hash=sha256:" + "a" * 64 + "\n", "\n"), {"numpy": "2.4.6", "pyyaml": "6.0.3"},
+     "pyyaml==6.0.3 has no --hash"),
+    (LOCK, {"numpy": "2.4.7", "pyyaml": "6.0.3"}, "numpy locked 2.4.6, environment has 2.4.7"),
+    (LOCK, {"numpy": "2.4.6", "pyyaml": "6.0.3", "av": "18.1.0"}, "av locked not at all"),
+    (LOCK, {"numpy": "2.4.6"}, "pyyaml locked 6.0.3, environment has none"),
+    (LOCK.replace("pyyaml==6.0.3", "pyyaml>=6"), {"pyyaml": "6.0.3"}, "one exact version"),
+    (LOCK.replace("sha256:" + "b" * 64, "md5:" + "b" * 32), {"numpy": "2.4.6"}, "not --hash=sha256"),
+    (None, {"numpy": "2.4.6"}, "is missing"),
+], ids=["ok", "no-hash", "drifted", "missing-pin", "extra-pin", "range", "md5", "no-file"])
+def test_lock_problems(text, want, needle):
+    problems = CONSTRAINTS.lock_problems("hack/lock/x.txt", text, want)
+    if needle is None:
+        assert problems == []
+    else:
+        assert any(needle in p for p in problems), problems
+
+
+def test_hashes_are_taken_from_the_locked_version_only():
+    files = [{"filename": f, "hashes": {"sha256": h}} for f, h in [
+        ("numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl", "1" * 64),
+        ("numpy-2.4.6.tar.gz", "2" * 64),
+        ("numpy-2.4.60-cp311-cp311-manylinux_2_28_x86_64.whl", "3" * 64),
+        ("numpy-2.4.6-py3.11.egg", "4" * 64),
+        ("numpy_other-2.4.6-py3-none-any.whl", "5" * 64),
+        ("numpy-2.4.6rc1.tar.gz", "6" * 64),
+    ]]
+    assert CONSTRAINTS._files_of("numpy", "2.4.6", files) == ["1" * 64, "2" * 64]
 
 
 def _engine() -> str | None:
