@@ -71,6 +71,12 @@ class PodFailure:
     def permanent(self) -> bool:
         return is_permanent(self.exit_code)
 
+    @property
+    def out_of_memory(self) -> bool:
+        """Killed by the kernel at the memory limit (137, reason OOMKilled) or the worker's own
+        MemoryError (exit out_of_memory)."""
+        return self.reason == "OOMKilled" or self.exit_code == ExitCode.OUT_OF_MEMORY
+
     def describe(self) -> str:
         """`worker exited with code 10 (dataset_not_found, permanent): <last line>`."""
         if self.exit_code is None:

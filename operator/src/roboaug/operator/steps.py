@@ -28,7 +28,7 @@ from roboaug.api.models import (
 from roboaug.api.models.project import ANNOTATION_SPEC_SOURCES, AugmentationProjectSpec, SpecSource
 from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, UnboundAction
 
-from .decision import Decision
+from .decision import Decision, failure_of
 from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
 from .jobs import output_dataset_id, render_job
 from .observe import JobView, PodView
@@ -403,7 +403,27 @@ def failed(d: Decision) -> bool:
     if last is not None and last.permanent:
         return d.fail(last.describe(), f"Job {job.name} failed (permanent worker error)",
                       {**last.data(), "attempts": max(job.failed, len(d.failed_pods))})
+    oom = out_of_memory_pods(d)
+    if len(oom) >= OOM_ATTEMPTS:
+        return d.fail(f"out of memory in {len(oom)} attempts (pods {', '.join(oom)}), permanent after {OOM_ATTEMPTS}: "
+                      f"the job needs a pool with more memory; last: {last.describe() if last else 'OOMKilled'}",
+                      f"Job {job.name} failed (out of memory {len(oom)} times)",
+                      {**(last.data() if last else {}), "oom_attempts": len(oom), "attempts": max(job.failed, len(d.failed_pods))})
     return False
+
+
+OOM_ATTEMPTS = 2
+"""Attempts that run out of memory before the job fails for good: the same input on the same
+pool runs out again, so retrying up to backoff_limit only wastes the nodes."""
+
+
+def out_of_memory_pods(d: Decision) -> list[str]:
+    """Failed attempts that ran out of memory: the retries noted so (their pod may be gone by
+    now) and the failed pods seen now."""
+    noted = [(e.get("data") or {}) for ph in d.h.status["phases"] for e in ph["events"] if e["status"] == "retry"]
+    pods = {x.get("pod") for x in noted if x.get("exit_name") in ("OOMKilled", "out_of_memory")}
+    pods |= {p.name for p in d.failed_pods if failure_of(p).out_of_memory}
+    return sorted(p for p in pods if p)
 
 
 def retries(d: Decision) -> bool:
