@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -39,3 +41,26 @@ def minimal_body(**fields) -> dict:
 
 def post_job(client, body=None, **headers):
     return client.post("/v1/augmentation", json=body if body is not None else minimal_body(), headers=headers)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Served:
+    """A gateway process: its API and metrics base URLs, pid, API port and log file."""
+
+    base: str
+    metrics: str
+    pid: int
+    port: int
+    log: Path
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no VmRSS for pid {self.pid}")

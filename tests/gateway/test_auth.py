@@ -40,7 +40,7 @@ def test_wrong_key_is_401_on_every_v1_route(client, method, path):
     assert r.json() == {"detail": "invalid API key"}
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])  # docs: test_ops.py
 def test_ops_routes_need_no_key(client, path):
     del client.headers["x-api-key"]
     assert client.get(path).status_code == 200
@@ -114,7 +114,7 @@ def test_comments_and_blank_lines(tmp_path):
 
 def test_rotation_without_restart(keys_file, tmp_path):
     app = create_app(Settings(api_keys_file=keys_file, api_keys_reload_seconds=0, store="memory"),
-                     MemoryStore(), purge=False)
+                     MemoryStore())
     with TestClient(app) as c:
         assert post_job(c, **{"x-api-key": ADMIN_KEY}).status_code == 201
         # Rotate the way a Secret volume does: write a new file and swap it in atomically.
@@ -125,16 +125,57 @@ def test_rotation_without_restart(keys_file, tmp_path):
         assert post_job(c, **{"x-api-key": "rotated-key-1"}).status_code == 201
 
 
-def test_broken_file_on_reload_keeps_previous_keys(keys_file):
-    ring = KeyRing(keys_file, 0)
-    keys_file.write_text("sha256:not-hex-at-all\n")
-    assert ring.authenticate(ADMIN_KEY) is not None
-    keys_file.write_text("fresh-key\n# longer so the size changes\n")
-    assert ring.authenticate("fresh-key") is not None and ring.authenticate(ADMIN_KEY) is None
+def _key_log(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "roboaug.api.gateway.auth" and r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("breakage", ["delete", "corrupt", "undecodable"])
+def test_keys_file_that_breaks_fails_closed_until_it_returns(client, keys_file, caplog, breakage):
+    # The app is running (reload every request); the file then vanishes or stops parsing.
+    assert post_job(client).status_code == 201 and client.get("/readyz").status_code == 200
+    caplog.clear()
+    if breakage == "delete":
+        keys_file.unlink()
+    elif breakage == "corrupt":
+        keys_file.write_text(f"{ADMIN_KEY}\nsha256:not-hex-at-all\n")  # a typo in a rotated file
+    else:
+        keys_file.write_bytes(b"\xff\xfe" + ADMIN_KEY.encode())
+    for _ in range(3):  # every key refused, not ready; the cause logged once, not per request
+        for key in (ADMIN_KEY, HASHED_KEY, BOUND_KEY):
+            assert post_job(client, **{"x-api-key": key}).status_code == 401
+        r = client.get("/readyz")
+        assert r.status_code == 503 and "API keys file" in r.json()["detail"]
+    assert client.get("/healthz").status_code == 200  # alive: a restart would not help
+    lines = _key_log(caplog)
+    assert len(lines) == 1, lines
+    assert str(keys_file) in lines[0] and "refused" in lines[0]
+    assert not any(k in lines[0] for k in (ADMIN_KEY, HASHED_KEY, BOUND_KEY))
+    # a valid file returns: keys and readiness with it
+    keys_file.write_text(f"{ADMIN_KEY}\n# restored\n")
+    assert post_job(client).status_code == 201
+    assert post_job(client, **{"x-api-key": HASHED_KEY}).status_code == 401  # not in the new file
+    assert client.get("/readyz").status_code == 200
+
+
+def test_keys_file_missing_at_start_is_not_ready(tmp_path, caplog):
+    path = tmp_path / "not-yet"
+    app = create_app(Settings(api_keys_file=path, api_keys_reload_seconds=0, store="memory"), MemoryStore())
+    with TestClient(app) as c:
+        assert c.get("/readyz").status_code == 503
+        assert post_job(c, **{"x-api-key": "k"}).status_code == 401
+        path.write_text("k\n")
+        assert c.get("/readyz").status_code == 200 and post_job(c, **{"x-api-key": "k"}).status_code == 201
+
+
+def test_no_keys_file_configured_stays_ready(client):
+    # Unset on purpose (the chart without apiKeys.secretName): every key refused, but nothing to wait for.
+    app = create_app(Settings(store="memory"), MemoryStore())
+    with TestClient(app) as c:
+        assert c.get("/readyz").status_code == 200
 
 
 def test_no_keys_file_refuses_everyone():
-    app = create_app(Settings(store="memory"), MemoryStore(), purge=False)
+    app = create_app(Settings(store="memory"), MemoryStore())
     with TestClient(app) as c:
         assert post_job(c, **{"x-api-key": "anything"}).status_code == 401
 

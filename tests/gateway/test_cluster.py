@@ -17,14 +17,7 @@ from tests.gateway.gateway_helpers import ADMIN_KEY, minimal_body, post_job, see
 from roboaug.api.gateway import create_app, service
 from roboaug.api.gateway.auth import KeyRing
 from roboaug.api.gateway.settings import Settings
-from roboaug.api.gateway.store import (
-    LABEL_IDEMPOTENCY,
-    IdempotencyRecord,
-    Invalid,
-    KubernetesStore,
-    Unavailable,
-    idempotency_object_name,
-)
+from roboaug.api.gateway.store import Invalid, KubernetesStore, Unavailable
 from roboaug.api.models import GROUP, LABEL_JOB_ID, LABEL_PROJECT_ID, PLURAL, VERSION, AugmentationJobCreateRequest, cr_name
 
 pytestmark = pytest.mark.timeout(300)
@@ -40,7 +33,7 @@ def kstore(cluster, namespace, crd):
 
 def make_client(kstore, keys_file) -> TestClient:
     settings = Settings(namespace=kstore.namespace, api_keys_file=keys_file, hub_token_secret_name="hf-token")
-    app = create_app(settings, kstore, KeyRing(keys_file, 0), purge=False)
+    app = create_app(settings, kstore, KeyRing(keys_file, 0))
     client = TestClient(app, raise_server_exceptions=False)
     client.headers["x-api-key"] = ADMIN_KEY
     return client
@@ -136,40 +129,36 @@ def test_store_translates_an_apiserver_refusal_to_invalid(kstore):
     assert "blur_motion_kernel_min" in str(info.value)
 
 
-def test_idempotency_records_live_in_the_cluster(kstore, keys_file, k8s, namespace):
+def test_idempotency_lives_on_the_cr_itself(kstore, keys_file, k8s, namespace):
     with make_client(kstore, keys_file) as c1:
         first = post_job(c1, minimal_body(), **{"Idempotency-Key": "cluster-key"})
     assert first.status_code == 201
-    cms = k8s.core.list_namespaced_config_map(namespace, label_selector=f"{LABEL_IDEMPOTENCY}=true").items
-    assert len(cms) == 1 and cms[0].data["job_id"] == first.json()["job_id"]
-    assert "cluster-key" not in json.dumps(cms[0].data)  # only a digest of the key is kept
-    expires = datetime.fromisoformat(cms[0].data["expires_at"].replace("Z", "+00:00"))
+    job_id = first.json()["job_id"]
+    ann = get_cr(k8s, namespace, cr_name(job_id))["metadata"]["annotations"]
+    assert ann[service.ANNOTATION_IDEMPOTENCY_KEY] == service.idempotency_record_id(
+        uuid.UUID(minimal_body()["project_id"]), "cluster-key")
+    assert ann[service.ANNOTATION_REQUEST_DIGEST] == service.fingerprint(
+        AugmentationJobCreateRequest.model_validate(minimal_body()))
+    assert "cluster-key" not in json.dumps(ann)  # only a digest of the key is kept
+    expires = datetime.fromisoformat(ann[service.ANNOTATION_IDEMPOTENCY_EXPIRES].replace("Z", "+00:00"))
     assert expires - datetime.now(timezone.utc) > timedelta(hours=23, minutes=59)
     # a new gateway (new process state, new API client) on the same cluster replays it
     fresh = KubernetesStore(namespace, kstore.api_client, timeout=20)
     with make_client(fresh, keys_file) as c2:
         again = post_job(c2, minimal_body(), **{"Idempotency-Key": "cluster-key"})
         other = post_job(c2, minimal_body(augment_copies=7), **{"Idempotency-Key": "cluster-key"})
-    assert again.status_code == 201 and again.json()["job_id"] == first.json()["job_id"]
+    assert again.status_code == 201 and again.json()["job_id"] == job_id
     assert again.headers["Idempotent-Replayed"] == "true"
     assert other.status_code == 422
     assert len(k8s.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]) == 1
-
-
-def test_idempotency_record_create_is_atomic_and_purgeable(kstore):
-    now = datetime.now(timezone.utc)
-    rid = "ab" * 32
-    rec = IdempotencyRecord(rid, "f" * 64, uuid.uuid4(), now - timedelta(days=2), now - timedelta(days=1))
-    kstore.create_idempotency(rec)
-    from roboaug.api.gateway.store import AlreadyExists
-
-    with pytest.raises(AlreadyExists):
-        kstore.create_idempotency(rec)
-    got = kstore.get_idempotency(rid)
-    assert got.job_id == rec.job_id and got.fingerprint == rec.fingerprint and got.resource_version
-    assert kstore.purge_idempotency(now) == 1
-    assert kstore.get_idempotency(rid) is None
-    assert idempotency_object_name(rid).startswith("roboaug-idem-")
+    # nothing but the CR: no ConfigMap (the gateway may not touch any)
+    assert [cm.metadata.name for cm in k8s.core.list_namespaced_config_map(namespace).items
+            if cm.metadata.name != "kube-root-ca.crt"] == []
+    # the key lives as long as its CR: deleted (project TTL, kubectl), the key makes a new job
+    k8s.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, cr_name(job_id))
+    with make_client(fresh, keys_file) as c3:
+        after = post_job(c3, minimal_body(augment_copies=7), **{"Idempotency-Key": "cluster-key"})
+    assert after.status_code == 201 and after.headers["Idempotent-Replayed"] == "false"
 
 
 def test_list_pages_and_filters_on_the_real_apiserver(kclient, k8s, namespace):

@@ -39,8 +39,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 _KEYS = Path(tempfile.mkdtemp(prefix="roboaug-fuzz-")) / "keys"
 _KEYS.write_text(ADMIN_KEY + "\n")
 STORE = MemoryStore(namespace="fuzz")
-APP = create_app(Settings(store="memory", api_keys_file=_KEYS, namespace="fuzz"), STORE,
-                 KeyRing(_KEYS, 60), purge=False)
+APP = create_app(Settings(store="memory", api_keys_file=_KEYS, namespace="fuzz", docs_enabled=True), STORE,
+                 KeyRing(_KEYS, 60))
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],

@@ -1,17 +1,17 @@
-"""/healthz, /readyz, /metrics, the OpenAPI document, and the gateway served by uvicorn on a real port."""
+"""/healthz, /readyz, metrics, the OpenAPI document, Allow on 405/OPTIONS, and the gateway served
+by uvicorn on real ports (the API's, and the metrics' own)."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.gateway.gateway_helpers import ADMIN_KEY, minimal_body, post_job, seed_body_text
+from roboaug.api.gateway import create_app
+from roboaug.api.gateway.auth import KeyRing
+
+DOCS = ["/docs", "/redoc", "/openapi.json"]
 
 
 def test_healthz(client):
@@ -44,7 +44,7 @@ def test_metrics_count_by_route_template_and_status(client):
     client.get(f"/v1/augmentation/{job_id}")
     client.get("/v1/augmentation/00000000-0000-4000-8000-000000000000")
     client.get("/nowhere")
-    text = client.get("/metrics").text
+    text = client.app.state.metrics.render().decode()
     route = "/v1/augmentation/{job_id}"
     assert _sample(text, "roboaug_gateway_requests_total", method="GET", route=route, status="200") == 2
     assert _sample(text, "roboaug_gateway_requests_total", method="GET", route=route, status="404") == 1
@@ -55,7 +55,28 @@ def test_metrics_count_by_route_template_and_status(client):
     assert job_id not in text  # raw paths never become labels
 
 
-def test_openapi_declares_the_api_key_and_errors(client):
+@pytest.fixture
+def docs_client(settings, store):
+    app = create_app(settings.model_copy(update={"docs_enabled": True}), store, KeyRing(settings.api_keys_file, 0))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.mark.parametrize("path", DOCS + ["/metrics"])
+def test_api_port_serves_no_docs_and_no_metrics_by_default(client, path):
+    # Off unless ROBOAUG_GATEWAY_DOCS_ENABLED; metrics never (their own port, below).
+    assert client.get(path).status_code == 404
+    assert client.get(path, headers={"x-api-key": ""}).status_code == 404
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_docs_on_with_the_setting_and_need_no_key(docs_client, path):
+    assert docs_client.get(path, headers={"x-api-key": ""}).status_code == 200
+    assert docs_client.get("/metrics").status_code == 404
+
+
+def test_openapi_declares_the_api_key_and_errors(docs_client):
+    client = docs_client
     doc = client.get("/openapi.json").json()
     assert doc["components"]["securitySchemes"]["ApiKeyAuth"] == {
         "type": "apiKey", "in": "header", "name": "x-api-key",
@@ -75,42 +96,29 @@ def test_openapi_declares_the_api_key_and_errors(client):
     assert client.get("/docs").status_code == 200
 
 
-# -- uvicorn on a real port -------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# -- Allow on 405 and OPTIONS --------------------------------------------------------------------
+@pytest.mark.parametrize("path, allowed", [
+    ("/v1/augmentation", "GET, OPTIONS, POST"),
+    ("/v1/augmentation/00000000-0000-4000-8000-000000000000", "GET, OPTIONS"),
+    ("/v1/augmentation/00000000-0000-4000-8000-000000000000/cancel", "OPTIONS, POST"),
+    ("/healthz", "GET, OPTIONS"),
+])
+def test_405_and_options_list_every_method_served_at_the_path(client, path, allowed):
+    r = client.request("DELETE", path)
+    assert r.status_code == 405 and r.headers["allow"] == allowed
+    assert r.json() == {"detail": "Method Not Allowed"}
+    # OPTIONS needs no key (preflights carry none) and reveals only the methods
+    r = client.options(path, headers={"x-api-key": ""})
+    assert r.status_code == 204 and r.headers["allow"] == allowed and r.content == b""
 
 
-@pytest.fixture
-def served(keys_file, tmp_path):
-    port = _free_port()
-    env = dict(os.environ, ROBOAUG_GATEWAY_STORE="memory", ROBOAUG_GATEWAY_API_KEYS_FILE=str(keys_file),
-               ROBOAUG_GATEWAY_NAMESPACE="served", ROBOAUG_GATEWAY_LOG_LEVEL="warning")
-    log = open(tmp_path / "gateway.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "roboaug.api.gateway", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("gateway did not start:\n" + (tmp_path / "gateway.log").read_text())
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+def test_options_on_an_unknown_path_is_404(client):
+    assert client.options("/nowhere").status_code == 404
 
 
+# -- uvicorn on real ports ----------------------------------------------------------------------
 def test_served_by_uvicorn_on_a_real_port(served):
-    with httpx.Client(base_url=served, headers={"x-api-key": ADMIN_KEY}, timeout=10) as c:
+    with httpx.Client(base_url=served.base, headers={"x-api-key": ADMIN_KEY}, timeout=10) as c:
         r = c.post("/v1/augmentation", content=seed_body_text(), headers={"Content-Type": "application/json"})
         assert r.status_code == 201, r.text
         job_id = r.json()["job_id"]
@@ -120,4 +128,13 @@ def test_served_by_uvicorn_on_a_real_port(served):
         assert c.post("/v1/augmentation", json=minimal_body(augmentation_type="generative")).status_code == 400
         assert c.get(f"/v1/augmentation/{job_id}", headers={"x-api-key": "wrong"}).status_code == 401
         assert c.get("/readyz").status_code == 200
-        assert "roboaug_gateway_requests_total" in c.get("/metrics").text
+        for path in DOCS + ["/metrics"]:
+            assert c.get(path).status_code == 404, path
+    # metrics on their own port, with what the API port answered
+    text = httpx.get(served.metrics + "/metrics", timeout=10).text
+    assert _sample(text, "roboaug_gateway_requests_total", method="POST", route="/v1/augmentation", status="201") == 1
+    assert _sample(text, "roboaug_gateway_jobs_created_total") == 1
+    # the metrics listener is not the API: a POST there creates nothing
+    httpx.post(served.metrics + "/v1/augmentation", json=minimal_body(), headers={"x-api-key": ADMIN_KEY}, timeout=10)
+    listed = httpx.get(served.base + "/v1/augmentation", headers={"x-api-key": ADMIN_KEY}, timeout=10).json()
+    assert [i["job_id"] for i in listed["items"]] == [job_id]

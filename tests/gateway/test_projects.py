@@ -133,7 +133,7 @@ def gateway(settings, store, **unbound):
 
     s = settings.model_copy(update=unbound)
     s.unbound()
-    client = TestClient(create_app(s, store, KeyRing(s.api_keys_file, 0), purge=False), raise_server_exceptions=False)
+    client = TestClient(create_app(s, store, KeyRing(s.api_keys_file, 0)), raise_server_exceptions=False)
     client.headers["x-api-key"] = BOUND_KEY
     return client
 

@@ -31,3 +31,26 @@ def test_rejects_values_that_break_the_contract(monkeypatch, name, value):
     with pytest.raises(ValidationError) as info:
         Settings()
     assert name.lower() in str(info.value)
+
+
+def test_surface_and_body_defaults(monkeypatch):
+    s = Settings()
+    assert (s.max_body_bytes, s.metrics_port, s.docs_enabled) == (64 * 1024, 9090, False)
+    monkeypatch.setenv("ROBOAUG_GATEWAY_DOCS_ENABLED", "true")
+    monkeypatch.setenv("ROBOAUG_GATEWAY_MAX_BODY_BYTES", "1048576")
+    monkeypatch.setenv("ROBOAUG_GATEWAY_METRICS_PORT", "9100")
+    s = Settings()
+    assert (s.max_body_bytes, s.metrics_port, s.docs_enabled) == (1048576, 9100, True)
+
+
+@pytest.mark.parametrize("env, field", [
+    ({"MAX_BODY_BYTES": "100"}, "max_body_bytes"),  # smaller than any real request
+    ({"MAX_BODY_BYTES": str(64 * 1024 * 1024)}, "max_body_bytes"),
+    ({"PORT": "9000", "METRICS_PORT": "9000"}, "metrics_port"),  # metrics never on the API port
+])
+def test_rejects_bad_surface_settings(monkeypatch, env, field):
+    for name, value in env.items():
+        monkeypatch.setenv(f"ROBOAUG_GATEWAY_{name}", value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert field in str(info.value)

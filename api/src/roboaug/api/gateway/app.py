@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from datetime import datetime, timezone
 from typing import Optional
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from roboaug.api.models import ErrorResponse
 
 from . import errors
 from .auth import KeyRing
+from .guard import RequestGuard
 from .metrics import Metrics, MetricsMiddleware
 from .routes import build_router
 from .settings import Settings
@@ -23,7 +20,7 @@ from .store import JobStore, KubernetesStore, MemoryStore, StoreError
 
 log = logging.getLogger(__name__)
 
-PURGE_INTERVAL_SECONDS = 600
+DOCS_PATHS = {"docs_url": "/docs", "redoc_url": "/redoc", "openapi_url": "/openapi.json"}
 
 
 def make_store(settings: Settings) -> JobStore:
@@ -33,35 +30,15 @@ def make_store(settings: Settings) -> JobStore:
     return KubernetesStore.from_settings(settings)
 
 
-async def _purge_loop(store: JobStore) -> None:
-    # Expired idempotency records are already ignored on read; this only keeps the namespace tidy.
-    while True:
-        try:
-            removed = await run_in_threadpool(store.purge_idempotency, datetime.now(timezone.utc))
-            if removed:
-                log.info("removed %d expired idempotency record(s)", removed)
-        except StoreError as e:
-            log.warning("idempotency purge failed: %s", e)
-        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
-
-
 def create_app(settings: Optional[Settings] = None, store: Optional[JobStore] = None,
-               keyring: Optional[KeyRing] = None, *, purge: bool = True) -> FastAPI:
+               keyring: Optional[KeyRing] = None) -> FastAPI:
+    """The API app. Metrics are not among its routes: `python -m roboaug.api.gateway` serves
+    `app.state.metrics` on the metrics port. /docs, /redoc and /openapi.json only with
+    `settings.docs_enabled` (`app.openapi()` builds the document either way)."""
     settings = settings or Settings()
     store = store if store is not None else make_store(settings)
     keyring = keyring or KeyRing(settings.api_keys_file, settings.api_keys_reload_seconds)
     metrics = Metrics()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        task = asyncio.create_task(_purge_loop(store)) if purge else None
-        try:
-            yield
-        finally:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
 
     app = FastAPI(
         title="roboaug gateway",
@@ -70,14 +47,16 @@ def create_app(settings: Optional[Settings] = None, store: Optional[JobStore] = 
         description=(
             "Creates and reads AugmentationJob resources. Every /v1 route needs an `x-api-key` header. "
             "Errors are `{\"detail\": str}`; validation errors (422) list `{loc, msg, type}` items whose "
-            "`msg` names the field and the rule."
+            "`msg` names the field and the rule. Request bodies larger than the gateway's limit "
+            f"(default {Settings.model_fields['max_body_bytes'].default} bytes) get 413."
         ),
-        lifespan=lifespan,
+        **(DOCS_PATHS if settings.docs_enabled else dict.fromkeys(DOCS_PATHS)),
     )
     app.state.settings, app.state.store, app.state.keyring, app.state.metrics = settings, store, keyring, metrics
-    errors.install(app)
     default_limit, max_limit = settings.limits()
-    app.include_router(build_router(max_limit=max_limit, default_limit=default_limit))
+    v1 = build_router(max_limit=max_limit, default_limit=default_limit)
+    app.include_router(v1)
+    errors.install(app, routers=[v1])
 
     @app.get("/healthz", tags=["ops"], summary="Liveness", response_model=dict[str, str])
     def healthz() -> dict[str, str]:
@@ -85,9 +64,16 @@ def create_app(settings: Optional[Settings] = None, store: Optional[JobStore] = 
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"], summary="Readiness", response_model=dict[str, str],
-             responses={503: {"model": ErrorResponse, "description": "The Kubernetes API is unreachable"}})
+             responses={503: {"model": ErrorResponse,
+                              "description": "The Kubernetes API is unreachable, or the API keys file is "
+                                             "missing or unparsable (no key is valid)"}})
     def readyz():
-        """Ready when the apiserver answers a list of AugmentationJobs in our namespace (CRD and RBAC in place)."""
+        """Ready when the API keys file (if configured) is usable and the apiserver answers a list
+        of AugmentationJobs in our namespace (CRD and RBAC in place)."""
+        if keyring.problem is not None:
+            # KeyRing logged the cause once when it changed; not again on every probe.
+            return JSONResponse({"detail": "the API keys file is missing or unusable; no key is valid"},
+                                status_code=503)
         try:
             store.ready()
         except StoreError as e:
@@ -95,6 +81,7 @@ def create_app(settings: Optional[Settings] = None, store: Optional[JobStore] = 
             return JSONResponse({"detail": "the Kubernetes API is unavailable"}, status_code=503)
         return {"status": "ready"}
 
-    app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
+    # Outermost first: metrics see every answer, the guard's 401/413 included.
+    app.add_middleware(RequestGuard, keyring=keyring, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

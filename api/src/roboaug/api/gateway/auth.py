@@ -29,7 +29,11 @@ API keys are random high-entropy tokens, so a single SHA-256 suffices (slow pass
 low-entropy secrets). Every check hashes the presented key and compares it with *every* stored
 digest via `hmac.compare_digest`, so timing reveals neither which key matched nor how far.
 The file is re-read when its mtime, size or inode changes (a Secret update swaps a symlink), so
-keys rotate without a restart; a file that fails to parse on reload leaves the previous keys in force.
+keys rotate without a restart. It fails closed: a file that vanishes or stops parsing leaves *no*
+key valid (a key removed on purpose must not live on because the new file has a typo) and makes
+the gateway unready (`KeyRing.problem`), with one error line per change naming the file and the
+entry, never a key, until a valid file returns. A file that does not parse at startup stops the
+gateway there.
 """
 
 from __future__ import annotations
@@ -166,6 +170,7 @@ class KeyRing:
         self.reload_seconds = reload_seconds
         self._entries: list[_Entry] = []
         self._stamp: Optional[tuple] = None
+        self._problem: Optional[str] = None
         self._checked = 0.0
         self._lock = threading.Lock()
         if self.path is None:
@@ -180,27 +185,36 @@ class KeyRing:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
+    def _fail_closed(self, problem: str) -> None:
+        # Logged once per change of the file (the stamp gates re-reads), not once per request.
+        self._entries, self._problem = [], problem
+        log.error("API keys file %s %s: every API key is refused and the gateway is not ready until "
+                  "a valid file returns", self.path, problem)
+
     def _reload(self, initial: bool = False) -> None:
         stamp = self._file_stamp()
         if stamp == self._stamp and not initial:
             return
+        self._stamp = stamp  # a broken file is not re-parsed until it changes
         if stamp is None:
-            if initial:
-                log.warning("API keys file %s does not exist: every /v1 request is refused until it does", self.path)
-            else:
-                log.error("API keys file %s vanished: keeping the %d keys loaded before", self.path, len(self._entries))
-            self._stamp = None
+            self._fail_closed("does not exist" if initial else "vanished")
             return
         try:
             entries = parse_keys(Path(self.path).read_text(encoding="utf-8"))
         except (KeysFileError, OSError, UnicodeDecodeError) as e:
             if initial:
                 raise KeysFileError(f"{self.path}: {e}") from None
-            log.error("API keys file %s unusable (%s): keeping the previous keys", self.path, e)
-            self._stamp = stamp  # do not re-parse the same broken content every request
+            reason = str(e) if isinstance(e, KeysFileError) else type(e).__name__
+            self._fail_closed(f"is unusable ({reason})")
             return
-        self._entries, self._stamp = entries, stamp
+        self._entries, self._problem = entries, None
         log.info("loaded %d API key(s) from %s", len(entries), self.path)
+
+    @property
+    def problem(self) -> Optional[str]:
+        """Why no key is valid although a keys file is configured (missing, unparsable); None when fine."""
+        self._maybe_reload()
+        return self._problem
 
     def _maybe_reload(self) -> None:
         if self.path is None:

@@ -11,9 +11,10 @@ from .auth import KeyRing, Principal
 from .settings import Settings
 from .store import JobStore
 
+API_KEY_HEADER = "x-api-key"
 # auto_error=False: we answer 401 ourselves with the documented `{"detail": ...}` body.
 api_key_header = APIKeyHeader(
-    name="x-api-key", auto_error=False, scheme_name="ApiKeyAuth",
+    name=API_KEY_HEADER, auto_error=False, scheme_name="ApiKeyAuth",
     description="API key issued by the operator of this gateway.",
 )
 
@@ -30,14 +31,23 @@ def get_keyring(request: Request) -> KeyRing:
     return request.app.state.keyring
 
 
+def unauthorized_detail(api_key: Optional[str]) -> str:
+    """The 401 text: one definition for the guard (before the body) and this dependency."""
+    return "missing x-api-key header" if not api_key else "invalid API key"
+
+
 def require_principal(
+    request: Request,
     keyring: Annotated[KeyRing, Depends(get_keyring)],
     api_key: Annotated[Optional[str], Security(api_key_header)] = None,
 ) -> Principal:
-    principal = keyring.authenticate(api_key)
+    # The request guard (guard.py) has already checked the key before the body was read; the
+    # check here serves an app without it and declares the scheme in the OpenAPI document.
+    principal = request.scope.get("state", {}).get("principal")
     if principal is None:
-        detail = "missing x-api-key header" if not api_key else "invalid API key"
-        raise HTTPException(status_code=401, detail=detail)
+        principal = keyring.authenticate(api_key)
+    if principal is None:
+        raise HTTPException(status_code=401, detail=unauthorized_detail(api_key))
     return principal
 
 

@@ -1,4 +1,5 @@
-"""Error bodies: `{"detail": str}` for every error, FastAPI's list form for 422.
+"""Error bodies: `{"detail": str}` for every error, FastAPI's list form for 422; 405 and
+OPTIONS name in `Allow` every method served at the path.
 
 422 items keep FastAPI's shape (`loc`, `msg`, `type`) but drop `input` and `ctx`, which can echo
 a whole request body back, and every `msg` starts with the field it is about, so a client that
@@ -8,10 +9,14 @@ only prints messages still learns which field broke which rule.
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .service import GatewayError, IdempotencyKeyReused, PolicyRefused, StoredStatusUnreadable
 from .store import Expired, Invalid, Unavailable
@@ -44,7 +49,34 @@ def unprocessable(items: list[dict]) -> JSONResponse:
     return JSONResponse({"detail": items}, status_code=422)
 
 
-def install(app: FastAPI) -> None:
+def allowed_methods(routes, scope) -> list[str]:
+    """Every method one of `routes` serves at the scope's path (OPTIONS too), sorted.
+
+    Starlette answers 405 from the first route whose path matches, so `/v1/augmentation`
+    (a POST route and a GET route) would say `Allow: POST` only; this asks every route.
+    """
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
+def install(app: FastAPI, routers: Sequence[APIRouter] = ()) -> None:
+    """Error handlers; `routers` are the included routers whose routes 405/OPTIONS answers
+    consider besides the app's own (FastAPI may keep an included router's routes to itself)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        routes = [*app.router.routes, *(r for router in routers for r in router.routes)]
+        allow = {"Allow": ", ".join(allowed_methods(routes, request.scope))}
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=allow)
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=allow)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         return unprocessable([validation_item(e) for e in exc.errors()])

@@ -1,6 +1,7 @@
 """Prometheus metrics: requests by route template and status, and a latency histogram.
 
-Each app gets its own registry, so several apps in one process (tests) never clash; labels use the
+Served on their own port (`Metrics.serve`, started by `python -m roboaug.api.gateway`), never on
+the API port: the Service the Ingress routes to does not carry them. Each app gets its own registry, so several apps in one process (tests) never clash; labels use the
 route *template* (`/v1/augmentation/{job_id}`), never the raw path, to keep cardinality bounded.
 """
 
@@ -8,9 +9,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 
 
 class Metrics:
@@ -30,8 +29,14 @@ class Metrics:
             registry=self.registry,
         )
 
-    def endpoint(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)
+
+    def serve(self, host: str, port: int):
+        """Serve this registry at `http://host:port/metrics` from a daemon thread; returns the server."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return server
 
 
 class MetricsMiddleware:

@@ -50,6 +50,7 @@ def build_router(max_limit: int, default_limit: int) -> APIRouter:
                                        "forbids the source or output repo or path (the detail names field and policy), or the "
                                        "project_id names no AugmentationProject and such jobs are refused"},
             409: {**_E, "description": "Concurrent requests with the same Idempotency-Key; retry"},
+            413: {**_E, "description": "Request body larger than the gateway's limit (default 64 KiB)"},
             **AUTH_ERRORS,
         },
     )
@@ -62,8 +63,8 @@ def build_router(max_limit: int, default_limit: int) -> APIRouter:
         settings: SettingsDep,
         idempotency_key: Annotated[Optional[str], Header(
             alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY,
-            description="Retry-safe submission: the same key and body within 24 h return the same job; "
-                        "the same key with a different body is refused (422).",
+            description="Retry-safe submission: the same key and body within 24 h (while the job "
+                        "exists) return the same job; the same key with a different body is refused (422).",
         )] = None,
     ) -> AugmentationJobCreateResponse:
         """Start a dataset augmentation job.

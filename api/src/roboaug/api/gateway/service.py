@@ -33,7 +33,8 @@ from roboaug.api import policy
 from roboaug.api.models.project import ANNOTATION_SPEC_SOURCES, AugmentationProjectSpec, SpecSource
 from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, JobsWithoutProject, UnboundAction
 
-from .store import AlreadyExists, IdempotencyRecord, Invalid, JobStore, Page, Selector
+from .settings import MIN_IDEMPOTENCY_TTL
+from .store import AlreadyExists, JobStore, Page, Selector
 
 GENERATIVE_DISABLED = GENERATIVE_DISABLED_MESSAGE  # shared with the operator: one text, either door
 CLUSTER_ONLY_FIELDS = frozenset(AugmentationJobSpec.model_fields) - frozenset(AugmentationJobCreateRequest.model_fields)
@@ -131,6 +132,63 @@ def idempotency_record_id(project_id: uuid.UUID, key: str) -> str:
     return hashlib.sha256(f"{str(project_id).lower()}\n{key}".encode()).hexdigest()
 
 
+# An Idempotency-Key needs no record of its own: the job's CR is the record. Its name comes from
+# (project, key) and the day-long window the first request fell in, and its annotations hold the
+# key's digest (never the key), the body's digest and when the key expires. The apiserver's atomic
+# create by name makes concurrent retries meet on one CR; the key is forgotten when the TTL has
+# passed or when the CR itself goes (project TTL, kubectl delete).
+ANNOTATION_IDEMPOTENCY_KEY = f"{GROUP}/idempotency-key-sha256"
+ANNOTATION_REQUEST_DIGEST = f"{GROUP}/request-sha256"
+ANNOTATION_IDEMPOTENCY_EXPIRES = f"{GROUP}/idempotency-expires-at"
+IDEMPOTENCY_WINDOW_SECONDS = MIN_IDEMPOTENCY_TTL
+"""Fixed, whatever the TTL (which is at least this long): a changed TTL setting never moves a
+job to another name. A job made in window w expires at or after the end of w, so the current
+window's name is free whenever every job found under the key has expired."""
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("6b1c8a52-3f0e-4c55-9a8e-2f1d7e0b5c31")
+
+
+def idempotent_job_id(record_id: str, window: int) -> uuid.UUID:
+    """The job id (hence the CR name) a key's request gets in `window` (a name-based UUID)."""
+    return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{record_id}/{window}")
+
+
+def idempotency_windows(now: datetime, ttl_seconds: int) -> list[int]:
+    """The windows, newest first, in which a job still inside its TTL can have been made."""
+    if ttl_seconds < IDEMPOTENCY_WINDOW_SECONDS:
+        raise ValueError(f"ttl_seconds must be at least {IDEMPOTENCY_WINDOW_SECONDS}")
+    current = int(now.timestamp()) // IDEMPOTENCY_WINDOW_SECONDS
+    back = -(-ttl_seconds // IDEMPOTENCY_WINDOW_SECONDS)
+    return [current - i for i in range(back + 1)]
+
+
+@dataclass(frozen=True)
+class KeyedJob:
+    """What a CR made with an Idempotency-Key says about it (from its annotations)."""
+
+    job_id: uuid.UUID
+    request_digest: str
+    expires_at: datetime
+
+
+def keyed_job(obj: dict, record_id: str) -> KeyedJob:
+    """The key's record in `obj`; 409 when the CR under the key's name was not made with this key."""
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    try:
+        if annotations[ANNOTATION_IDEMPOTENCY_KEY] != record_id:
+            raise KeyError(ANNOTATION_IDEMPOTENCY_KEY)
+        return KeyedJob(job_id_of(obj), annotations[ANNOTATION_REQUEST_DIGEST],
+                        datetime.fromisoformat(annotations[ANNOTATION_IDEMPOTENCY_EXPIRES].replace("Z", "+00:00")))
+    except (KeyError, ValueError):
+        raise GatewayError(409, f"Idempotency-Key: the job name {meta.get('name')!r} it maps to is taken by "
+                                "a job not created with this key; use another key") from None
+
+
+def keyed_annotations(record_id: str, body_print: str, expires_at: datetime) -> dict[str, str]:
+    return {ANNOTATION_IDEMPOTENCY_KEY: record_id, ANNOTATION_REQUEST_DIGEST: body_print,
+            ANNOTATION_IDEMPOTENCY_EXPIRES: expires_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
 def build_cr(request: AugmentationJobCreateRequest, job_id: uuid.UUID,
              hub_token_secret: Optional[SecretKeyRef] = None,
              sources: Optional[dict[str, SpecSource]] = None,
@@ -173,13 +231,14 @@ def create_job(store: JobStore, request: AugmentationJobCreateRequest, *,
                hub_token_secret: Optional[SecretKeyRef] = None,
                project: Optional[AugmentationProjectSpec] = None,
                default_project: Optional[str] = None,
-               ttl_seconds: int = 24 * 3600,
+               ttl_seconds: int = MIN_IDEMPOTENCY_TTL,
                now: Optional[datetime] = None) -> Created:
-    """Create the CR; with an idempotency key, at most one CR per (project, key, body).
+    """Create the CR; with an idempotency key, at most one CR per (project, key) within the TTL.
 
-    The record is created (atomically) before the CR, so two concurrent retries cannot both
-    create a job; if the CR is then refused the record is removed again, leaving nothing behind.
-    A record whose CR is missing (a crash between the two writes) is completed on the next retry.
+    The keyed CR is its own record (see ANNOTATION_IDEMPOTENCY_KEY): a retry finds it by name
+    and replays it when the body's digest matches (422 when it does not); two concurrent retries
+    both create the same name and the loser replays the winner's job. A CR the apiserver refuses
+    leaves nothing behind.
     """
     effective, sources = apply_project(request, project)
     if effective.augmentation_type == "generative":
@@ -188,52 +247,43 @@ def create_job(store: JobStore, request: AugmentationJobCreateRequest, *,
         hub_token_secret = project.hub_token_secret  # project-scoped credentials win
     message = create_message(effective)
 
-    def cr(job_id: uuid.UUID) -> dict:
-        return build_cr(effective, job_id, hub_token_secret, sources, default_project)
-
     if idempotency_key is None:
         job_id = uuid.uuid4()
-        store.create_job(cr(job_id))
+        store.create_job(build_cr(effective, job_id, hub_token_secret, sources, default_project))
         return Created(job_id, message)
 
     now = now or datetime.now(timezone.utc)
     record_id = idempotency_record_id(request.project_id, idempotency_key)
     body_print = fingerprint(request)
-    for _ in range(3):  # a lost race or an expired record sends us round again
-        record = store.get_idempotency(record_id)
-        if record is not None and record.expires_at <= now:
-            store.delete_idempotency(record)
-            continue
-        if record is not None:
-            if record.fingerprint != body_print:
-                raise IdempotencyKeyReused()
-            if store.get_job(record.job_id) is None:
-                _create_or_accept(store, cr(record.job_id))
-            return Created(record.job_id, message, replayed=True)
-        record = IdempotencyRecord(record_id, body_print, uuid.uuid4(), now, now + timedelta(seconds=ttl_seconds))
-        try:
-            store.create_idempotency(record)
-        except AlreadyExists:
-            continue
-        try:
-            # AlreadyExists is fine: a concurrent retry saw our record and created this very CR.
-            _create_or_accept(store, cr(record.job_id))
-        except Invalid:
-            # Refused for good: forget the key too. Any other failure (timeout, apiserver down)
-            # may have created the CR after all, so the record stays and a retry completes it.
-            stored = store.get_idempotency(record_id)
-            if stored is not None and stored.job_id == record.job_id:
-                store.delete_idempotency(stored)
-            raise
-        return Created(record.job_id, message)
-    raise GatewayError(409, "Idempotency-Key is being used by concurrent requests; retry")
 
+    def replay(obj: dict) -> Optional[Created]:
+        found = keyed_job(obj, record_id)
+        if found.expires_at <= now:
+            return None
+        if found.request_digest != body_print:
+            raise IdempotencyKeyReused()
+        return Created(found.job_id, message, replayed=True)
 
-def _create_or_accept(store: JobStore, body: dict) -> None:
+    windows = idempotency_windows(now, ttl_seconds)
+    for window in windows:
+        obj = store.get_job_named(cr_name(idempotent_job_id(record_id, window)))
+        created = replay(obj) if obj is not None else None
+        if created is not None:
+            return created
+    job_id = idempotent_job_id(record_id, windows[0])
+    body = build_cr(effective, job_id, hub_token_secret, sources, default_project)
+    body["metadata"].setdefault("annotations", {}).update(
+        keyed_annotations(record_id, body_print, now + timedelta(seconds=ttl_seconds)))
     try:
         store.create_job(body)
     except AlreadyExists:
-        pass  # the concurrent retry created it
+        # A concurrent request with this key created it first: its body decides.
+        obj = store.get_job_named(cr_name(job_id))
+        created = replay(obj) if obj is not None else None
+        if created is None:
+            raise GatewayError(409, "Idempotency-Key is being used by concurrent requests; retry") from None
+        return created
+    return Created(job_id, message)
 
 
 # -- read -----------------------------------------------------------------------------------------

@@ -2,19 +2,22 @@
 
 | variable | default | meaning |
 |---|---|---|
-| `ROBOAUG_GATEWAY_NAMESPACE` | the pod's namespace, else `default` | namespace of AugmentationJobs and idempotency records |
-| `ROBOAUG_GATEWAY_API_KEYS_FILE` | unset | mounted keys file (format: `roboaug.api.gateway.auth`); unset = every /v1 call is refused |
+| `ROBOAUG_GATEWAY_NAMESPACE` | the pod's namespace, else `default` | namespace of the AugmentationJobs (and projects) |
+| `ROBOAUG_GATEWAY_API_KEYS_FILE` | unset | mounted keys file (format: `roboaug.api.gateway.auth`); unset = every /v1 call is refused; set but missing or unparsable = every key refused and /readyz 503 |
 | `ROBOAUG_GATEWAY_API_KEYS_RELOAD_SECONDS` | `2` | how often the keys file's mtime/size is checked (key rotation without restart) |
 | `ROBOAUG_GATEWAY_STORE` | `kubernetes` | `kubernetes`, or `memory` (in-process, for local development only) |
 | `ROBOAUG_GATEWAY_KUBECONFIG` | unset | kubeconfig path; unset = in-cluster config when in a pod, else `~/.kube/config` |
 | `ROBOAUG_GATEWAY_KUBE_TIMEOUT_SECONDS` | `10` | per-request timeout towards the apiserver |
-| `ROBOAUG_GATEWAY_IDEMPOTENCY_TTL_SECONDS` | `86400` | how long an Idempotency-Key is remembered (at least 24 h) |
+| `ROBOAUG_GATEWAY_IDEMPOTENCY_TTL_SECONDS` | `86400` | how long an Idempotency-Key is remembered (at least 24 h; less if its job is deleted sooner) |
+| `ROBOAUG_GATEWAY_MAX_BODY_BYTES` | `65536` | largest request body; a larger one gets 413 before it is read (after the API key check) |
 | `ROBOAUG_GATEWAY_HUB_TOKEN_SECRET_NAME` | unset | Secret (in the namespace) holding the Hub token; copied into each CR's `spec.hub_token_secret` |
 | `ROBOAUG_GATEWAY_HUB_TOKEN_SECRET_KEY` | `token` | key within that Secret |
 | `ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT` | `allow` | a project_id with no AugmentationProject: `refuse` (403), `default` (run under the default project), `allow` (built-in defaults, no policy); the chart sets `refuse` unless told otherwise |
 | `ROBOAUG_GATEWAY_DEFAULT_PROJECT` | unset | with `default`: the UUID of the AugmentationProject (in the namespace) such jobs run under |
 | `ROBOAUG_GATEWAY_LIST_DEFAULT_LIMIT` / `..._LIST_MAX_LIMIT` | `20` / `100` | page size of GET /v1/augmentation |
 | `ROBOAUG_GATEWAY_HOST` / `ROBOAUG_GATEWAY_PORT` | `0.0.0.0` / `8080` | where uvicorn listens (CLI flags override) |
+| `ROBOAUG_GATEWAY_METRICS_PORT` | `9090` | Prometheus `/metrics`, on its own listener (same host), never on the API port |
+| `ROBOAUG_GATEWAY_DOCS_ENABLED` | `false` | serve `/docs`, `/redoc` and `/openapi.json` on the API port (no key needed) |
 | `ROBOAUG_GATEWAY_LOG_LEVEL` | `info` | uvicorn and gateway log level |
 
 Secrets are only ever named here (file paths, Secret names), never held as values.
@@ -33,6 +36,7 @@ from roboaug.api.models.unbound import JobsWithoutProject, UnboundAction
 
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 MIN_IDEMPOTENCY_TTL = 24 * 3600
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
 def _pod_namespace() -> str:
@@ -59,11 +63,20 @@ class Settings(BaseSettings):
     hub_token_secret_key: str = Field("token", pattern=r"^[-._a-zA-Z0-9]+$")
     jobs_without_project: UnboundAction = UnboundAction.allow
     default_project: Optional[uuid.UUID] = None
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=16 * 1024 * 1024)
     list_default_limit: int = Field(20, ge=1)
     list_max_limit: int = Field(100, ge=1, le=1000)
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
+    metrics_port: int = Field(9090, ge=0, le=65535)
+    docs_enabled: bool = False
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @model_validator(mode="after")
+    def _metrics_port_is_its_own(self) -> "Settings":
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError("metrics_port: must differ from port (metrics stay off the API port)")
+        return self
 
     @model_validator(mode="after")
     def _unbound_is_consistent(self) -> "Settings":

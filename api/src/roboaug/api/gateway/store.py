@@ -1,7 +1,8 @@
 """The gateway's Kubernetes access layer: a small interface and two implementations.
 
-`KubernetesStore` talks to a real apiserver (AugmentationJob CRs through CustomObjectsApi,
-idempotency records as labelled ConfigMaps). `MemoryStore` is an in-process stand-in with the same
+`KubernetesStore` talks to a real apiserver (AugmentationJob and AugmentationProject CRs through
+CustomObjectsApi; idempotency needs nothing else: the CR is its own record, see
+`service.create_job`). `MemoryStore` is an in-process stand-in with the same
 semantics (atomic create, snapshot-consistent paging, schema validation of specs) for unit tests
 and local development; it is not a cluster and keeps nothing across processes.
 
@@ -31,9 +32,6 @@ from roboaug.api.models import (
     cr_name,
 )
 from roboaug.api.models.project import PROJECT_PLURAL, AugmentationProjectSpec
-
-LABEL_IDEMPOTENCY = f"{GROUP}/idempotency"
-IDEMPOTENCY_PREFIX = "roboaug-idem-"
 
 Selector = dict[str, frozenset[str]]
 """Label -> allowed values (AND across labels); rendered as `k=v` or `k in (a,b)`."""
@@ -70,26 +68,6 @@ class Page:
     resource_version: Optional[str] = None
 
 
-@dataclass
-class IdempotencyRecord:
-    """What a POST with an Idempotency-Key left behind (never the key itself, only its digest)."""
-
-    record_id: str  # sha256 hex of (project_id, key)
-    fingerprint: str  # sha256 hex of the canonical request body
-    job_id: uuid.UUID
-    created_at: datetime
-    expires_at: datetime
-    resource_version: Optional[str] = None
-
-    @property
-    def object_name(self) -> str:
-        return idempotency_object_name(self.record_id)
-
-
-def idempotency_object_name(record_id: str) -> str:
-    return IDEMPOTENCY_PREFIX + record_id[:40]
-
-
 def render_selector(selector: Optional[Selector]) -> Optional[str]:
     if not selector:
         return None
@@ -107,14 +85,11 @@ class JobStore(Protocol):
 
     def create_job(self, body: dict) -> dict: ...
     def get_job(self, job_id: uuid.UUID) -> Optional[dict]: ...
+    def get_job_named(self, name: str) -> Optional[dict]: ...
     def list_jobs(self, selector: Optional[Selector], limit: int, continue_token: Optional[str] = None,
                   resource_version: Optional[str] = None) -> Page: ...
     def request_cancel(self, name: str) -> dict: ...
     def get_project(self, project_id: uuid.UUID) -> Optional[dict]: ...
-    def get_idempotency(self, record_id: str) -> Optional[IdempotencyRecord]: ...
-    def create_idempotency(self, record: IdempotencyRecord) -> None: ...
-    def delete_idempotency(self, record: IdempotencyRecord) -> None: ...
-    def purge_idempotency(self, now: datetime) -> int: ...
     def ready(self) -> None: ...
 
 
@@ -124,30 +99,6 @@ def _now() -> datetime:
 
 def _rfc3339(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _record_data(record: IdempotencyRecord) -> dict[str, str]:
-    return {
-        "fingerprint": record.fingerprint,
-        "job_id": str(record.job_id),
-        "created_at": _rfc3339(record.created_at),
-        "expires_at": _rfc3339(record.expires_at),
-    }
-
-
-def _record_from(record_id: str, data: dict, resource_version: Optional[str]) -> IdempotencyRecord:
-    return IdempotencyRecord(
-        record_id=record_id,
-        fingerprint=data["fingerprint"],
-        job_id=uuid.UUID(data["job_id"]),
-        created_at=_parse_ts(data["created_at"]),
-        expires_at=_parse_ts(data["expires_at"]),
-        resource_version=resource_version,
-    )
 
 
 # =============================================================================================
@@ -164,7 +115,6 @@ class MemoryStore:
 
     namespace: str = "default"
     jobs: dict[str, dict] = field(default_factory=dict)
-    records: dict[str, tuple[dict, str]] = field(default_factory=dict)
     projects: dict[str, dict] = field(default_factory=dict)
     unavailable: bool = False  # tests flip this to exercise 503 / readyz
     _rv: int = 0
@@ -206,6 +156,17 @@ class MemoryStore:
                 obj = next((o for o in self.jobs.values()
                             if (o["metadata"].get("labels") or {}).get(LABEL_JOB_ID) == wanted), None)
             return copy.deepcopy(obj) if obj else None
+
+    def get_job_named(self, name: str) -> Optional[dict]:
+        self._check()
+        with self._lock:
+            obj = self.jobs.get(name)
+            return copy.deepcopy(obj) if obj else None
+
+    def delete_job(self, name: str) -> None:
+        """What the operator does when a project's TTL has passed (or kubectl delete); used by tests."""
+        with self._lock:
+            del self.jobs[name]
 
     def list_jobs(self, selector, limit, continue_token=None, resource_version=None) -> Page:
         self._check()
@@ -259,34 +220,6 @@ class MemoryStore:
             obj["metadata"]["resourceVersion"] = self._next_rv()
             return copy.deepcopy(obj)
 
-    def get_idempotency(self, record_id: str) -> Optional[IdempotencyRecord]:
-        self._check()
-        with self._lock:
-            found = self.records.get(idempotency_object_name(record_id))
-            return _record_from(record_id, found[0], found[1]) if found else None
-
-    def create_idempotency(self, record: IdempotencyRecord) -> None:
-        self._check()
-        with self._lock:
-            if record.object_name in self.records:
-                raise AlreadyExists(record.object_name)
-            self.records[record.object_name] = (_record_data(record), self._next_rv())
-
-    def delete_idempotency(self, record: IdempotencyRecord) -> None:
-        self._check()
-        with self._lock:
-            found = self.records.get(record.object_name)
-            if found and (record.resource_version is None or found[1] == record.resource_version):
-                del self.records[record.object_name]
-
-    def purge_idempotency(self, now: datetime) -> int:
-        self._check()
-        with self._lock:
-            old = [n for n, (data, _) in self.records.items() if _parse_ts(data["expires_at"]) <= now]
-            for n in old:
-                del self.records[n]
-            return len(old)
-
     def ready(self) -> None:
         self._check()
 
@@ -300,10 +233,10 @@ def _matches(obj: dict, selector: Optional[Selector]) -> bool:
 # Real apiserver
 # =============================================================================================
 class KubernetesStore:
-    """AugmentationJobs via CustomObjectsApi; idempotency records as ConfigMaps.
+    """AugmentationJobs and AugmentationProjects via CustomObjectsApi.
 
     RBAC the gateway's ServiceAccount needs in its namespace: augmentationjobs get/list/create/patch,
-    augmentationprojects get/list, configmaps get/list/create/delete.
+    augmentationprojects get/list. Nothing else (no ConfigMaps, no Secrets).
     """
 
     def __init__(self, namespace: str, api_client, timeout: float = 10.0):
@@ -312,7 +245,6 @@ class KubernetesStore:
         self.namespace = namespace
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
         self.timeout = timeout
 
     @classmethod
@@ -355,11 +287,16 @@ class KubernetesStore:
     def create_job(self, body: dict) -> dict:
         return self._co("create_namespaced_custom_object", body=body)
 
-    def get_job(self, job_id: uuid.UUID) -> Optional[dict]:
+    def get_job_named(self, name: str) -> Optional[dict]:
         try:
-            return self._co("get_namespaced_custom_object", name=cr_name(job_id))
+            return self._co("get_namespaced_custom_object", name=name)
         except NotFound:
-            pass
+            return None
+
+    def get_job(self, job_id: uuid.UUID) -> Optional[dict]:
+        found = self.get_job_named(cr_name(job_id))
+        if found is not None:
+            return found
         # A CR applied with kubectl under another name is still found by its job-id label.
         page = self.list_jobs({LABEL_JOB_ID: frozenset({str(job_id).lower()})}, limit=1)
         return page.items[0] if page.items else None
@@ -385,62 +322,6 @@ class KubernetesStore:
                               namespace=self.namespace, plural=PROJECT_PLURAL, name=str(project_id).lower())
         except NotFound:
             return None
-
-    # -- idempotency records ---------------------------------------------------------------------
-    def get_idempotency(self, record_id: str) -> Optional[IdempotencyRecord]:
-        try:
-            cm = self._call(self.core.read_namespaced_config_map, idempotency_object_name(record_id),
-                            self.namespace)
-        except NotFound:
-            return None
-        return _record_from(record_id, cm.data or {}, cm.metadata.resource_version)
-
-    def create_idempotency(self, record: IdempotencyRecord) -> None:
-        from kubernetes.client import V1ConfigMap, V1ObjectMeta
-
-        body = V1ConfigMap(
-            metadata=V1ObjectMeta(
-                name=record.object_name,
-                labels={LABEL_IDEMPOTENCY: "true", LABEL_JOB_ID: str(record.job_id)},
-                annotations={f"{GROUP}/expires-at": _rfc3339(record.expires_at)},
-            ),
-            data=_record_data(record),
-        )
-        self._call(self.core.create_namespaced_config_map, self.namespace, body)
-
-    def delete_idempotency(self, record: IdempotencyRecord) -> None:
-        from kubernetes.client import V1DeleteOptions, V1Preconditions
-
-        options = V1DeleteOptions(
-            preconditions=V1Preconditions(resource_version=record.resource_version)
-            if record.resource_version else None
-        )
-        try:
-            self._call(self.core.delete_namespaced_config_map, record.object_name, self.namespace,
-                       body=options)
-        except (NotFound, AlreadyExists):  # gone already, or replaced by a newer record
-            pass
-
-    def purge_idempotency(self, now: datetime) -> int:
-        removed, token = 0, None
-        while True:
-            out = self._call(self.core.list_namespaced_config_map, self.namespace,
-                             label_selector=f"{LABEL_IDEMPOTENCY}=true", limit=200, _continue=token)
-            for cm in out.items:
-                try:
-                    expires = _parse_ts((cm.data or {})["expires_at"])
-                except (KeyError, ValueError):
-                    continue
-                if expires <= now:
-                    rid = cm.metadata.name[len(IDEMPOTENCY_PREFIX):]
-                    self.delete_idempotency(IdempotencyRecord(rid, "", uuid.UUID(int=0), now, expires,
-                                                              cm.metadata.resource_version))
-                    removed += 1
-            # The generated client names the field `var_continue` (newer) or `_continue` (older).
-            meta = out.metadata
-            token = (getattr(meta, "var_continue", None) or getattr(meta, "_continue", None)) if meta else None
-            if not token:
-                return removed
 
     def ready(self) -> None:
         self._co("list_namespaced_custom_object", limit=1)
