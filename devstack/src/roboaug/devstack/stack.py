@@ -205,6 +205,7 @@ class DevStack:
                "ROBOAUG_GATEWAY_KUBECONFIG": str(self.cluster.kubeconfig),
                "ROBOAUG_GATEWAY_HOST": "127.0.0.1",
                "ROBOAUG_GATEWAY_PORT": str(port),
+               "ROBOAUG_GATEWAY_METRICS_PORT": str(free_port()),  # not 9090: the operator's may be there
                "ROBOAUG_GATEWAY_HUB_TOKEN_SECRET_NAME": HUB_TOKEN_SECRET,
                "ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT": "allow"}  # as the operator (operator_config)
         self.gateway = Proc("gateway", [sys.executable, "-m", "roboaug.api.gateway"], self.log_dir, env=env)
