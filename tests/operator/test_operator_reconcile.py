@@ -200,7 +200,7 @@ def test_running_pod_sets_node_facts_then_progress_then_completion():
     assert (p.status["instance_type"], p.status["region"]) == ("c7i.4xlarge", "us-east-1")
     assert p.queue_wait == 5.0
     c = applied(c, p)
-    c["status"]["progress"] = {"phase": "augmenting", "episodes_done": 3, "episodes_total": 10,
+    c["status"]["progress"] = {"phase": "augmenting", "episodes_done": 3, "episodes_total": 10, "pod": pod().name,
                                "frames_done": 300, "frames_total": 1000, "updated_at": "2025-03-01T12:00:06Z"}
     p = run(c, now=6, job=job(), pods=[pod(phase="Running", node="cpu-0")], node_labels=CPU_NODE)
     c = applied(c, p)
@@ -209,14 +209,14 @@ def test_running_pod_sets_node_facts_then_progress_then_completion():
     # nothing new observed -> nothing to write (no churn on the CR)
     assert run(c, now=7, job=job(), pods=[pod(phase="Running", node="cpu-0")], node_labels=CPU_NODE).empty
     c["status"]["progress"] = dict(c["status"]["progress"], phase="uploading",
-                                   output_dataset_id="lerobot/pusht-aug-custom")
+                                   output_dataset_id="elsewhere/not-the-spec")  # a worker's word: ignored
     c = applied(c, run(c, now=8, job=job(), pods=[pod(phase="Running", node="cpu-0")], node_labels=CPU_NODE))
     p = run(c, now=9, job=job(complete=True, active=0), pods=[pod(phase="Succeeded", node="cpu-0")],
             node_labels=CPU_NODE)
     assert p.finished == "completed"
     c = applied(c, p)
     assert names(c) == ["queued", "scheduling", "downloading", "augmenting", "uploading", "completed"]
-    assert c["status"]["augmented_dataset_id"] == "lerobot/pusht-aug-custom"
+    assert c["status"]["augmented_dataset_id"] == "lerobot/pusht-augmented-7d0f5a52"  # the naming rule
     assert run(c, now=10, job=job(complete=True, active=0)).empty  # terminal: stays put
 
 

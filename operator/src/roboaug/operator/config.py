@@ -116,7 +116,10 @@ class OperatorConfig(_Strict):
         default_factory=lambda: {AugmentationType.deterministic: "cpu", AugmentationType.generative: "gpu"},
         description="augmentation_type -> pool name.",
     )
-    service_account: str = "roboaug-worker"
+    image_pull_secrets: list[str] = Field(
+        default_factory=list,
+        description="Secrets (names, in the job's namespace) the kubelet pulls worker images with. Each "
+                    "worker runs under its own ServiceAccount (access.py), so they go on the pod.")
     backoff_limit: int = Field(3, ge=0, le=20)
     pending_timeout_seconds: int = Field(600, ge=1)
     ttl_seconds_after_finished: Optional[int] = Field(86400, ge=0)

@@ -273,6 +273,18 @@ class Controller:
             plan = decide(obs, self.config)
             if not plan.create_job:
                 break
+            clash = None
+            try:  # the worker's identity exists before its pods; refused like the Job itself
+                for obj in plan.create_first:
+                    clash = clash or await self._call(self.kube.ensure_owned, ns, obj, pool=self.create_executor)
+            except ApiError as e:
+                if not 400 <= e.status < 500 or e.status in (409, 429):
+                    raise
+                clash = e.message
+            if clash:
+                obs.create_error = clash
+                obs.now = self.clock()
+                continue
             try:
                 self._creating += 1
                 self._creates_idle.clear()

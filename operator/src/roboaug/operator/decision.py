@@ -52,6 +52,8 @@ class Observed:
 class Plan:
     status: dict = field(default_factory=dict)          # status fields to merge-patch (changed only)
     create_job: Optional[dict] = None
+    # Objects the Job needs, created (or adopted when ours) before it: its worker's identity.
+    create_first: list[dict] = field(default_factory=list)
     delete_job: Optional[str] = None                    # foreground deletion
     delete_cr: bool = False                             # the finished job's TTL ran out
     labels: dict = field(default_factory=dict)          # CR labels to add

@@ -144,7 +144,8 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         },
     }
     pod_spec: dict[str, Any] = {
-        "serviceAccountName": config.service_account,
+        # the job's own ServiceAccount, whose Role reaches only this CR (access.py)
+        "serviceAccountName": job_name(meta["name"]),
         "restartPolicy": "Never",
         "nodeSelector": dict(pool.node_selector),
         "tolerations": [t.model_dump(exclude_none=True) for t in pool.tolerations],
@@ -160,6 +161,8 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     }
     if pool.priority_class_name:
         pod_spec["priorityClassName"] = pool.priority_class_name
+    if config.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in config.image_pull_secrets]
     job_spec: dict[str, Any] = {
         "backoffLimit": config.backoff_limit,
         # so that each pod learns its attempt number (the worker contract's ROBOAUG_ATTEMPT)

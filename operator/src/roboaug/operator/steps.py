@@ -30,6 +30,7 @@ from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, UnboundAction
 
 from .decision import Decision, failure_of
 from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
+from .access import worker_access
 from .jobs import output_dataset_id, render_job
 from .observe import JobView, PodView
 from .phases import QUEUED_PHASES, parse_ts
@@ -336,6 +337,7 @@ def ensure_job(d: Decision) -> bool:
     if job is None:
         if d.obs.create_error:
             return d.fail(f"cannot create the worker Job: {d.obs.create_error}", "Job creation refused")
+        d.plan.create_first += worker_access(d.obs.cr)
         d.plan.create_job = render_job(d.obs.cr, d.spec, d.job_id, d.config, d.choice,
                                        d.project.hub_token_secret if d.project else None,
                                        d.project.limits.max_frames_per_job if d.project else None)
@@ -461,11 +463,11 @@ def started(d: Decision) -> bool:
 def progress(d: Decision) -> bool:
     """The worker's report (`status.progress`) moves the phase forward (never back) and, in the
     phase it names, becomes a `progress` event. Every phase the report lists is entered at the
-    time the worker began it, so phases run between two observations are not lost. A report
-    written by an earlier attempt's pod is no news about the current one: it is dropped
-    (`d.progress = None`)."""
+    time the worker began it, so phases run between two observations are not lost. Only the
+    current pod's report counts: one that names another pod (an earlier attempt's) or none is
+    dropped (`d.progress = None`)."""
     report = d.progress
-    if report and report.get("pod") and d.current is not None and report["pod"] != d.current.name:
+    if report and (d.current is None or report.get("pod") != d.current.name):
         d.progress = None
         return False
     if not (report and report.get("phase") in WORKER_PHASES):
@@ -484,12 +486,12 @@ def progress(d: Decision) -> bool:
 
 
 def completion(d: Decision) -> bool:
-    """The Job completed: `completed`, with the output dataset id the worker reported (else
-    the naming rule) and the source and output commits it reported; the last phase ends when
-    the worker reported it ended."""
+    """The Job completed: `completed`, with the output dataset id the operator gave the worker
+    (the spec's, else the naming rule; never what a worker reports) and the source and output
+    commits the current pod reported; the last phase ends when it reported it ended."""
     if not d.job.complete:
         return False
-    out = (d.progress or {}).get("output_dataset_id") or output_dataset_id(d.spec, d.job_id)
+    out = output_dataset_id(d.spec, d.job_id)
     d.h.status["augmented_dataset_id"] = out
     for key in ("source_revision", "augmented_dataset_revision"):  # what the worker read and wrote
         if (d.progress or {}).get(key):
