@@ -90,15 +90,13 @@ def _watch_namespaces(watched):
         rbs = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs.of("RoleBinding")}
         for w in watched_here:
             assert (w, "roboaug-operator") in rbs
-            assert (w, "roboaug-worker") in rbs
-        sas = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs.of("ServiceAccount")}
-        assert {(w, "roboaug-worker") for w in watched_here} <= sas
     return check
 
 
 def _worker_namespaces(docs, ns):
-    sas = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs.of("ServiceAccount")}
-    assert {(ns, "roboaug-worker"), ("team-b", "roboaug-worker")} <= sas
+    # the worker's NetworkPolicy in each (its identity comes per job from the operator)
+    pols = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs.of("NetworkPolicy")}
+    assert {(ns, "roboaug-worker"), ("team-b", "roboaug-worker")} <= pols
 
 
 def _no_hub_token(docs, ns):
@@ -127,8 +125,7 @@ def _digests(docs, ns):
 def _pull_secrets(docs, ns):
     for name in ("roboaug-operator", "roboaug-gateway"):
         assert _pod_spec(docs, name)["imagePullSecrets"] == [{"name": "regcred"}]
-    worker_sa = docs.get("ServiceAccount", "roboaug-worker")
-    assert worker_sa["imagePullSecrets"] == [{"name": "regcred"}]
+    assert _config(docs)["image_pull_secrets"] == ["regcred"]  # the operator sets them on worker pods
 
 
 def _no_service_accounts(docs, ns):
@@ -197,15 +194,15 @@ TOGGLES = [
            _single_operator),
     Toggle("watch-namespaces", {"watchNamespaces": ["__NS__", "team-a"]},
            _watch_namespaces(["__NS__", "team-a"])),
-    Toggle("worker-namespaces", {"workerNamespaces": ["team-b"]}, _worker_namespaces),
+    Toggle("worker-namespaces", {"workerNamespaces": ["team-b"], "networkPolicy": {"enabled": True}},
+           _worker_namespaces),
     Toggle("no-hub-token", {"hubToken": {"secretName": ""}}, _no_hub_token),
     Toggle("no-api-keys", {"gateway": {"apiKeys": {"secretName": ""}}}, _no_api_keys),
     Toggle("image-digests", {"image": {"digest": DIGEST}, "workerImage": {"digest": DIGEST}}, _digests),
     Toggle("pull-secrets", {"imagePullSecrets": [{"name": "regcred"}]}, _pull_secrets),
     Toggle("external-service-accounts", {
         "operator": {"serviceAccount": {"create": False, "name": "ops-sa"}},
-        "gateway": {"serviceAccount": {"create": False, "name": "gw-sa"}},
-        "worker": {"serviceAccount": {"create": False}}}, _no_service_accounts),
+        "gateway": {"serviceAccount": {"create": False, "name": "gw-sa"}}}, _no_service_accounts),
     Toggle("job-knobs", {"jobs": {"ttlSecondsAfterFinished": None, "activeDeadlineSeconds": 7200,
                                   "backoffLimit": 1, "pendingTimeoutSeconds": 120,
                                   "env": {"HF_ENDPOINT": "https://hf-mirror.example.org"},

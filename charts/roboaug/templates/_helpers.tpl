@@ -152,7 +152,7 @@ pools:
     {{- end }}
 {{- end }}
 routing: {{ toJson .Values.routing }}
-service_account: {{ .Values.worker.serviceAccount.name | quote }}
+image_pull_secrets: [{{ range $i, $s := .Values.imagePullSecrets }}{{ if $i }}, {{ end }}{{ $s.name | quote }}{{ end }}]
 backoff_limit: {{ int .Values.jobs.backoffLimit }}
 pending_timeout_seconds: {{ int .Values.jobs.pendingTimeoutSeconds }}
 ttl_seconds_after_finished: {{ if kindIs "invalid" .Values.jobs.ttlSecondsAfterFinished }}null{{ else }}{{ int .Values.jobs.ttlSecondsAfterFinished }}{{ end }}

@@ -39,11 +39,9 @@ from .sample_dataset import write_sample_dataset
 
 # devstack/src/roboaug/devstack/stack.py -> the repository root (devstack runs from a checkout)
 REPO = Path(__file__).resolve().parents[4]
-CHART = REPO / "charts" / "roboaug"
 CRD_DIR = REPO / "manifests" / "crd"
 SAMPLE_REPO_ID = "lerobot/pusht"
 HUB_TOKEN_SECRET = "roboaug-hf-token"
-RELEASE = "roboaug"
 
 
 class StackError(RuntimeError):
@@ -120,28 +118,14 @@ class DevStack:
             raise StackError(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
         return res
 
-    def _helm_template(self, *show_only: str) -> str:
-        args = [self.cluster.helm_path, "template", RELEASE, str(CHART), "--namespace", self.namespace,
-                "--kube-version", self.cluster.kube_version]
-        for name in show_only:
-            args += ["--show-only", name]
-        res = subprocess.run(args, capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:
-            raise StackError(f"helm template failed: {res.stderr.strip()}")
-        return res.stdout
-
     def _install_cluster_objects(self) -> None:
         for crd in sorted(CRD_DIR.glob("*.yaml")):
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/augmentationjobs.roboaug.dev")
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
         self.kubectl("apply", "-f", "-", input=json.dumps(ns))
-        # The worker's identity exactly as the chart defines it (ServiceAccount, Role, RoleBinding).
-        worker_rbac = [d for d in yaml.safe_load_all(self._helm_template(
-            "templates/serviceaccounts.yaml", "templates/rbac-worker.yaml")) if d]
-        worker_rbac = [d for d in worker_rbac if d["kind"] != "ServiceAccount" or "worker" in d["metadata"]["name"]]
-        self.worker_service_account = next(d["metadata"]["name"] for d in worker_rbac if d["kind"] == "ServiceAccount")
-        self.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": worker_rbac}))
+        # No worker identity to install: the operator gives each job's worker its own
+        # ServiceAccount, Role and RoleBinding (operator/access.py), as in a real cluster.
 
     def _start_hub(self) -> None:
         self.hub = LocalHub(self.work_dir / "hub").start()
@@ -171,7 +155,6 @@ class DevStack:
                 },
             },
             "routing": {"deterministic": "local", "generative": "gpu"},
-            "service_account": self.worker_service_account,
             "hub_token_secret": {"name": HUB_TOKEN_SECRET, "key": "token"},
             # Tests submit jobs under fresh random project ids with no AugmentationProject; the
             # chart's `refuse` is tested on its own (tests/operator, tests/gateway, tests/chart).
