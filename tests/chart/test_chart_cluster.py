@@ -125,7 +125,7 @@ def test_install_upgrade_uninstall(cluster, namespace, release):
     # Uninstall removes everything it created, cluster-scoped objects included.
     cluster.helm("uninstall", release, "--namespace", namespace, "--wait")
     for args in (["deployment", f"{full}-operator", "-n", namespace],
-                 ["serviceaccount", "roboaug-worker", "-n", namespace],
+                 ["serviceaccount", f"{full}-operator", "-n", namespace],
                  ["clusterrole", f"{full}-operator"],
                  ["clusterrolebinding", f"{full}-operator-cluster-read"],
                  ["configmap", f"{full}-operator", "-n", namespace]):
@@ -165,13 +165,24 @@ def _matrix(full: str) -> dict[str, tuple[list, list]]:
              ("list", "customresourcedefinitions.apiextensions.k8s.io"),
              ("create", "leases.coordination.k8s.io"), ("get", lease), ("update", lease),
              ("list", AJ, "default"),  # cluster-wide by default
-             ("delete", AJ)],  # finished jobs past their project's TTL
+             ("delete", AJ),  # finished jobs past their project's TTL
+             # each job's worker identity (operator/access.py), deleted by the garbage collector
+             ("create", "serviceaccounts"), ("get", "serviceaccounts"),
+             ("create", "roles.rbac.authorization.k8s.io"), ("get", "roles.rbac.authorization.k8s.io"),
+             ("create", "rolebindings.rbac.authorization.k8s.io"),
+             ("get", "rolebindings.rbac.authorization.k8s.io")],
             [("create", AJ), ("update", AJ, None, "status"),
              ("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "pods"),
              ("get", "pods", None, "log"), ("patch", "jobs.batch"), ("list", "nodes"),
              ("patch", "nodes"), ("get", "configmaps"),
              ("update", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "deployments.apps"),
-             ("create", "rolebindings.rbac.authorization.k8s.io"),
+             ("delete", "serviceaccounts"), ("list", "serviceaccounts"),
+             ("create", "serviceaccounts", None, "token"),  # never mint a worker's token
+             ("delete", "roles.rbac.authorization.k8s.io"), ("update", "roles.rbac.authorization.k8s.io"),
+             ("escalate", "roles.rbac.authorization.k8s.io"), ("bind", "roles.rbac.authorization.k8s.io"),
+             ("delete", "rolebindings.rbac.authorization.k8s.io"),
+             ("create", "clusterroles.rbac.authorization.k8s.io"),
+             ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
              ("get", "leases.coordination.k8s.io/kube-scheduler"),
              ("delete", lease)]),
         f"{full}-gateway": (
@@ -182,13 +193,9 @@ def _matrix(full: str) -> dict[str, tuple[list, list]]:
              ("update", "configmaps"), ("get", "secrets"), ("create", "jobs.batch"),
              ("list", "pods"), ("get", "nodes"), ("get", AJ, "default"),
              ("create", AJ, "default")]),
-        "roboaug-worker": (
-            [("get", AJ, None, "status"), ("patch", AJ, None, "status")],
-            [("get", AJ), ("list", AJ), ("patch", AJ), ("update", AJ, None, "status"),
-             ("delete", AJ), ("get", "secrets"), ("create", "jobs.batch"), ("list", "pods"),
-             ("get", "configmaps"), ("create", "events"), ("get", "nodes"),
-             ("patch", AJ, "default", "status")]),
     }
+    # Workers: no chart identity; each job's own is checked with a real job in
+    # test_operator_and_gateway_work_with_only_their_chart_rbac.
 
 
 def test_service_accounts_get_exactly_what_they_need(cluster, namespace, release):
@@ -256,6 +263,37 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _each_worker_may_patch_only_its_own_job(cluster, namespace, project_id, job, tmp_path):
+    """The worker Job runs under its own ServiceAccount (made by the operator with only the
+    chart's RBAC: no escalate/bind), owned by the CR; with that account's token the job's own
+    status takes a progress patch and another job's answers 403."""
+    cr_name = job["metadata"]["ownerReferences"][0]["name"]
+    sa = job["spec"]["template"]["spec"]["serviceAccountName"]
+    assert sa == f"{cr_name}-worker"
+    cr_uid = _get(cluster, "augmentationjob", cr_name, "-n", namespace)["metadata"]["uid"]
+    for kind in ("serviceaccount", "role", "rolebinding"):
+        obj = _get(cluster, kind, sa, "-n", namespace)
+        assert obj and [r["uid"] for r in obj["metadata"]["ownerReferences"]] == [cr_uid], kind
+    other = f"other-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps({
+        "apiVersion": "roboaug.dev/v1alpha1", "kind": "AugmentationJob", "metadata": {"name": other},
+        "spec": {"project_id": project_id, "dataset_id": "lerobot/pusht"}}))
+    _sa_kubeconfig(cluster, namespace, sa, tmp_path / "worker.kubeconfig")
+    progress = json.dumps({"status": {"progress": {"phase": "downloading", "pod": "p",
+                                                   "updated_at": "2025-03-01T12:00:00Z"}}})
+
+    def patch(name):
+        return cluster.kubectl("--kubeconfig", str(tmp_path / "worker.kubeconfig"), "-n", namespace,
+                               "patch", "augmentationjob", name, "--subresource=status", "--type=merge",
+                               "-p", progress, check=False)
+
+    own = patch(cr_name)
+    assert own.returncode == 0, own.stderr
+    foreign = patch(other)
+    assert foreign.returncode != 0 and "forbidden" in foreign.stderr.lower(), foreign.stderr
+    assert not _can(cluster, namespace, sa, "patch", AJ, sub="status")  # no namespace-wide right
 
 
 def test_operator_and_gateway_work_with_only_their_chart_rbac(cluster, namespace, release, tmp_path):
@@ -326,7 +364,8 @@ def test_operator_and_gateway_work_with_only_their_chart_rbac(cluster, namespace
                                   f"roboaug.dev/job-id={job_id}", "-o", "json")
             return json.loads(out.stdout)["items"]
 
-        cluster.wait_for(worker_job, 120, what="the operator to create the worker Job")
+        jobs = cluster.wait_for(worker_job, 120, what="the operator to create the worker Job")
+        _each_worker_may_patch_only_its_own_job(cluster, namespace, project_id, jobs[0], tmp_path)
         lease = _get(cluster, "lease", f"{full}-operator", "-n", namespace)
         assert lease and lease["spec"].get("holderIdentity")
 

@@ -488,13 +488,39 @@ def test_progress_of_another_pod_is_dropped():
     assert d.progress is None and d.h.phase == "downloading"
 
 
-def test_completion_takes_the_reported_output_id_else_the_naming_rule():
+@pytest.mark.parametrize("who", [None, "someone-else", "aug-demo-worker-old"])
+def test_progress_is_taken_only_from_the_current_pod(who):
+    """A report naming no pod, or a pod that is not the job's current one (an earlier attempt,
+    any other writer), moves nothing; the same report from the current pod does."""
+    running = pod(name="aug-demo-worker-new", created=4, phase="Running", node="cpu-0")
+    old = pod(name="aug-demo-worker-old", created=1, phase="Failed", node="cpu-0", exit_code=1)
+    report = dict(phase="uploading", phases=ALL_DONE[:2] + [{"name": "uploading", "started_at": iso(9)}],
+                  warnings=["forged warning"], source_revision="c" * 40)
+    if who:
+        report["pod"] = who
+    d = decision(with_progress(history("scheduling", "downloading"), **report), job=job(), pods=[old, running])
+    steps.progress(d)
+    assert d.progress is None and d.h.phase == "downloading" and d.plan.events == []
+    d = decision(with_progress(history("scheduling", "downloading"), **dict(report, pod=running.name)),
+                 job=job(), pods=[old, running])
+    steps.progress(d)
+    assert d.progress is not None and d.h.phase == "uploading"
+
+
+def test_completion_output_id_is_the_operators_never_the_workers():
+    """The worker's credentials can write status.progress, so what it reports as the output is no
+    evidence: the result is where the operator told it to write (the spec's, else the naming rule)."""
     d = decision(cr(status=history("scheduling", "downloading")), job=job())
     assert steps.completion(d) is False and d.h.phase == "downloading"
-    c = with_progress(history("scheduling", "downloading"), phase="uploading", output_dataset_id="lerobot/x")
+    c = with_progress(history("scheduling", "downloading"), phase="uploading", output_dataset_id="attacker/x")
     d = decision(c, job=job(complete=True, active=0))
     assert steps.completion(d) is True
-    assert d.h.phase == "completed" and d.h.status["augmented_dataset_id"] == "lerobot/x"
+    assert d.h.phase == "completed" and d.h.status["augmented_dataset_id"] == "lerobot/pusht-augmented-7d0f5a52"
+    c = with_progress(history("scheduling", "downloading"), phase="uploading", output_dataset_id="attacker/x")
+    c["spec"]["output_dataset_id"] = "me/mine"
+    d = decision(c, job=job(complete=True, active=0))
+    steps.completion(d)
+    assert d.h.status["augmented_dataset_id"] == "me/mine"
     d = decision(cr(status=history("scheduling", "downloading")), job=job(complete=True, active=0))
     steps.completion(d)
     assert d.h.status["augmented_dataset_id"] == "lerobot/pusht-augmented-7d0f5a52"
