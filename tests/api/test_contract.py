@@ -17,6 +17,9 @@ from roboaug.api.contract import (
     MAX_FRAMES,
     PERMANENT_EXIT_CODES,
     RESERVED_ENV,
+    SPEC_DIR,
+    SPEC_FILE,
+    SPEC_PATH,
     VARIABLES,
     ContractError,
     ExitCode,
@@ -53,15 +56,30 @@ def kubelet(env: list[dict], pod: dict, secrets: dict) -> dict[str, str]:
 
 
 def rendered(extra=None, token=SecretKeyRef(name="hf", key="tok"), max_frames=None) -> list[dict]:
-    return render_env(spec_json='{"dataset_id":"a/b"}', job_id="j-1", cr_name="aug-x", cr_namespace="ns",
+    return render_env(job_id="j-1", cr_name="aug-x", cr_namespace="ns",
                       hub_token=token, library={"HF_HOME": "/scratch/hf", "TMPDIR": "/tmp"}, extra=extra or {},
                       max_frames=max_frames)
+
+
+def mount_spec(job: dict, config_map: dict, root: Path) -> Path:
+    """What the kubelet does with the Job's spec volume: the ConfigMap's item as a file under the
+    container's (read-only) mount; the file's path on this machine."""
+    pod = job["spec"]["template"]["spec"]
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == SPEC_DIR]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert mount.get("readOnly") is True
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    [item] = volume["configMap"]["items"]
+    path = root / item["path"]
+    path.write_text(config_map["data"][item["key"]])
+    assert f"{SPEC_DIR}/{item['path']}" == SPEC_PATH
+    return path
 
 
 def test_rendered_env_parses_back_to_the_same_values():
     pod = {"name": "aug-x-worker-0-abcde", "annotations": {JOB_INDEX_FAILURE_COUNT: "2"}}
     seen = WorkerEnv.parse(kubelet(rendered(), pod, {"hf": {"tok": "hf_secret"}}))
-    assert seen == WorkerEnv(spec='{"dataset_id":"a/b"}', job_id="j-1", cr_name="aug-x", cr_namespace="ns",
+    assert seen == WorkerEnv(spec_file=SPEC_PATH, job_id="j-1", cr_name="aug-x", cr_namespace="ns",
                              pod_name="aug-x-worker-0-abcde", attempt=2, hub_token="hf_secret")
     # Kubernetes without the annotation (JobBackoffLimitPerIndex off): the first attempt
     assert WorkerEnv.parse(kubelet(rendered(token=None), {**pod, "annotations": {}}, {})).attempt == 0
@@ -92,7 +110,7 @@ def test_extra_env_cannot_take_a_reserved_name():
     with pytest.raises(ContractError, match="ROBOAUG_ATTEMPT is set by the operator"):
         rendered(extra={"ROBOAUG_ATTEMPT": "5"})
     with pytest.raises(ContractError, match="NOT_DECLARED not declared"):
-        render_env(spec_json="{}", job_id="j", cr_name="c", cr_namespace="n", hub_token=None,
+        render_env(job_id="j", cr_name="c", cr_namespace="n", hub_token=None,
                    library={"NOT_DECLARED": "x"}, extra={})
 
 
@@ -112,11 +130,12 @@ class Recording(dict):
         return super().__getitem__(key)
 
 
-def test_every_name_the_operator_sets_is_read():
+def test_every_name_the_operator_sets_is_read(tmp_path):
     """The operator's real Job; the worker's real entry (`worker_env`, `load_spec`): a variable
-    only the operator knows about fails here (ROBOAUG_OUTPUT_DATASET_ID, ROBOAUG_NODE_NAME did)."""
+    only the operator knows about fails here (ROBOAUG_OUTPUT_DATASET_ID, ROBOAUG_NODE_NAME did).
+    The spec reaches the worker as the file the Job mounts from the operator's ConfigMap."""
     from roboaug.operator.config import parse_config
-    from roboaug.operator.jobs import render_job
+    from roboaug.operator.jobs import render_job, spec_config_map
     from roboaug.operator.pools import select_pool
     from roboaug.worker.__main__ import load_spec, worker_env
 
@@ -129,8 +148,14 @@ def test_every_name_the_operator_sets_is_read():
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     pod = {"name": "aug-x-worker-0-abcde", "annotations": {JOB_INDEX_FAILURE_COUNT: "1"}}
     seen = Recording(kubelet(env, pod, {"roboaug-hf-token": {"token": "hf_x"}}))
+    # the kubelet's part: the ConfigMap's key as a file where the mount puts it
+    assert seen[SPEC_FILE.name] == SPEC_PATH
+    config_map = spec_config_map(cr, spec, "0d8c4a3e-0000-4000-8000-000000000000")
+    mounted = mount_spec(job, config_map, tmp_path)
+    seen[SPEC_FILE.name] = str(mounted)
     wenv = worker_env(seen)
-    load_spec(argparse.Namespace(spec_file=None, spec=None), wenv)
+    got = load_spec(argparse.Namespace(spec_file=None, spec=None), wenv)
+    assert got.output_dataset_id == "lerobot/pusht-augmented-0d8c4a3e"
     unread = {e["name"] for e in env} - seen.read - set(LIBRARY_ENV) - set(cfg.worker_env)
     assert unread == set()
     assert wenv.attempt == 1 and wenv.pod_name == "aug-x-worker-0-abcde" and wenv.hub_token == "hf_x"
@@ -165,7 +190,7 @@ def test_the_operator_spells_no_worker_variable():
 
 
 def test_reserved_names():
-    assert RESERVED_ENV == {"ROBOAUG_SPEC", "ROBOAUG_JOB_ID", "ROBOAUG_CR_NAME", "ROBOAUG_CR_NAMESPACE",
+    assert RESERVED_ENV == {"ROBOAUG_SPEC_FILE", "ROBOAUG_JOB_ID", "ROBOAUG_CR_NAME", "ROBOAUG_CR_NAMESPACE",
                             "ROBOAUG_POD_NAME", "ROBOAUG_ATTEMPT", "HF_TOKEN", "ROBOAUG_MAX_FRAMES"}
     assert {e["name"] for e in rendered(max_frames=10)} - set(LIBRARY_ENV) == RESERVED_ENV
 

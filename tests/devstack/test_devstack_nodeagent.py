@@ -161,3 +161,38 @@ def test_deleting_the_pod_kills_the_process(cluster, k8s, namespace):
             return True
 
     cluster.wait_for(dead, 10, what="process killed")
+
+
+def test_config_map_volume_is_mounted_read_only(cluster, k8s, namespace):
+    # the worker reads its spec this way (operator jobs.spec_config_map + contract.spec_volume)
+    k8s.core.create_namespaced_config_map(namespace, {
+        "metadata": {"name": "spec"}, "data": {"spec.json": '{"a": 1}', "other": "x"}})
+    script = textwrap.dedent("""
+        import json, os, sys
+        path = os.environ["SPEC_FILE"]
+        print(json.dumps({"spec": open(path).read(), "writable": os.access(path, os.W_OK) and os.getuid() != 0,
+                          "listing": sorted(os.listdir(os.path.dirname(path))),
+                          "mode": oct(os.stat(path).st_mode & 0o777)}))
+    """)
+    job = local_job("cm", ["python3", "-c", script],
+                    [{"name": "SPEC_FILE", "value": "/etc/roboaug/spec/spec.json"}])
+    spec = job["spec"]["template"]["spec"]
+    spec["volumes"] = [{"name": "spec", "configMap": {"name": "spec", "defaultMode": 0o444,
+                                                      "items": [{"key": "spec.json", "path": "spec.json"}]}}]
+    spec["containers"][0]["volumeMounts"] = [{"name": "spec", "mountPath": "/etc/roboaug/spec", "readOnly": True}]
+    k8s.batch.create_namespaced_job(namespace, job)
+    pod = finished_pod(cluster, k8s, namespace, "cm")
+    assert pod.status.phase == "Succeeded", output(pod)
+    seen = json.loads(output(pod).splitlines()[0])
+    assert seen == {"spec": '{"a": 1}', "writable": False, "listing": ["spec.json"], "mode": "0o444"}
+
+
+def test_a_missing_config_map_fails_the_pod_with_a_message(cluster, k8s, namespace):
+    job = local_job("nocm", ["python3", "-c", "print('ran')"])
+    spec = job["spec"]["template"]["spec"]
+    spec["volumes"] = [{"name": "spec", "configMap": {"name": "absent"}}]
+    spec["containers"][0]["volumeMounts"] = [{"name": "spec", "mountPath": "/etc/x"}]
+    k8s.batch.create_namespaced_job(namespace, job)
+    pod = finished_pod(cluster, k8s, namespace, "nocm")
+    assert pod.status.phase == "Failed"
+    assert "absent" in pod.status.container_statuses[0].state.terminated.message

@@ -7,6 +7,7 @@ production config would put any label there.
 """
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -58,7 +59,14 @@ def test_success(operator, cluster, k8s, namespace):
     ref = job.metadata.owner_references[0]
     assert (ref.kind, ref.uid, ref.controller, ref.block_owner_deletion) == (
         "AugmentationJob", cr["metadata"]["uid"], True, True)
-    assert job.spec.template.spec.containers[0].env[0].name == "ROBOAUG_SPEC"
+    # the spec: a file mounted from a ConfigMap the operator made, owned by the CR like the Job
+    [volume] = [v for v in job.spec.template.spec.volumes if v.config_map is not None]
+    spec_cm = k8s.core.read_namespaced_config_map(volume.config_map.name, namespace)
+    ref = spec_cm.metadata.owner_references[0]
+    assert (ref.kind, ref.name, ref.uid, ref.controller) == ("AugmentationJob", "ok", cr["metadata"]["uid"], True)
+    assert spec_cm.immutable is True
+    assert json.loads(spec_cm.data["spec.json"])["output_dataset_id"] == st["augmented_dataset_id"]
+    assert "ROBOAUG_SPEC" not in {e.name for e in job.spec.template.spec.containers[0].env}
     cluster.wait_for(lambda: {"Scheduling", "Downloading", "Completed"} <= events_of(k8s, namespace, "ok"),
                      30, what="Events on the CR")
 

@@ -3,6 +3,7 @@ holds it, else the project's default, else the built-in one; settled once into s
 operator's own decisions and the worker Job run. The steps as decide() runs them, no cluster."""
 import json
 
+from roboaug.api.contract import SPEC_KEY
 from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE
 from roboaug.operator import steps
 from roboaug.operator.config import parse_config
@@ -26,10 +27,10 @@ def accepted(c, **obs):
     return d
 
 
-def worker_spec(plan_or_job):
-    """The spec the worker receives (ROBOAUG_SPEC) in a rendered Job."""
-    env = plan_or_job["spec"]["template"]["spec"]["containers"][0]["env"]
-    return json.loads(next(e["value"] for e in env if e["name"] == "ROBOAUG_SPEC"))
+def worker_spec(plan):
+    """The spec the worker receives: the file its Job mounts from the planned ConfigMap."""
+    [config_map] = [o for o in plan.create_first if o["kind"] == "ConfigMap"]
+    return json.loads(config_map["data"][SPEC_KEY])
 
 
 def test_a_kubectl_cr_takes_the_projects_default_for_a_field_it_leaves_out():
@@ -40,7 +41,7 @@ def test_a_kubectl_cr_takes_the_projects_default_for_a_field_it_leaves_out():
     assert d.h.status["spec_sources"]["augment_seed"] == "default"
     # the worker Job runs it
     plan = decide(Observed(cr=cr(), now=at(1), project=project(augment_copies=2)), CFG)
-    assert worker_spec(plan.create_job)["augment_copies"] == 2
+    assert worker_spec(plan)["augment_copies"] == 2
     assert plan.new_status["effective_spec"]["augment_copies"] == 2
 
 
@@ -49,11 +50,11 @@ def test_a_value_the_cr_holds_wins_over_the_project_and_no_project_means_the_bui
     assert d.h.status["effective_spec"]["augment_copies"] == 5
     assert d.h.status["spec_sources"]["augment_copies"] == "request"
     plan = decide(Observed(cr=cr(spec={"augment_copies": 5}), now=at(1), project=project(augment_copies=2)), CFG)
-    assert worker_spec(plan.create_job)["augment_copies"] == 5
+    assert worker_spec(plan)["augment_copies"] == 5
     d = accepted(cr())
     assert d.h.status["effective_spec"]["augment_copies"] == 3
     assert d.h.status["spec_sources"]["augment_copies"] == "default"
-    assert worker_spec(decide(Observed(cr=cr(), now=at(1)), CFG).create_job)["augment_copies"] == 3
+    assert worker_spec(decide(Observed(cr=cr(), now=at(1)), CFG))["augment_copies"] == 3
 
 
 def test_the_effective_spec_is_frozen_on_acceptance():
@@ -63,7 +64,7 @@ def test_the_effective_spec_is_frozen_on_acceptance():
     plan = decide(later, CFG)
     assert plan.new_status["effective_spec"] == first.new_status["effective_spec"]
     assert plan.new_status["spec_sources"] == first.new_status["spec_sources"]
-    spec = worker_spec(plan.create_job)
+    spec = worker_spec(plan)
     assert spec["augment_copies"] == 2 and spec["augment_seed"] == 7
     # once the Job exists the controller no longer reads the project: the status still decides
     d = accepted(cr(status=first.new_status), job=job())

@@ -1,10 +1,10 @@
 """Rendering the worker's batch/v1 Job, without a cluster."""
 import json
 
-from roboaug.api.contract import PERMANENT_EXIT_CODES, JOB_INDEX_FAILURE_COUNT
+from roboaug.api.contract import PERMANENT_EXIT_CODES, JOB_INDEX_FAILURE_COUNT, SPEC_DIR, SPEC_FILE, SPEC_KEY
 from roboaug.api.models import AugmentationJobSpec
 from roboaug.operator.config import parse_config
-from roboaug.operator.jobs import job_name, render_job, worker_spec_json
+from roboaug.operator.jobs import job_name, render_job, spec_config_map, worker_spec_json
 from roboaug.operator.pools import select_pool
 
 from tests.operator._operator_factories import CR_UID, JOB_ID, PROJECT, cr
@@ -73,14 +73,43 @@ def test_pod_template_security_and_command():
     assert sc["capabilities"] == {"drop": ["ALL"]}
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert {"/scratch", "/tmp"} <= mounts
-    assert {v["name"] for v in pod["volumes"]} == {"scratch", "tmp"}
-    assert all("emptyDir" in v for v in pod["volumes"])
+    assert {v["name"] for v in pod["volumes"]} == {"scratch", "tmp", "spec"}
+    assert all("emptyDir" in v for v in pod["volumes"] if v["name"] != "spec")
+
+
+def mounted_spec(spec=None) -> dict:
+    """The spec the worker reads: the file its Job mounts from the ConfigMap the operator makes."""
+    job = render(spec=spec)
+    c = cr()
+    c["spec"].update(spec or {})
+    config_map = spec_config_map(c, AugmentationJobSpec.model_validate(c["spec"]), JOB_ID)
+    pod = job["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if "configMap" in v]
+    assert volume["configMap"] == {"name": config_map["metadata"]["name"], "defaultMode": 0o444,
+                                   "items": [{"key": SPEC_KEY, "path": SPEC_KEY}]}
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount == {"name": volume["name"], "mountPath": SPEC_DIR, "readOnly": True}
+    assert env_of(job)[SPEC_FILE.name]["value"] == f"{SPEC_DIR}/{SPEC_KEY}"
+    return json.loads(config_map["data"][SPEC_KEY])
+
+
+def test_the_spec_is_a_mounted_config_map_owned_by_the_cr_not_an_env_var():
+    j = render()
+    names = [e["name"] for e in j["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert "ROBOAUG_SPEC" not in names
+    # a spec past Linux's 128 KiB for one environment string would never start as env
+    assert all(len(e.get("value", "")) < 1024 for e in j["spec"]["template"]["spec"]["containers"][0]["env"])
+    config_map = spec_config_map(cr(), AugmentationJobSpec.model_validate(cr()["spec"]), JOB_ID)
+    assert config_map["metadata"]["ownerReferences"] == j["metadata"]["ownerReferences"]
+    assert config_map["metadata"]["ownerReferences"][0]["uid"] == CR_UID
+    assert config_map["immutable"] is True
+    assert config_map["metadata"]["name"] == f"aug-demo-worker-spec-{CR_UID.replace('-', '')[:8]}"
 
 
 def test_env_carries_spec_and_token_only_by_reference():
     j = render(spec={"hub_token_secret": {"name": "my-hf", "key": "tok"}})
     env = env_of(j)
-    spec = json.loads(env["ROBOAUG_SPEC"]["value"])
+    spec = mounted_spec({"hub_token_secret": {"name": "my-hf", "key": "tok"}})
     assert spec["dataset_id"] == "lerobot/pusht" and spec["augment_copies"] == 3
     assert "cancel_requested" not in spec
     assert env["ROBOAUG_JOB_ID"]["value"] == JOB_ID
@@ -138,7 +167,7 @@ def test_worker_spec_json_is_stable():
 
 
 def test_worker_spec_keeps_an_output_override():
-    spec = json.loads(env_of(render(spec={"output_dataset_id": "me/mine"}))["ROBOAUG_SPEC"]["value"])
+    spec = mounted_spec({"output_dataset_id": "me/mine"})
     assert spec["output_dataset_id"] == "me/mine"
 
 

@@ -40,7 +40,8 @@ def test_a_kubectl_cr_runs_with_its_projects_defaults(cluster, crd, namespace, k
     try:
         cr = wait_cr(cluster, k8s, namespace, "team", lambda st: st.get("job_name"), "its worker Job", op=op)
         (job,) = jobs_of(k8s, namespace)
-        env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+        [volume] = [v for v in job.spec.template.spec.volumes if v.config_map is not None]
+        mounted = k8s.core.read_namespaced_config_map(volume.config_map.name, namespace).data["spec.json"]
     finally:
         op.stop()
         print(f"--- operator log ({op.log}) ---\n{op.tail(60)}")
@@ -51,7 +52,7 @@ def test_a_kubectl_cr_runs_with_its_projects_defaults(cluster, crd, namespace, k
     assert (sources["augment_copies"], sources["augment_transforms"]) == ("project", "project")
     assert (sources["augment_seed"], sources["dataset_id"]) == ("request", "request")
     assert eff["augment_mode"] == "stacked" and sources["augment_mode"] == "default"
-    worker = json.loads(env["ROBOAUG_SPEC"])
+    worker = json.loads(mounted)
     assert (worker["augment_copies"], worker["augment_transforms"], worker["augment_seed"]) == (2, "noise", 11)
     assert worker["augment_mode"] == "stacked" and worker["project_id"] == PROJECT
     same = set(worker) & set(eff) - {"output_dataset_id"}  # the worker gets the default output name filled in

@@ -119,14 +119,18 @@ def test_existing_output_is_not_overwritten(sources, tmp_path):
 
 
 def test_spec_sources_and_job_id(sources, tmp_path):
-    """--spec-file and ROBOAUG_SPEC work; without spec.job_id the env ROBOAUG_JOB_ID names the output."""
+    """ROBOAUG_SPEC_FILE (the file the operator mounts) and --spec-file work; without spec.job_id the
+    env ROBOAUG_JOB_ID names the output."""
     spec = make_spec(sources["image"], tmp_path / "unused")
     del spec["job_id"], spec["output_dataset_id"]
     spec["dataset_id"] = f"file://{tmp_path / 'img'}"
     import shutil
 
     shutil.copytree(sources["image"], tmp_path / "img")
-    env = {**os.environ, "ROBOAUG_SPEC": json.dumps(spec), "ROBOAUG_JOB_ID": "abcdef12-0000-4000-8000-000000000000"}
+    mounted = tmp_path / "mounted-spec.json"
+    mounted.write_text(json.dumps(spec))
+    mounted.chmod(0o444)  # as mounted: read-only
+    env = {**os.environ, "ROBOAUG_SPEC_FILE": str(mounted), "ROBOAUG_JOB_ID": "abcdef12-0000-4000-8000-000000000000"}
     import subprocess
 
     res = subprocess.run([sys.executable, "-m", "roboaug.worker"], capture_output=True, text=True, env=env, timeout=300)

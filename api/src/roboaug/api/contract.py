@@ -6,6 +6,10 @@ last line; the two never import each other, only this module. It holds:
 - the worker's environment: every variable's name and meaning (`VARIABLES`), the operator's
   renderer (`render_env`, values -> the container's `env` list) and the worker's parser
   (`WorkerEnv.parse`, environment -> typed values);
+- where the spec is: a file (`SPEC_DIR`/`SPEC_KEY`, named by ROBOAUG_SPEC_FILE) that the operator
+  mounts read-only from a ConfigMap it creates with the Job, owned by the AugmentationJob. Not an
+  environment variable: Linux refuses one string over 128 KiB in a process's environment, and
+  the pod would never start;
 - exit codes (`ExitCode`) and their classes (`PERMANENT_EXIT_CODES`: the Job fails at once;
   every other code is retried up to backoffLimit);
 - the error line `roboaug-worker: error[<code> <name>]: <cause>` (`error_line`) and its parser
@@ -56,8 +60,8 @@ class EnvVar:
     override it."""
 
 
-SPEC = EnvVar("ROBOAUG_SPEC", "the AugmentationJob spec as JSON, output_dataset_id filled in", True)
-SPEC_FILE = EnvVar("ROBOAUG_SPEC_FILE", "path of a spec file (JSON or YAML); for runs outside the cluster", False)
+SPEC_FILE = EnvVar("ROBOAUG_SPEC_FILE", "path of the job spec file (JSON or YAML); in the cluster the "
+                   "AugmentationJob spec as JSON, output_dataset_id filled in, mounted from its ConfigMap", True)
 JOB_ID = EnvVar("ROBOAUG_JOB_ID", "the job id when the spec has none (kubectl CRs: metadata.uid)", True)
 CR_NAME = EnvVar("ROBOAUG_CR_NAME", "the AugmentationJob whose status.progress the worker patches", True)
 CR_NAMESPACE = EnvVar("ROBOAUG_CR_NAMESPACE", "its namespace", True)
@@ -71,7 +75,7 @@ SVTAV1_PRESET = EnvVar("ROBOAUG_SVTAV1_PRESET", "AV1 encoder preset 0-13 (defaul
 MAX_FRAMES = EnvVar("ROBOAUG_MAX_FRAMES", "the project's limits.max_frames_per_job: most frames the job may write "
                     "(policy.frames_written); unset = no limit", True)
 
-VARIABLES: tuple[EnvVar, ...] = (SPEC, SPEC_FILE, JOB_ID, CR_NAME, CR_NAMESPACE, POD_NAME, ATTEMPT, HF_TOKEN,
+VARIABLES: tuple[EnvVar, ...] = (SPEC_FILE, JOB_ID, CR_NAME, CR_NAMESPACE, POD_NAME, ATTEMPT, HF_TOKEN,
                                  WORKDIR, PROCESSES, PIN_WORKERS, SVTAV1_PRESET, MAX_FRAMES)
 """Every variable the worker reads itself."""
 RESERVED_ENV: frozenset[str] = frozenset(v.name for v in VARIABLES if v.reserved)
@@ -81,6 +85,12 @@ LIBRARY_ENV: dict[str, str] = {
     "TMPDIR": "Python's tempfile, on the writable /tmp volume (the root filesystem is read-only)",
 }
 """Variables the operator sets for the libraries the worker uses, not for the worker's own code."""
+
+SPEC_DIR = "/etc/roboaug/spec"
+"""Where the worker container mounts the spec's ConfigMap (read-only)."""
+SPEC_KEY = "spec.json"
+"""The ConfigMap's key, and the file's name under SPEC_DIR."""
+SPEC_PATH = f"{SPEC_DIR}/{SPEC_KEY}"
 
 JOB_INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
 """Pod annotation the job controller writes: failed pods of this index before this one."""
@@ -105,7 +115,7 @@ def _field(var: EnvVar, path: str) -> dict:
     return {"name": var.name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def render_env(*, spec_json: str, job_id: str, cr_name: str, cr_namespace: str,
+def render_env(*, job_id: str, cr_name: str, cr_namespace: str,
                hub_token: Optional[SecretKeyRef], library: Mapping[str, str],
                extra: Mapping[str, str], max_frames: Optional[int] = None) -> list[dict]:
     """The worker container's `env`: what `WorkerEnv.parse` reads back, then the libraries'
@@ -119,7 +129,7 @@ def render_env(*, spec_json: str, job_id: str, cr_name: str, cr_namespace: str,
     if reserved:
         raise ContractError(f"extra env: {', '.join(reserved)} is set by the operator and cannot be overridden")
     env = [
-        _value(SPEC, spec_json),
+        _value(SPEC_FILE, SPEC_PATH),
         _value(JOB_ID, job_id),
         _value(CR_NAME, cr_name),
         _value(CR_NAMESPACE, cr_namespace),
@@ -136,11 +146,18 @@ def render_env(*, spec_json: str, job_id: str, cr_name: str, cr_namespace: str,
     return env
 
 
+def spec_volume(config_map: str) -> tuple[dict, dict]:
+    """The pod volume holding the spec (ConfigMap `config_map`, key SPEC_KEY) and the container's
+    read-only mount of it at SPEC_DIR, where SPEC_FILE points."""
+    volume = {"name": "spec", "configMap": {"name": config_map, "items": [{"key": SPEC_KEY, "path": SPEC_KEY}],
+                                            "defaultMode": 0o444}}
+    return volume, {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}
+
+
 @dataclass(frozen=True)
 class WorkerEnv:
     """The worker's environment, typed. Unset and empty read the same (None / the default)."""
 
-    spec: Optional[str] = None
     spec_file: Optional[str] = None
     job_id: Optional[str] = None
     cr_name: Optional[str] = None
@@ -164,7 +181,7 @@ class WorkerEnv:
         if not raw_attempt.isdigit():
             raise ContractError(f"{ATTEMPT.name} must be an integer >= 0, got {raw_attempt!r}")
         raw_max_frames = get(MAX_FRAMES)
-        return cls(spec=get(SPEC), spec_file=get(SPEC_FILE), job_id=get(JOB_ID), cr_name=get(CR_NAME),
+        return cls(spec_file=get(SPEC_FILE), job_id=get(JOB_ID), cr_name=get(CR_NAME),
                    cr_namespace=get(CR_NAMESPACE), pod_name=get(POD_NAME), attempt=int(raw_attempt),
                    hub_token=get(HF_TOKEN), workdir=get(WORKDIR), processes=get(PROCESSES),
                    max_frames=None if raw_max_frames is None else _max_frames(raw_max_frames))
@@ -247,8 +264,8 @@ def find_error_line(line: str) -> Optional[ErrorLine]:
 __all__ = [
     "ATTEMPT", "CR_NAME", "CR_NAMESPACE", "ERROR_LINE_PREFIX", "HF_TOKEN", "JOB_ID",
     "JOB_INDEX_FAILURE_COUNT", "LIBRARY_ENV", "MAX_FRAMES", "PERMANENT_EXIT_CODES", "PHASE_ORDER", "PIN_WORKERS", "POD_NAME",
-    "PROCESSES", "QUEUED_PHASES", "RESERVED_ENV", "SPEC", "SPEC_FILE", "SVTAV1_PRESET", "TERMINAL_PHASES",
+    "PROCESSES", "QUEUED_PHASES", "RESERVED_ENV", "SPEC_DIR", "SPEC_FILE", "SPEC_KEY", "SPEC_PATH", "SVTAV1_PRESET", "TERMINAL_PHASES",
     "TERMINAL_STATUSES", "VARIABLES", "WORKDIR", "WORKER_PHASES", "ContractError", "EnvVar", "ErrorLine",
     "ExitCode", "JobStatus", "PhaseName", "WorkerEnv", "error_line", "find_error_line", "is_permanent",
-    "job_attempt_fields", "render_env",
+    "job_attempt_fields", "render_env", "spec_volume",
 ]

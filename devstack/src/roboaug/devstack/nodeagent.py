@@ -22,8 +22,10 @@ each pod the scheduler binds to it:
 * honours deletion: SIGTERM to the process group, SIGKILL after the grace period, final status,
   then deletes the pod with grace 0 (finalizers stay with their owners, as with a kubelet).
 
-emptyDir volumes become per-pod folders (env values, args and workingDir under their mount path are
-rewritten). Not supported (dev only): other volume kinds, probes, init/sidecar containers, resources,
+emptyDir volumes become per-pod folders and configMap volumes per-pod folders holding their keys
+as files, read-only (env values, args and workingDir under their mount path are rewritten); a
+configMap that is missing fails the pod (a kubelet waits for it). Not supported (dev only): other
+volume kinds, probes, init/sidecar containers, resources,
 images, ``kubectl logs/exec``. Restart policy OnFailure/Always restarts the process in place.
 """
 from __future__ import annotations
@@ -300,18 +302,43 @@ class NodeAgent:
                                        "restartCount": restarts,
                                        "state": {"terminated": term}}]}
 
-    @staticmethod
-    def _empty_dir_mounts(pod, container, pod_dir: Path) -> dict[str, str]:
-        """emptyDir mounts -> per-pod host folders, so a pod never writes into the host's `/scratch`
-        or `/tmp`; other volume kinds stay unsupported (see the module docstring)."""
-        empty = {v.name for v in (pod.spec.volumes or []) if v.empty_dir is not None}
+    def _volume_mounts(self, pod, container, pod_dir: Path) -> dict[str, str]:
+        """emptyDir and configMap mounts -> per-pod host folders, so a pod never writes into the
+        host's `/scratch` or `/tmp`; other volume kinds stay unsupported (see the module docstring)."""
+        volumes = {v.name: v for v in pod.spec.volumes or []}
         mounts = {}
         for m in container.volume_mounts or []:
-            if m.name in empty:
-                host = pod_dir / "volumes" / m.name
-                host.mkdir(parents=True, exist_ok=True)
-                mounts[m.mount_path.rstrip("/") or "/"] = str(host)
+            volume = volumes.get(m.name)
+            if volume is None or (volume.empty_dir is None and volume.config_map is None):
+                continue
+            host = pod_dir / "volumes" / m.name
+            host.mkdir(parents=True, exist_ok=True)
+            if volume.config_map is not None:
+                self._write_config_map(pod.metadata.namespace, volume.config_map, host)
+            mounts[m.mount_path.rstrip("/") or "/"] = str(host)
         return mounts
+
+    def _write_config_map(self, ns: str, source, host: Path) -> None:
+        """A configMap volume as the kubelet projects it: its `items` (else every key) as files,
+        read-only (the mode the volume asks for, 0644 by default, without write bits)."""
+        try:
+            data = self.core.read_namespaced_config_map(source.name, ns).data or {}
+        except ApiException as e:
+            if e.status == 404 and source.optional:
+                return
+            raise
+        items = [(i.key, i.path, i.mode) for i in source.items] if source.items else \
+            [(k, k, None) for k in data]
+        for key, rel, mode in items:
+            if key not in data:
+                if source.optional:
+                    continue
+                raise ValueError(f"configMap {source.name} has no key {key!r}")
+            path = host / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(data[key])
+            # files only: a read-only folder would outlive the work dir's cleanup (rmtree)
+            path.chmod((mode if mode is not None else source.default_mode or 0o644) & 0o555)
 
     def start_pod(self, pod) -> None:
         """Spawn the pod's process. Called from the main loop thread only (PDEATHSIG)."""
@@ -327,7 +354,7 @@ class NodeAgent:
             env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
             env["HOSTNAME"] = pod.metadata.name
             env.update(self.resolve_env(pod, c))
-            mounts = self._empty_dir_mounts(pod, c, pod_dir)
+            mounts = self._volume_mounts(pod, c, pod_dir)
             env = {k: _remap(v, mounts) for k, v in env.items()}
             kc = self._pod_kubeconfig(pod, pod_dir)
             if kc:  # a host file the agent wrote: never remapped (a work dir under /tmp is not the pod's /tmp)

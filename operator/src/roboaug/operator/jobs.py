@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any, Optional
 
-from roboaug.api.contract import PERMANENT_EXIT_CODES, job_attempt_fields, render_env
+from roboaug.api.contract import SPEC_KEY, PERMANENT_EXIT_CODES, job_attempt_fields, render_env, spec_volume
 from roboaug.api.models import (
     GROUP,
     KIND,
@@ -61,15 +61,44 @@ def output_dataset_id(spec: AugmentationJobSpec, job_id: str) -> str:
 
 
 def worker_spec_json(spec: AugmentationJobSpec, job_id: str) -> str:
-    """The spec as the worker receives it in ROBOAUG_SPEC, with `output_dataset_id` filled in:
-    the worker writes where the operator says (and reports) the result is.
+    """The spec as the worker receives it (the file of its ConfigMap, `spec_config_map`), with
+    `output_dataset_id` filled in: the worker writes where the operator says (and reports) the
+    result is. UTF-8 as it is: the spec's bounds are counted in characters (models.spec).
 
     It holds no secret: the Hub token is only ever a Secret *reference* in the spec, and the
     value reaches the container through `HF_TOKEN`'s secretKeyRef.
     """
     data = spec.model_dump(mode="json", exclude={"cancel_requested"})
     data["output_dataset_id"] = output_dataset_id(spec, job_id)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _owner(cr: dict) -> dict:
+    meta = cr["metadata"]
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "uid": meta["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def spec_config_map_name(cr: dict) -> str:
+    """`<job name>-spec-<8 hex of the CR's uid>`: a CR created again under the same name gets its
+    own ConfigMap, never the one of its predecessor still waiting for garbage collection."""
+    return f"{job_name(cr['metadata']['name'])}-spec-{cr['metadata']['uid'].replace('-', '')[:8]}"
+
+
+def spec_config_map(cr: dict, spec: AugmentationJobSpec, job_id: str) -> dict:
+    """The ConfigMap the worker's pod mounts its spec from (contract.spec_volume). Owned by the
+    AugmentationJob, so it goes with it; immutable, as the spec is once accepted."""
+    meta = cr["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": spec_config_map_name(cr), "namespace": meta["namespace"],
+                     "labels": {LABEL_NAME: "roboaug-worker", LABEL_MANAGED_BY: MANAGED_BY, LABEL_JOB_ID: job_id},
+                     "annotations": {ANNOTATION_CR_NAME: meta["name"]},
+                     "ownerReferences": [_owner(cr)]},
+        "immutable": True,
+        "data": {SPEC_KEY: worker_spec_json(spec, job_id)},
+    }
 
 
 def pod_failure_policy() -> dict:
@@ -84,10 +113,10 @@ def pod_failure_policy() -> dict:
     }
 
 
-def _env(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
+def _env(cr: dict, job_id: str, config: OperatorConfig,
          token: Optional[SecretKeyRef], max_frames: Optional[int]) -> list[dict]:
     meta = cr["metadata"]
-    return render_env(spec_json=worker_spec_json(spec, job_id), job_id=job_id, cr_name=meta["name"],
+    return render_env(job_id=job_id, cr_name=meta["name"],
                       cr_namespace=meta["namespace"], hub_token=token,
                       library={"HF_HOME": f"{SCRATCH_PATH}/hf", "TMPDIR": "/tmp"}, extra=config.worker_env,
                       max_frames=max_frames)
@@ -102,7 +131,10 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     hub_token_secret) when it has one: project-scoped credentials win over whatever Secret a
     CR names (a kubectl user could name another team's) and over the deployment's default.
     `max_frames` is the project's limits.max_frames_per_job: only the worker learns the source's
-    size, so it enforces the limit (ROBOAUG_MAX_FRAMES)."""
+    size, so it enforces the limit (ROBOAUG_MAX_FRAMES).
+
+    The spec is not in it: the pod mounts it from `spec_config_map(cr, spec, job_id)`, which the
+    operator creates first."""
     meta = cr["metadata"]
     pool = choice.pool
     labels = {
@@ -124,15 +156,17 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
                                          if config.scratch_size_limit else {})},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
+    spec_vol, spec_mount = spec_volume(spec_config_map_name(cr))
+    volumes.append(spec_vol)
     container = {
         "name": CONTAINER,
         "image": pool.image,
         "imagePullPolicy": pool.image_pull_policy,
         "command": ["python", "-m", "roboaug.worker"],
-        "env": _env(cr, spec, job_id, config, token, max_frames),
+        "env": _env(cr, job_id, config, token, max_frames),
         "resources": resources,
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_PATH},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+                         {"name": "tmp", "mountPath": "/tmp"}, spec_mount],
         "workingDir": SCRATCH_PATH,
         # The worker's last line (`roboaug-worker: error[...]`) becomes status.error.
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -186,14 +220,7 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
             "namespace": meta["namespace"],
             "labels": labels,
             "annotations": annotations,
-            "ownerReferences": [{
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [_owner(cr)],
         },
         "spec": job_spec,
     }

@@ -31,7 +31,7 @@ from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, UnboundAction
 from .decision import Decision, failure_of
 from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
 from .access import worker_access
-from .jobs import output_dataset_id, render_job
+from .jobs import output_dataset_id, render_job, spec_config_map
 from .observe import JobView, PodView
 from .phases import QUEUED_PHASES, parse_ts
 from .pools import NoPoolError, select_pool
@@ -338,6 +338,8 @@ def ensure_job(d: Decision) -> bool:
         if d.obs.create_error:
             return d.fail(f"cannot create the worker Job: {d.obs.create_error}", "Job creation refused")
         d.plan.create_first += worker_access(d.obs.cr)
+        # the spec, as the file the pod mounts (not an env var: one over 128 KiB stops the pod)
+        d.plan.create_first.append(spec_config_map(d.obs.cr, d.spec, d.job_id))
         d.plan.create_job = render_job(d.obs.cr, d.spec, d.job_id, d.config, d.choice,
                                        d.project.hub_token_secret if d.project else None,
                                        d.project.limits.max_frames_per_job if d.project else None)

@@ -3,8 +3,8 @@
     roboaug-worker --spec-file job.json [--workdir DIR] [--processes N]
     roboaug-worker --spec '{"project_id": "...", "dataset_id": "file:///data/ds", ...}'
 
-Spec sources, first found wins: --spec-file, --spec, env ROBOAUG_SPEC_FILE, env ROBOAUG_SPEC (JSON,
-an AugmentationJob spec). The job id is spec.job_id, else env ROBOAUG_JOB_ID. Scratch space:
+Spec sources, first found wins: --spec-file, --spec, env ROBOAUG_SPEC_FILE (JSON or YAML, an
+AugmentationJob spec; in the cluster the file the operator mounts from the job's ConfigMap). The job id is spec.job_id, else env ROBOAUG_JOB_ID. Scratch space:
 --workdir, else env ROBOAUG_WORKDIR, else a temporary folder. Processes: --processes, else env
 ROBOAUG_PROCESSES, else min(2, usable CPUs); ROBOAUG_PIN_WORKERS (auto, 0, 1) holds each process to a CPU
 (auto: when it owns exactly that many). Encoder preset: ROBOAUG_SVTAV1_PRESET. Frame limit:
@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 from pydantic import ValidationError
 
-from roboaug.api.contract import JOB_ID, SPEC, SPEC_FILE, ContractError, WorkerEnv
+from roboaug.api.contract import JOB_ID, SPEC_FILE, ContractError, WorkerEnv
 from roboaug.api.models import AugmentationJobSpec
 
 from .errors import ExitCode, WorkerError
@@ -59,7 +59,6 @@ def load_spec(args: argparse.Namespace, env=os.environ) -> AugmentationJobSpec:
         ("--spec-file", args.spec_file, True),
         ("--spec", args.spec, False),
         (SPEC_FILE.name, wenv.spec_file, True),
-        (SPEC.name, wenv.spec, False),
     ]
     for name, value, is_file in sources:
         if not value:
@@ -86,7 +85,7 @@ def load_spec(args: argparse.Namespace, env=os.environ) -> AugmentationJobSpec:
             loc = ".".join(str(x) for x in first["loc"]) or "spec"
             raise WorkerError(ExitCode.INVALID_SPEC, f"{name}: field {loc}: {first['msg']}") from exc
     raise WorkerError(ExitCode.INVALID_SPEC,
-                      f"no job spec: pass --spec-file or --spec, or set {SPEC_FILE.name} or {SPEC.name}")
+                      f"no job spec: pass --spec-file or --spec, or set {SPEC_FILE.name}")
 
 
 def _processes(args, env: WorkerEnv) -> int:
