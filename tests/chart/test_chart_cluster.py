@@ -187,10 +187,12 @@ def _matrix(full: str) -> dict[str, tuple[list, list]]:
              ("delete", lease)]),
         f"{full}-gateway": (
             [("create", AJ), ("get", AJ), ("list", AJ), ("patch", AJ),
-             ("create", "configmaps"), ("get", "configmaps"), ("list", "configmaps"),
-             ("delete", "configmaps")],
+             ("get", "augmentationprojects.roboaug.dev")],
             [("delete", AJ), ("watch", AJ), ("patch", AJ, None, "status"),
-             ("update", "configmaps"), ("get", "secrets"), ("create", "jobs.batch"),
+             # Idempotency-Key records are the CRs themselves: no ConfigMap at all
+             ("create", "configmaps"), ("get", "configmaps"), ("list", "configmaps"),
+             ("delete", "configmaps"), ("update", "configmaps"),
+             ("get", "secrets"), ("create", "jobs.batch"),
              ("list", "pods"), ("get", "nodes"), ("get", AJ, "default"),
              ("create", AJ, "default")]),
     }
@@ -298,7 +300,7 @@ def _each_worker_may_patch_only_its_own_job(cluster, namespace, project_id, job,
 
 def test_operator_and_gateway_work_with_only_their_chart_rbac(cluster, namespace, release, tmp_path):
     """The operator (chart ConfigMap, operator SA token) takes a job submitted through the gateway
-    (gateway SA token, Idempotency-Key -> ConfigMap records) to a worker Job, its Lease and a
+    (gateway SA token, Idempotency-Key -> the CR is its own record) to a worker Job, its Lease and a
     status, with no 403 anywhere."""
     import os
     import sys
@@ -319,7 +321,8 @@ def test_operator_and_gateway_work_with_only_their_chart_rbac(cluster, namespace
     env = {**os.environ, "ROBOAUG_GATEWAY_NAMESPACE": namespace,
            "ROBOAUG_GATEWAY_KUBECONFIG": str(tmp_path / "gateway.kubeconfig"),
            "ROBOAUG_GATEWAY_API_KEYS_FILE": str(tmp_path / "keys"),
-           "ROBOAUG_GATEWAY_PORT": str(port), "ROBOAUG_GATEWAY_STORE": "kubernetes",
+           "ROBOAUG_GATEWAY_PORT": str(port), "ROBOAUG_GATEWAY_METRICS_PORT": str(_free_port()),
+           "ROBOAUG_GATEWAY_STORE": "kubernetes",
            "ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT": cfg["jobs_without_project"]["action"]}
     env.pop("KUBECONFIG", None)
     logs = {n: open(tmp_path / f"{n}.log", "w+") for n in ("operator", "gateway")}
@@ -356,7 +359,7 @@ def test_operator_and_gateway_work_with_only_their_chart_rbac(cluster, namespace
         first = httpx.post(f"{base}/v1/augmentation", json=body, headers=headers, timeout=30)
         assert first.status_code == 201, first.text
         again = httpx.post(f"{base}/v1/augmentation", json=body, headers=headers, timeout=30)
-        assert again.json()["job_id"] == first.json()["job_id"]  # replayed from the ConfigMap record
+        assert again.json()["job_id"] == first.json()["job_id"]  # replayed from the CR's annotations
         job_id = first.json()["job_id"]
 
         def worker_job():

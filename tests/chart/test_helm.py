@@ -67,6 +67,7 @@ def test_defaults_render_the_documented_objects(render):
         ("RoleBinding", "roboaug-gateway"),
         ("RoleBinding", "roboaug-operator-leader"),
         ("Service", "roboaug-gateway"),
+        ("Service", "roboaug-gateway-metrics"),   # metrics off the API Service (and Ingress)
         ("Service", "roboaug-operator-metrics"),
         ("ServiceAccount", "roboaug-gateway"),
         ("ServiceAccount", "roboaug-operator"),
@@ -246,8 +247,7 @@ def test_gateway_rbac_is_least_privilege_and_no_worker_role_is_shared(render):
     assert rules_of(docs.get("Role", "roboaug-gateway")) == {
         ("roboaug.dev", "augmentationjobs"): {"create", "get", "list", "patch"},
         ("roboaug.dev", "augmentationprojects"): {"get", "list"},
-        ("", "configmaps"): {"create", "get", "list", "delete"},
-    }
+    }  # no ConfigMaps: an Idempotency-Key's record is its job's CR
     # Workers get a Role per job from the operator (operator/access.py), none from the chart.
     assert not [d for d in docs.of("Role") + docs.of("ServiceAccount") if "worker" in d["metadata"]["name"]]
     # No role anywhere grants secrets, wildcards or escalation verbs.
