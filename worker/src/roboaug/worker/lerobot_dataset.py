@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import dataset_bounds as bounds
 from .errors import ExitCode, WorkerError
 
 SUPPORTED_VERSIONS = ("v2.1", "v3.0")
@@ -127,6 +128,7 @@ def load(root: Path) -> LeRobotDataset:
     for key in ("fps", "features", "total_episodes", "total_frames", "data_path"):
         if key not in info:
             raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"meta/info.json has no {key!r}")
+    check_info(info, version)
     if not any(f.get("dtype") in CAMERA_DTYPES for f in info["features"].values()):
         raise WorkerError(
             ExitCode.NO_CAMERA_FEATURE,
@@ -150,6 +152,28 @@ def load(root: Path) -> LeRobotDataset:
     return ds
 
 
+def check_info(info: dict, version: str) -> None:
+    """meta/info.json's fields that name files or scale work, within dataset_bounds' rules; checked
+    once here, so the writer may render the same templates for the output's files."""
+    bounds.check_fps(info["fps"])
+    if not isinstance(info["features"], dict) or not all(isinstance(f, dict) for f in info["features"].values()):
+        raise bounds.invalid("meta/info.json: features must be an object of objects")
+    chunks = info.get("chunks_size", 1000)
+    if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1:
+        raise bounds.invalid(f"meta/info.json: chunks_size must be an integer >= 1, got {chunks!r}")
+    fields = bounds.TEMPLATE_FIELDS[version]
+    bounds.check_template("data_path", info["data_path"], fields["data_path"])
+    zeros = {name: 0 for name in fields["video_path"] | fields["data_path"]}
+    bounds.render_relative("data_path", info["data_path"], **zeros)
+    video_keys = [k for k, f in info["features"].items() if f.get("dtype") == "video"]
+    if video_keys:
+        if "video_path" not in info:
+            raise bounds.invalid("meta/info.json has no 'video_path' but declares video features")
+        bounds.check_template("video_path", info["video_path"], fields["video_path"])
+        for key in video_keys:  # feature names become path segments: each one checked here
+            bounds.render_relative("video_path", info["video_path"], **{**zeros, "video_key": key})
+
+
 def _load_v30(root: Path, info: dict) -> list[Episode]:
     files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
     if not files:
@@ -159,12 +183,14 @@ def _load_v30(root: Path, info: dict) -> list[Episode]:
     for f in files:
         for row in pq.read_table(f).to_pylist():
             ep = int(row["episode_index"])
-            data_file = info["data_path"].format(
-                chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
+            data_file = bounds.render_path(
+                root, "data_path", info["data_path"],
+                chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"]),
             )
             videos = {
                 k: (
-                    info["video_path"].format(
+                    bounds.render_path(
+                        root, "video_path", info["video_path"],
                         video_key=k,
                         chunk_index=int(row[f"videos/{k}/chunk_index"]),
                         file_index=int(row[f"videos/{k}/file_index"]),
@@ -184,7 +210,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def _load_v21(root: Path, info: dict) -> list[Episode]:
-    chunks_size = int(info.get("chunks_size", 1000))
+    chunks_size = info.get("chunks_size", 1000)  # check_info: an integer >= 1
     stats_by_ep = {}
     stats_path = root / "meta" / "episodes_stats.jsonl"
     if stats_path.is_file():
@@ -197,9 +223,10 @@ def _load_v21(root: Path, info: dict) -> list[Episode]:
     for line in _read_jsonl(root / "meta" / "episodes.jsonl"):
         ep = int(line["episode_index"])
         chunk = ep // chunks_size
-        data_file = info["data_path"].format(episode_chunk=chunk, episode_index=ep)
+        data_file = bounds.render_path(root, "data_path", info["data_path"], episode_chunk=chunk, episode_index=ep)
         videos = {
-            k: (info["video_path"].format(episode_chunk=chunk, video_key=k, episode_index=ep), 0.0)
+            k: (bounds.render_path(root, "video_path", info["video_path"], episode_chunk=chunk, video_key=k,
+                                   episode_index=ep), 0.0)
             for k in video_keys
         }
         episodes.append(

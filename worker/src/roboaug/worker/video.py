@@ -24,6 +24,7 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 from av.video.reformatter import VideoReformatter  # noqa: E402
 
+from .dataset_bounds import check_frame_size  # noqa: E402
 from .errors import ExitCode, WorkerError  # noqa: E402
 
 GRID_TOLERANCE_S = 1e-4
@@ -49,12 +50,15 @@ def _corrupt(path: Path, why: object) -> WorkerError:
 
 
 def probe(path: Path) -> VideoInfo:
-    """Codec, pixel format, size and rate of the first video stream; CORRUPT_VIDEO if unreadable."""
+    """Codec, pixel format, size and rate of the first video stream; CORRUPT_VIDEO if unreadable,
+    UNSUPPORTED_FORMAT if its frames are over dataset_bounds' size limit."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise _corrupt(path, "no video stream")
             s = container.streams.video[0]
+            # from the stream's header, before any frame is decoded
+            check_frame_size(f"video {path.name}", s.codec_context.width, s.codec_context.height)
             return VideoInfo(
                 codec=s.codec_context.codec.canonical_name,
                 pix_fmt=s.codec_context.pix_fmt or s.format.name,
