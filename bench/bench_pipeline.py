@@ -22,7 +22,9 @@ For 96x96 (pusht-like) and 480x640 it prints, from one run each:
   encoding), so one process already uses more than one core and the wall-clock 2-vs-1 ratio
   cannot reach 2 on two cores.
 Then peak RSS of a worker process augmenting one long (2,000 frames) and one short episode at
-96x96: bounded frames in flight means the two are close.
+96x96: bounded frames in flight means the two are close. And peak RSS of the worker command on
+a 1,000- and a 10,000-image 64x64 image dataset, 5 lighting copies each (`--image-rss-only`:
+just these): image datasets are streamed, so the two should be within 1.5x.
 The encoder preset follows ROBOAUG_SVTAV1_PRESET (default: lerobot's 12).
 """
 
@@ -212,11 +214,35 @@ def peak_rss(base: Path, length: int) -> float:
     return kb / 1024
 
 
+def image_peak_rss(base: Path, rows: int, copies: int = 5) -> float:
+    """Peak RSS (MiB) of the worker command augmenting a `rows`-image 64x64 dataset into `copies`
+    lighting copies with 1 process: streamed, it should not grow with the output."""
+    src = fixtures.make_image_dataset(base / f"img_src_{rows}", size=(64, 64), rows=rows)
+    spec = _spec(src, base / f"img_out_{rows}").model_dump(mode="json")
+    spec.update(augment_transforms="lighting", augment_copies=copies)
+    res = subprocess.run([sys.executable, "-c", _RSS_CHILD, json.dumps(spec), str(base / f"img_wd_{rows}")],
+                         capture_output=True, text=True, env={**os.environ, "SVT_LOG": "1"})
+    if res.returncode != 0:
+        raise SystemExit(f"image RSS run failed: {res.stderr[-2000:]}")
+    kb = int(next(l for l in res.stdout.splitlines() if l.startswith("RSS_KB")).split()[1])
+    return kb / 1024
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny inputs: a smoke run that prints every figure")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--image-rss-only", action="store_true", help="only the image datasets' peak RSS")
     args = ap.parse_args(argv)
+    image_rows = (100, 1000) if args.quick else (1000, 10000)
+    if args.image_rss_only:
+        base = Path(tempfile.mkdtemp(prefix="roboaug-bench-"))
+        try:
+            img = {n: image_peak_rss(base, n) for n in image_rows}
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        _print_image_rss(img, image_rows)
+        return 0
     if args.quick:
         plan = [("96x96", 96, 96, (30, 30)), ("480x640", 480, 640, (6, 6))]
         rss_lengths = (300, 60)
@@ -229,6 +255,7 @@ def main(argv=None) -> int:
     try:
         rows = [bench_size(label, h, w, lengths, base) for label, h, w, lengths in plan]
         rss = {n: peak_rss(base, n) for n in rss_lengths}
+        img = {n: image_peak_rss(base, n) for n in image_rows}
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"roboaug worker pipeline, AV1 (libsvtav1 preset {preset}, crf 30, g 2) in and out, "
@@ -258,10 +285,18 @@ def main(argv=None) -> int:
     long_n, short_n = rss_lengths
     print(f"\npeak RSS, one 96x96 episode, 1 process: {long_n} frames {rss[long_n]:.0f} MiB, "
           f"{short_n} frames {rss[short_n]:.0f} MiB (ratio {rss[long_n] / rss[short_n]:.2f})")
+    _print_image_rss(img, image_rows)
     if args.json:
         Path(args.json).write_text(json.dumps({"preset": preset, "quick": args.quick, "sizes": rows,
-                                               "peak_rss_mib": {str(k): v for k, v in rss.items()}}, indent=2))
+                                               "peak_rss_mib": {str(k): v for k, v in rss.items()},
+                                               "image_peak_rss_mib": {str(k): v for k, v in img.items()}}, indent=2))
     return 0
+
+
+def _print_image_rss(img: dict[int, float], image_rows: tuple[int, int]) -> None:
+    small, large = image_rows
+    print(f"peak RSS, 64x64 image dataset, 5 lighting copies, 1 process: {small} images {img[small]:.0f} MiB, "
+          f"{large} images {img[large]:.0f} MiB (ratio {img[large] / img[small]:.2f}; target <= 1.5)")
 
 
 if __name__ == "__main__":

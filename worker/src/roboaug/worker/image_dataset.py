@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -27,10 +27,13 @@ from .errors import ExitCode, WorkerError
 from .files import copy_tree
 from .handler import PREVIEW_ROWS, Augmented, FormatJob
 from .png import decode_png, png_bytes
-from .pool import run_tasks
+from .pool import iter_tasks
 
 AUGMENTED_SUFFIX = "-roboaug"
 ROWS_PER_TASK = 256
+ROW_GROUP_BYTES = 64 * 1024 * 1024
+"""An output file's row group is written once its images reach this many bytes (memory: one
+row group per output file being written)."""
 
 
 def _is_image_type(t: pa.DataType) -> bool:
@@ -128,25 +131,44 @@ class ImageTask:
 class ImageResult:
     task_index: int
     images: dict[str, list[bytes]] = field(default_factory=dict)
+    paths: dict[str, list[Optional[str]]] = field(default_factory=dict)  # each source cell's `path`
     params: list[dict[str, dict]] = field(default_factory=list)
     preview: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     frames: int = 0
 
 
+def read_rows(path: str, columns: list[str], rows: set[int]) -> dict[int, dict[str, Any]]:
+    """Cells of `columns` in `rows` of a parquet file, reading only the row groups that hold them:
+    a task holds the images it needs, not its whole source file."""
+    pf = pq.ParquetFile(path)
+    cells: dict[int, dict[str, Any]] = {}
+    first = 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        wanted = sorted(r for r in rows if first <= r < first + n)
+        if wanted:
+            group = pf.read_row_group(g, columns=columns)
+            for r in wanted:
+                cells[r] = {c: group.column(c)[r - first].as_py() for c in columns}
+            del group
+        first += n
+    return cells
+
+
 def run_image_task(task: ImageTask) -> ImageResult:
-    table = pq.read_table(task.path, columns=list(task.columns))
-    cols = {c: table.column(c).to_pylist() for c in task.columns}
-    res = ImageResult(task_index=task.task_index, images={c: [] for c in task.columns})
+    cells = read_rows(task.path, list(task.columns), {job.row_in_file for job in task.rows})
+    res = ImageResult(task_index=task.task_index, images={c: [] for c in task.columns}, paths={c: [] for c in task.columns})
     for job in task.rows:
         row_params = {}
         for cam, col in enumerate(task.columns):
-            cell = cols[col][job.row_in_file]
+            cell = cells[job.row_in_file][col]
             if not cell or cell.get("bytes") is None:
                 raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"{Path(task.path).name}: row {job.row_in_file} of {col!r} has no image bytes")
             try:
                 rgb = decode_png(cell["bytes"])
             except WorkerError as exc:
-                raise WorkerError(ExitCode.CORRUPT_VIDEO, f"{Path(task.path).name}: row {job.row_in_file} of {col!r}: {exc.message}") from exc
+                # the code decode_png chose: undecodable (corrupt) or over the size limit (invalid)
+                raise WorkerError(exc.code, f"{Path(task.path).name}: row {job.row_in_file} of {col!r}: {exc.message}") from exc
             h, w = rgb.shape[:2]
             params = sample_copy_params(
                 task.spec, job.transforms, seed=int(task.spec.augment_seed), episode=job.global_row,
@@ -154,6 +176,7 @@ def run_image_task(task: ImageTask) -> ImageResult:
             )
             out = apply_clip(rgb[None], params, np.zeros(1, dtype=np.int64))[0]
             res.images[col].append(png_bytes(out))
+            res.paths[col].append(cell.get("path"))
             row_params[col] = params.to_dict()
             if cam == 0 and len(res.preview) < task.preview:
                 res.preview.append((rgb, out))
@@ -167,40 +190,83 @@ def augmented_name(rel: str) -> str:
     return (p.parent / f"{p.stem}{AUGMENTED_SUFFIX}{p.suffix}").as_posix()
 
 
-def write_table(ds: ImageDataset, rel: str, target: Path, row_sources: list[int], images: dict[str, list[bytes]]) -> None:
-    """Write rows `row_sources` of source file `rel` (repeats allowed), image columns replaced, to `target`."""
-    src = pq.read_table(ds.root / rel)
-    table = src.take(pa.array(row_sources, type=pa.int64()))
-    for col, pngs in images.items():
-        i = table.schema.get_field_index(col)
-        old = table.column(col).to_pylist()
-        new = [{"bytes": b, "path": (o or {}).get("path")} for b, o in zip(pngs, old)]
-        table = table.set_column(i, table.schema.field(i), pa.array(new, type=table.schema.field(i).type))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.cast(src.schema), target)
+class OutputFile:
+    """One output parquet file, written a row group at a time: rows of source file `rel` (repeats
+    allowed), image columns replaced. A row group is written once its images reach
+    ROW_GROUP_BYTES, so memory holds one row group, however large the file; a file under that
+    size is one row group, as one `pq.write_table` of the whole table writes it."""
+
+    def __init__(self, ds: ImageDataset, rel: str, target: Path):
+        self.rel = rel
+        self.schema = pq.read_schema(ds.root / rel)
+        self.columns = ds.columns
+        others = [n for n in self.schema.names if n not in ds.columns]
+        self.others = pq.read_table(ds.root / rel, columns=others) if others else None
+        self.target = target
+        self._writer: Optional[pq.ParquetWriter] = None
+        self._rows: list[int] = []
+        self._cells: dict[str, list[dict]] = {c: [] for c in ds.columns}
+        self._bytes = 0
+
+    def add(self, row_sources: list[int], images: dict[str, list[bytes]], paths: dict[str, list[Optional[str]]]) -> None:
+        for i, r in enumerate(row_sources):  # row by row: where a row group ends depends on the bytes alone
+            self._rows.append(r)
+            for c in self.columns:
+                self._cells[c].append({"bytes": images[c][i], "path": paths[c][i]})
+                self._bytes += len(images[c][i])
+            if self._bytes >= ROW_GROUP_BYTES:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows and self._writer is not None:  # the last row group ended at the file's end
+            return
+        indices = pa.array(self._rows, type=pa.int64())
+        arrays = []
+        for f in self.schema:
+            if f.name in self._cells:
+                arrays.append(pa.array(self._cells[f.name], type=f.type))
+            else:
+                arrays.append(self.others.column(f.name).take(indices))
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        if self._writer is None:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.target, self.schema)
+        self._writer.write_table(table)
+        self._rows, self._bytes = [], 0
+        self._cells = {c: [] for c in self.columns}
+
+    def close(self) -> None:
+        self._flush()  # an empty source file still gives its (empty) output file
+        self._writer.close()
+
+
+def plan_tasks(ds: ImageDataset, spec, source: Path) -> Iterator[ImageTask]:
+    """The tasks in output order: per source file, its output rows (copy: every row once per
+    transform set, copy after copy; inplace: each row once) in chunks of ROWS_PER_TASK."""
+    sets = spec.copies_plan()
+    copy_mode = spec.augment_dataset_mode == "copy"
+    offset, index = 0, 0
+    for rel, n_rows in zip(ds.files, ds.rows_per_file):
+        if copy_mode:
+            jobs = [RowJob(r, offset + r, j, ts) for j, ts in enumerate(sets) for r in range(n_rows)]
+        else:
+            jobs = [RowJob(r, offset + r, 0, sets[(offset + r) % len(sets)]) for r in range(n_rows)]
+        for start in range(0, len(jobs), ROWS_PER_TASK):
+            yield ImageTask(index, str(source / rel), tuple(ds.columns), tuple(jobs[start:start + ROWS_PER_TASK]),
+                            spec, preview=PREVIEW_ROWS if index == 0 else 0)
+            index += 1
+        offset += n_rows
 
 
 def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
+    """Streams: at most `2 x processes` tasks' results wait here, each output file holds one row
+    group, and provenance entries go through a spool file: memory does not grow with the output."""
     spec, reporter = job.spec, job.reporter
     ds = load(source)
     sets = spec.copies_plan()
     copy_mode = spec.augment_dataset_mode == "copy"
-    tasks: list[ImageTask] = []
-    layout: list[tuple[str, list[int]]] = []  # per output file: source file and its row sources
-    offset = 0
-    for rel, n_rows in zip(ds.files, ds.rows_per_file):
-        jobs = []
-        if copy_mode:
-            for j, ts in enumerate(sets):
-                jobs += [RowJob(r, offset + r, j, ts) for r in range(n_rows)]
-        else:
-            jobs = [RowJob(r, offset + r, 0, sets[(offset + r) % len(sets)]) for r in range(n_rows)]
-        layout.append((rel, [j.row_in_file for j in jobs]))
-        for start in range(0, len(jobs), ROWS_PER_TASK):
-            tasks.append(ImageTask(len(tasks), str(source / rel), tuple(ds.columns),
-                                   tuple(jobs[start:start + ROWS_PER_TASK]), spec,
-                                   preview=PREVIEW_ROWS if not tasks else 0))
-        offset += n_rows
+    tasks = list(plan_tasks(ds, spec, source))
+    file_of = {str(source / rel): rel for rel in ds.files}
     total = sum(len(t.rows) for t in tasks)
     done = {"rows": 0}
     reporter.update("augmenting", episodes_total=total, frames_total=total, force=True)
@@ -210,28 +276,41 @@ def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
         reporter.update("augmenting", episodes_done=done["rows"], episodes_total=total,
                         frames_done=done["rows"], frames_total=total)
 
-    results = run_tasks(run_image_task, tasks, job.processes, on_done)
-    # write: originals kept (copy) or replaced (inplace), results consumed in task order
+    # originals kept (copy) or replaced (inplace); augmented rows written as their tasks finish, in task order
     copy_tree(source, stage, skip=() if copy_mode else ds.files)
-    entries = []
-    by_file: dict[str, list] = {}
-    for task, res in zip(tasks, results):
-        by_file.setdefault(task.path, []).append((task, res))
-    for rel, row_sources in layout:
-        images: dict[str, list[bytes]] = {c: [] for c in ds.columns}
-        jobs, params = [], []
-        for task, res in by_file.get(str(source / rel), []):
-            jobs.extend(task.rows)
-            params.extend(res.params)
-            for c in ds.columns:
-                images[c].extend(res.images[c])
-        out_rel = augmented_name(rel) if copy_mode else rel
-        write_table(ds, rel, stage / out_rel, row_sources, images)
-        for i, (row_job, p) in enumerate(zip(jobs, params)):
-            entries.append({"file": out_rel, "row": i, "source_file": rel, "source_row": row_job.row_in_file,
-                            "copy": row_job.copy, "transforms": list(row_job.transforms), "params": p})
-    provenance.write_provenance(stage, spec=spec, source=job.source_id, fmt="datasets-image", entries=entries)
-    provenance.write_preview(stage, [p for r in results for p in r.preview][:PREVIEW_ROWS])
+    spool = job.workdir / "image-provenance.jsonl"
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    preview: list = []
+    out: Optional[OutputFile] = None
+    out_rel, row = "", 0
+    try:
+        with spool.open("w") as entries:
+            for task, res in zip(tasks, iter_tasks(run_image_task, tasks, job.processes, on_done,
+                                                   window=2 * job.processes)):
+                rel = file_of[task.path]
+                if out is None or out.rel != rel:
+                    if out is not None:
+                        out.close()
+                    out_rel, row = (augmented_name(rel) if copy_mode else rel), 0
+                    out = OutputFile(ds, rel, stage / out_rel)
+                out.add([j.row_in_file for j in task.rows], res.images, res.paths)
+                for row_job, p in zip(task.rows, res.params):
+                    entries.write(json.dumps({"file": out_rel, "row": row, "source_file": rel,
+                                              "source_row": row_job.row_in_file, "copy": row_job.copy,
+                                              "transforms": list(row_job.transforms), "params": p}) + "\n")
+                    row += 1
+                preview.extend(res.preview)
+            if out is not None:
+                out.close()
+        for rel, n_rows in zip(ds.files, ds.rows_per_file):
+            if n_rows == 0:  # no task: its output file holds no rows, as the source does
+                OutputFile(ds, rel, stage / (augmented_name(rel) if copy_mode else rel)).close()
+        with spool.open() as entries:
+            provenance.write_provenance(stage, spec=spec, source=job.source_id, fmt="datasets-image",
+                                        entries=(json.loads(line) for line in entries))
+    finally:
+        spool.unlink(missing_ok=True)
+    provenance.write_preview(stage, preview[:PREVIEW_ROWS])
     card = read_card_yaml(source)
     if copy_mode:
         card = scale_split_counts(card, 1 + len(sets))

@@ -8,9 +8,9 @@ gets one thread, so `processes` is the number of cores a job keeps busy.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_all_start_methods, get_context
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .errors import ExitCode, WorkerError
 
@@ -66,17 +66,25 @@ def _init_pool_worker(fresh_interpreter: bool, cores) -> None:
 def run_tasks(fn: Callable, tasks: Sequence, processes: int, on_done: Callable[[Any, Any], None]) -> list:
     """fn over tasks, results in task order whatever the completion order (so the output does
     not depend on `processes`); `on_done(task, result)` runs in this process as each finishes."""
-    results: list = [None] * len(tasks)
+    return list(iter_tasks(fn, tasks, processes, on_done))
+
+
+def iter_tasks(fn: Callable, tasks: Sequence, processes: int, on_done: Callable[[Any, Any], None],
+               window: Optional[int] = None) -> Iterator:
+    """`run_tasks` as a generator: each result is yielded in task order as soon as it and all
+    before it are done. `window`: at most that many tasks (at least `processes`) are submitted
+    and not yet yielded, so at most that many results wait here (None: all submitted at once)."""
     # Set here, before any fork, never first in a forked child: a child that resizes OpenCV's
     # pool while the parent's pool threads were live deadlocks (pthread_cond_destroy on a
     # condition variable whose waiters exist only in the parent). Forked workers inherit it.
     _single_threaded_kernels()
     cores = worker_cores(processes)  # read first: a bad setting is refused even when unused
     if processes <= 1 or len(tasks) <= 1:
-        for i, task in enumerate(tasks):
-            results[i] = fn(task)
-            on_done(task, results[i])
-        return results
+        for task in tasks:
+            result = fn(task)
+            on_done(task, result)
+            yield result
+        return
     # fork where there is one (no codec is open here yet, and it saves each worker the imports);
     # spawn elsewhere
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
@@ -86,16 +94,27 @@ def run_tasks(fn: Callable, tasks: Sequence, processes: int, on_done: Callable[[
         queue = ctx.SimpleQueue()
         for core in cores:
             queue.put(core)
+    limit = len(tasks) if window is None else max(window, processes)
     with ProcessPoolExecutor(max_workers=processes, mp_context=ctx, initializer=_init_pool_worker,
                              initargs=(method == "spawn", queue)) as pool:
-        futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
+        pending: dict = {}  # future -> task index
+        finished: dict[int, Any] = {}  # task index -> result, until its turn
+        submitted = yielded = 0
         try:
-            for fut in as_completed(futures):
-                i = futures[fut]
-                results[i] = fut.result()
-                on_done(tasks[i], results[i])
-        except BaseException:
-            for fut in futures:
+            while yielded < len(tasks):
+                while submitted < len(tasks) and submitted - yielded < limit:
+                    pending[pool.submit(fn, tasks[submitted])] = submitted
+                    submitted += 1
+                if yielded in finished:
+                    yield finished.pop(yielded)
+                    yielded += 1
+                    continue
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    finished[i] = fut.result()
+                    on_done(tasks[i], finished[i])
+        except BaseException:  # a failed task, or the consumer gave up: nothing more is started
+            for fut in pending:
                 fut.cancel()
             raise
-    return results

@@ -7,8 +7,9 @@ the same bytes, and these files are part of the output.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
@@ -39,7 +40,9 @@ def spec_summary(spec) -> dict[str, Any]:
     }
 
 
-def write_provenance(out: Path, *, spec, source: str, fmt: str, entries: list[dict[str, Any]]) -> None:
+def write_provenance(out: Path, *, spec, source: str, fmt: str, entries: Iterable[dict[str, Any]]) -> None:
+    """meta/augmentation.json: the bytes of `json.dumps(doc, indent=2)`, written entry by entry so
+    that `entries` (one per output episode or row) may be a generator and never all be held."""
     doc = {
         "generator": GENERATOR,
         "format": fmt,
@@ -49,11 +52,19 @@ def write_provenance(out: Path, *, spec, source: str, fmt: str, entries: list[di
         "augment_dataset_mode": spec.augment_dataset_mode,
         "transforms": spec.transforms,
         "spec": spec_summary(spec),
-        "episodes": entries,
+        "episodes": [],
     }
     path = out / PROVENANCE_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    head = json.dumps(doc, indent=2, sort_keys=False)
+    assert head.endswith('"episodes": []\n}')
+    with path.open("w") as f:
+        sep = head[: -len("]\n}")] + "\n"  # up to and including the list's "["
+        for entry in entries:
+            # one level deeper than the document: what json.dumps(doc, indent=2) gives each item
+            f.write(sep + textwrap.indent(json.dumps(entry, indent=2, sort_keys=False), "    "))
+            sep = ",\n"
+        f.write(head + "\n" if sep != ",\n" else "\n  ]\n}\n")
 
 
 def is_roboaug_provenance(data: bytes) -> bool:
