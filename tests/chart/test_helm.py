@@ -301,6 +301,7 @@ def test_chart_default_pools_equal_the_operator_defaults(render):
         assert a.tolerations == b.tolerations, name
         assert a.resources == b.resources, name
         assert a.instance_type == b.instance_type, name
+        assert a.active_deadline_seconds == b.active_deadline_seconds is not None, name
     assert chart.routing == bare.routing
 
 

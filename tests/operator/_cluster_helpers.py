@@ -47,6 +47,7 @@ def base_config(namespace: str, **over) -> dict:
         "pending_timeout_seconds": 600,
         "leader_election": {"enabled": True, "lease_namespace": namespace,
                             "lease_duration_seconds": 4, "renew_period_seconds": 1},
+        "api_timeout_seconds": 3,  # below the lease, as the config requires
         "health_port": None,
         "metrics_port": None,
         "resync_seconds": 5,
@@ -62,8 +63,10 @@ class OperatorProcess:
     `name` keeps replicas apart: their config and log files, and (as $HOSTNAME) the first part
     of their Lease identity, `<name>-<pid>`."""
 
-    def __init__(self, cluster, config: dict, workdir: Path, name: str = "operator"):
+    def __init__(self, cluster, config: dict, workdir: Path, name: str = "operator",
+                 kubeconfig: Path | None = None):
         self.cluster = cluster
+        self.kubeconfig = kubeconfig  # another way to the apiserver (a proxy), else the cluster's
         self.name = name
         self.path = workdir / f"{name}.yaml"
         self.path.write_text(yaml.safe_dump(config))
@@ -82,6 +85,8 @@ class OperatorProcess:
     def start(self) -> "OperatorProcess":
         env = self.cluster.env()
         env["ROBOAUG_OPERATOR_CONFIG"] = str(self.path)
+        if self.kubeconfig:
+            env["KUBECONFIG"] = str(self.kubeconfig)
         env["HOSTNAME"] = self.name
         self.starts += 1
         with open(self.log, "a") as log:

@@ -62,11 +62,13 @@ class FakeLeases:
         self.lock = threading.Lock()
         self.gate = None                      # threading.Event, when armed
         self.renew_waiting = threading.Event()
+        self.timeouts = []                    # (thread name, timeout) of every call
 
-    def request(self, method, path, body=None, resource=None):
+    def request(self, method, path, body=None, resource=None, timeout=None):
+        self.timeouts.append((threading.current_thread().name, timeout))
         if method == "GET" and self.gate is not None and threading.current_thread().name == "lease-renew":
             self.renew_waiting.set()
-            self.gate.wait(10)
+            self.gate.wait(10)  # a call stuck on a silent connection, whatever its timeout
         with self.lock:
             if method == "GET":
                 if self.lease is None:
@@ -105,3 +107,42 @@ def test_release_does_not_race_a_renewal_in_flight():
     assert kube.lease["spec"]["holderIdentity"] is None
     assert evaluate(kube.lease["spec"], "b", datetime.now(timezone.utc), 15).acquire
     assert lost == []
+
+
+def test_a_leader_that_cannot_renew_stops_before_its_lease_ends():
+    # The apiserver stops answering (a paused connection): the renewal hangs in its GET. The
+    # watchdog, not the stuck renewal, stops the leader at the renew deadline, while the Lease
+    # it last wrote is still its own, so no standby can have taken over yet.
+    kube = FakeLeases()
+    cfg = LeaderElection(lease_duration_seconds=1.5, renew_period_seconds=0.1, renew_deadline_seconds=0.8)
+    lost = []
+    el = LeaderElector(kube, cfg, "ns", identity="a", on_lost=lambda: lost.append(datetime.now(timezone.utc)))
+    el.acquire()
+    el.start_renewing()
+    time.sleep(0.5)  # a few renewals go through
+    renewed = [n for n, _t in kube.timeouts if n == "lease-renew"]
+    assert len(renewed) >= 4
+    kube.gate = threading.Event()
+    try:
+        assert kube.renew_waiting.wait(5)
+        written = datetime.fromisoformat(kube.lease["spec"]["renewTime"].replace("Z", "+00:00"))
+        expires = written + timedelta(seconds=cfg.lease_duration_seconds)
+        deadline = time.monotonic() + 5
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(lost) == 1, "the leader kept acting with a renewal stuck"
+        assert lost[0] < expires, f"stopped {(lost[0] - expires).total_seconds():.2f}s after its Lease ended"
+        assert (lost[0] - written).total_seconds() >= cfg.renew_deadline - 0.05  # not before its deadline
+        # every renewal call was bounded by the deadline, so none outlives the Lease
+        assert all(t is not None and 0 < t <= cfg.renew_deadline for n, t in kube.timeouts if n == "lease-renew")
+    finally:
+        kube.gate.set()
+    el._thread.join(5)
+    assert not el._thread.is_alive() and len(lost) == 1  # the renewal that came back does not act
+
+
+def test_acquiring_uses_the_plain_api_timeout():
+    kube = FakeLeases()
+    el = LeaderElector(kube, LeaderElection(), "ns", identity="a", on_lost=lambda: None)
+    el.acquire()
+    assert [t for _n, t in kube.timeouts] == [None, None]  # GET (404) and POST: Kube's own timeout

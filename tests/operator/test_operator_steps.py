@@ -120,17 +120,22 @@ def cancelled_status():
     return h.status
 
 
-def test_settle_keeps_a_finished_job_and_finishes_a_cancel_deletion():
+def test_settle_keeps_a_finished_job_and_finish_stops_its_running_job():
+    # settle ends the decision; the deletion a cancel still owes (its delete failed last time) is
+    # finish's, as for every end (reconcile.stop_worker)
     assert steps.settle(decision(cr(status=history("scheduling")), settled=False)) is False
     d = decision(cr(status=cancelled_status()), job=job(), settled=False)
-    assert steps.settle(d) is True and d.plan.delete_job == "aug-demo-worker"
+    assert steps.settle(d) is True and finish(d).delete_job == "aug-demo-worker"
     for other in (job(deleting=True), job(owner="someone-else"), None):
         d = decision(cr(status=cancelled_status()), job=other, settled=False)
-        assert steps.settle(d) is True and d.plan.delete_job is None
+        assert steps.settle(d) is True and finish(d).delete_job is None
     done = History(history("scheduling"))
     done.complete(at(2), "done")
+    d = decision(cr(status=done.status), job=job(complete=True, active=0), settled=False)
+    assert steps.settle(d) is True and finish(d).delete_job is None  # a finished Job keeps its pod's logs
+    # ...but a Job that could still run a worker is stopped, whatever the end
     d = decision(cr(status=done.status), job=job(), settled=False)
-    assert steps.settle(d) is True and d.plan.delete_job is None
+    assert steps.settle(d) is True and finish(d).delete_job == "aug-demo-worker"
 
 
 def test_accept_starts_the_history_once():
@@ -297,12 +302,12 @@ def test_cancel_deletes_only_our_live_job():
     d = decision(cr(status=history("scheduling")), job=job())
     assert steps.cancel(d) is False and d.h.phase == "scheduling"
     d = decision(cr(spec={"cancel_requested": True}, status=history("scheduling")), job=job())
-    assert steps.cancel(d) is True and d.plan.delete_job == "aug-demo-worker"
+    assert steps.cancel(d) is True and finish(d).delete_job == "aug-demo-worker"
     assert d.h.phase == "cancelled" and events(d)[0]["message"] == "cancelled on request; Job aug-demo-worker deleted"
     d = decision(cr(spec={"cancel_requested": True}, status=history("scheduling")), job=job(deleting=True))
-    assert steps.cancel(d) is True and d.plan.delete_job is None
+    assert steps.cancel(d) is True and finish(d).delete_job is None
     d = decision(cr(spec={"cancel_requested": True}, status=history()), job=job(owner="someone-else"))
-    assert steps.cancel(d) is True and d.plan.delete_job is None
+    assert steps.cancel(d) is True and finish(d).delete_job is None
     assert events(d)[0]["message"] == "cancelled on request"
 
 
@@ -375,7 +380,7 @@ def test_disruptions_are_noted_once_per_pod_and_are_not_attempts():
     lost = pod(name="p1", phase="Failed", node="cpu-0", disrupted=True)
     d = decision(cr(status=history("scheduling", "downloading")), job=job(), pods=[lost, pod(name="p2", created=3)])
     assert steps.disruptions(d) is False
-    assert [e["data"] for e in events(d, "disrupted")] == [{"pod": "p1", "node": "cpu-0"}]
+    assert [e["data"] for e in events(d, "disrupted")] == [{"pod": "p1", "node": "cpu-0", "evictions": 1}]
     assert d.plan.events == [("Warning", "Disrupted", "pod p1 disrupted on node cpu-0")]
     assert d.failed_pods == [] and d.h.attempt == 0
     again = decision(cr(status=d.h.status), job=job(), pods=[lost, pod(name="p2", created=3)])
@@ -615,7 +620,7 @@ def test_pending_timeout_is_one_budget_for_every_stall(kind):
     assert d.plan.requeue_after == 0.5 and d.plan.events == []  # nothing new to say, a floor on the wait
     d = decision(cr(status=d.h.status), now=61, job=job(), pods=[case["pod"]])
     assert steps.pending_timeout(d) is True
-    assert d.plan.delete_job == "aug-demo-worker" and d.h.status["error"] == case["error"]
+    assert finish(d).delete_job == "aug-demo-worker" and d.h.status["error"] == case["error"]
     data = d.h.status["phases"][-1]["events"][0]["data"]
     assert (data["pending_seconds"], data["timeout_seconds"]) == (60.0, 60)
 

@@ -150,6 +150,9 @@ pools:
     {{- with $pool.priorityClassName }}
     priority_class_name: {{ . | quote }}
     {{- end }}
+    {{- with $pool.activeDeadlineSeconds }}
+    active_deadline_seconds: {{ int . }}
+    {{- end }}
 {{- end }}
 routing: {{ toJson .Values.routing }}
 image_pull_secrets: [{{ range $i, $s := .Values.imagePullSecrets }}{{ if $i }}, {{ end }}{{ $s.name | quote }}{{ end }}]

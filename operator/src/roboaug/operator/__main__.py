@@ -45,7 +45,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     logs.configure(cfg.log_format, cfg.log_level)
     # Three thread pools share the client (status writes, Job creates, Events) plus the leader
     # lease: size the connection pool for all of them, or urllib3 discards and re-handshakes.
-    kube = Kube(load_api_client(args.kubeconfig, pool_size=2 * cfg.api_concurrency + 4))
+    kube = Kube(load_api_client(args.kubeconfig, pool_size=2 * cfg.api_concurrency + 4),
+                timeout=cfg.api_timeout_seconds)
     metrics.serve(cfg.metrics_port)
 
     elector = None

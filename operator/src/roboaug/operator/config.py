@@ -23,6 +23,10 @@ from roboaug.api.models.unbound import JobsWithoutProject
 CONFIG_ENV = "ROBOAUG_OPERATOR_CONFIG"
 DEFAULT_IMAGE = "ghcr.io/roboaug/worker:0.1.0"
 GPU_RESOURCE = "nvidia.com/gpu"
+# The built-in pools' Job deadlines (the chart's values say the same): far above any job seen,
+# low enough that a worker stuck or restarted without end is stopped within a day.
+CPU_DEADLINE_SECONDS = 12 * 3600
+GPU_DEADLINE_SECONDS = 24 * 3600
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # worker_env may not override what the operator sets itself (RESERVED_ENV, the worker contract's),
 # and HF_TOKEN must only ever come from a Secret reference.
@@ -69,6 +73,10 @@ class Pool(_Strict):
     pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the worker pods.")
     pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the worker pods.")
     priority_class_name: Optional[str] = None
+    active_deadline_seconds: Optional[int] = Field(
+        None, ge=1,
+        description="Hard time limit of this pool's worker Jobs (the whole Job: pending time and every "
+                    "attempt), so retries end; unset = the top-level active_deadline_seconds.")
 
     @property
     def gpus(self) -> int:
@@ -80,12 +88,14 @@ def _default_pools() -> dict[str, Pool]:
         "cpu": Pool(
             instance_type="c7i.4xlarge",
             node_selector={"roboaug.dev/pool": "cpu"},
+            active_deadline_seconds=CPU_DEADLINE_SECONDS,
             resources=Resources(requests={"cpu": "2", "memory": "4Gi"},
                                 limits={"cpu": "4", "memory": "8Gi"}),
         ),
         "gpu": Pool(
             instance_type="g6e.2xlarge",
             node_selector={"roboaug.dev/pool": "gpu"},
+            active_deadline_seconds=GPU_DEADLINE_SECONDS,
             tolerations=[Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")],
             resources=Resources(requests={"cpu": "4", "memory": "32Gi", GPU_RESOURCE: "1"},
                                 limits={"memory": "48Gi", GPU_RESOURCE: "1"}),
@@ -101,11 +111,28 @@ class LeaderElection(_Strict):
     lease_namespace: Optional[str] = Field(None, description="Default: the pod's namespace, else `default`.")
     lease_duration_seconds: float = Field(15, gt=0)
     renew_period_seconds: float = Field(5, gt=0)
+    renew_deadline_seconds: Optional[float] = Field(
+        None, gt=0,
+        description="A leader that has not renewed its Lease for this long stops (exits) while the Lease "
+                    "is still its own; unset = halfway between renew_period_seconds and "
+                    "lease_duration_seconds (10 s for 5 s and 15 s, as client-go).")
+
+    @property
+    def renew_deadline(self) -> float:
+        if self.renew_deadline_seconds is not None:
+            return self.renew_deadline_seconds
+        return (self.renew_period_seconds + self.lease_duration_seconds) / 2
 
     @model_validator(mode="after")
     def _renew_before_expiry(self) -> "LeaderElection":
         if self.renew_period_seconds >= self.lease_duration_seconds:
             raise ValueError("leader_election.renew_period_seconds must be < lease_duration_seconds")
+        # A leader must stop before another may take over: the deadline lies inside the lease.
+        if not self.renew_period_seconds < self.renew_deadline < self.lease_duration_seconds:
+            raise ValueError(
+                f"leader_election.renew_deadline_seconds ({self.renew_deadline:g}) must be above "
+                f"renew_period_seconds ({self.renew_period_seconds:g}) and below lease_duration_seconds "
+                f"({self.lease_duration_seconds:g}): a leader that cannot renew stops before its Lease ends")
         return self
 
 
@@ -121,9 +148,14 @@ class OperatorConfig(_Strict):
         description="Secrets (names, in the job's namespace) the kubelet pulls worker images with. Each "
                     "worker runs under its own ServiceAccount (access.py), so they go on the pod.")
     backoff_limit: int = Field(3, ge=0, le=20)
+    max_evictions: int = Field(
+        3, ge=0, le=100,
+        description="Evictions (node pressure) and other node disruptions of a job's worker pod that are "
+                    "restarted without costing a retry; one more fails the job.")
     pending_timeout_seconds: int = Field(600, ge=1)
     ttl_seconds_after_finished: Optional[int] = Field(86400, ge=0)
-    active_deadline_seconds: Optional[int] = Field(None, ge=1)
+    active_deadline_seconds: Optional[int] = Field(
+        None, ge=1, description="Job deadline of the pools that set none (pools.<name>.active_deadline_seconds).")
     hub_token_secret: Optional[SecretKeyRef] = Field(
         SecretKeyRef(name="roboaug-hf-token", key="token"),
         description="Default Secret holding the Hub token, when the CR names none. null = no token.",
@@ -139,6 +171,9 @@ class OperatorConfig(_Strict):
     metrics_port: Optional[int] = Field(9090, ge=0, le=65535, description="Prometheus /metrics; null = off.")
     resync_seconds: float = Field(30, gt=0, description="How often every unfinished job is looked at anyway.")
     api_concurrency: int = Field(16, ge=1, le=256, description="Parallel Kubernetes API calls.")
+    api_timeout_seconds: float = Field(
+        10, gt=0, le=300,
+        description="Timeout of one Kubernetes API call; with leader election, below its lease duration.")
     status_yield_seconds: float = Field(
         5.0, ge=0, le=60,
         description="Under a burst of new jobs, status writes and Events wait (at most this long) "
@@ -155,6 +190,16 @@ class OperatorConfig(_Strict):
             if name in RESERVED_ENV:
                 raise ValueError(f"worker_env: {name!r} is set by the operator and cannot be overridden")
         return value
+
+    @model_validator(mode="after")
+    def _calls_end_within_the_lease(self) -> "OperatorConfig":
+        # A call still waiting when the leadership it was made under has ended must not be able
+        # to land afterwards, long after the new leader acted.
+        le = self.leader_election
+        if le.enabled and self.api_timeout_seconds >= le.lease_duration_seconds:
+            raise ValueError(f"api_timeout_seconds ({self.api_timeout_seconds:g}) must be below "
+                             f"leader_election.lease_duration_seconds ({le.lease_duration_seconds:g})")
+        return self
 
     @model_validator(mode="after")
     def _routing_targets_exist(self) -> "OperatorConfig":

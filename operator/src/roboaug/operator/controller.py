@@ -26,7 +26,7 @@ from . import metrics
 from .config import OperatorConfig
 from .jobs import job_name
 from .kube import ApiError, Kube
-from .observe import JobView, PodView, summarize_job
+from .observe import JobView, PodView, owned_pods, summarize_job
 from .phases import check, parse_ts
 from .reconcile import Observed, decide
 
@@ -194,7 +194,7 @@ class Controller:
     def _pods(self, key: Key, job: Optional[JobView]) -> list[PodView]:
         if job is None or self.pods is None:
             return []
-        return [p for p in (self.pods.get(key) or ()) if getattr(p, "job_uid", None) in (None, job.uid)]
+        return owned_pods(job, self.pods.get(key) or ())
 
     async def _node_labels(self, pods: Iterable[PodView]) -> dict[str, dict]:
         out = {}

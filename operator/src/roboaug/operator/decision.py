@@ -19,7 +19,7 @@ from roboaug.api.models.project import AugmentationProjectSpec
 
 from .config import OperatorConfig
 from .errors import PodFailure
-from .observe import JobView, PodView
+from .observe import JobView, PodView, owned_pods
 from .phases import History
 from .pools import PoolChoice
 
@@ -112,7 +112,8 @@ class Decision:
         cr = obs.cr
         meta = cr.get("metadata") or {}
         before = operator_status(cr.get("status"))
-        pods = sorted(obs.pods, key=lambda p: (p.created or "", p.name))
+        # only our Job's own pods: a look-alike pod with our labels is nobody's state
+        pods = sorted(owned_pods(obs.job, obs.pods), key=lambda p: (p.created or "", p.name))
         h = History(before)
         return cls(
             obs=obs, config=config, before=before, h=h, was_terminal=h.terminal, plan=Plan(),
@@ -145,6 +146,12 @@ class Decision:
         return self.job is not None and self.job.owner_uid == self.meta.get("uid")
 
     @property
+    def job_running(self) -> bool:
+        """Our Job exists, is not being deleted and has not finished: a worker may still run (and
+        publish) under it."""
+        return self.ours and not self.job.deleting and not self.job.finished
+
+    @property
     def last_failure(self) -> Optional[PodFailure]:
         return failure_of(self.failed_pods[-1]) if self.failed_pods else None
 
@@ -156,6 +163,7 @@ class Decision:
 
     # -- writing ----------------------------------------------------------------------------------
     def fail(self, error: str, message: str, data: Optional[dict] = None) -> bool:
-        """The job fails; returns True, so a step can end the decision with `return d.fail(...)`."""
+        """The job fails; returns True, so a step can end the decision with `return d.fail(...)`.
+        Its Job, if still running, is deleted by `reconcile.finish` (as for every end)."""
         self.h.fail(self.now, error, message, data)
         return True

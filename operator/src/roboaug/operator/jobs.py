@@ -210,8 +210,9 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     }
     if config.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = config.ttl_seconds_after_finished
-    if config.active_deadline_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = config.active_deadline_seconds
+    deadline = pool.active_deadline_seconds or config.active_deadline_seconds
+    if deadline is not None:
+        job_spec["activeDeadlineSeconds"] = deadline
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -54,21 +54,29 @@ def load_api_client(kubeconfig: Optional[str] = None, pool_size: int = 16) -> cl
     except config.ConfigException:
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     cfg.connection_pool_maxsize = pool_size
+    # One try per call: urllib3 would repeat a timed-out call up to three times, so a call could
+    # last four timeouts (past the leader Lease), and repeat a write the apiserver may have
+    # applied. The controller and the Lease renewal retry on their own terms.
+    cfg.retries = 0
     api = client.ApiClient(cfg)
     api.user_agent = USER_AGENT
     return api
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient):
+    def __init__(self, api: client.ApiClient, timeout: float = 10.0):
         self.api = api
+        # seconds per call (config api_timeout_seconds): below the leader Lease's duration, so a
+        # call cannot hang on past the leadership it was made under
+        self.timeout = timeout
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._nodes: dict[str, tuple[float, dict]] = {}
 
     # -- transport --------------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None, query: Optional[dict] = None,
-                content_type: str = "application/json", resource: str = "?") -> Any:
+                content_type: str = "application/json", resource: str = "?",
+                timeout: Optional[float] = None) -> Any:
         with self._lock:
             self.counts[f"{method} {resource}"] += 1
         API_REQUESTS.labels(verb=method, resource=resource).inc()
@@ -79,7 +87,8 @@ class Kube:
             method=method, resource_path=path, header_params=headers, body=body,
             auth_settings=["BearerToken"])
         started = time.monotonic()
-        resp = self.api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=30)
+        resp = self.api.call_api(m, url, header_params=hdrs, body=data,
+                                 _request_timeout=min(timeout or self.timeout, self.timeout))
         resp.read()
         API_LATENCY.labels(verb=method, resource=resource).observe(time.monotonic() - started)
         raw = resp.data.decode() if isinstance(resp.data, bytes) else resp.data

@@ -3,10 +3,13 @@
 Why a Lease and not kopf's peering: peering needs two extra cluster CRDs (KopfPeering) and only
 pauses lower-priority peers; a Lease is the Kubernetes-native lock, needs no CRD, and makes a
 standby replica take over within `lease_duration_seconds` of the leader dying. The operator
-acquires the lease *before* it starts watching, renews it in a background thread, and exits
-(status 1, so the pod restarts as a standby) if it cannot renew before the lease expires: two
-replicas never act at the same time. On a clean shutdown it releases the lease so a standby
-takes over at once.
+acquires the lease *before* it starts watching and renews it in a background thread. A leader
+that has not renewed for the renew deadline (below the lease duration) exits (status 1, so the
+pod restarts as a standby): a watchdog thread decides this, not the renewal, which may be stuck
+in a call to an apiserver that stopped answering; and each renewal call times out by the
+deadline. So a cut-off leader stops acting while its Lease is still its own, before a standby
+may take it: two replicas never act at the same time. On a clean shutdown it releases the lease
+so a standby takes over at once.
 
 `evaluate` is the pure part (tested without a cluster); `LeaderElector` does the I/O.
 """
@@ -89,15 +92,28 @@ class LeaderElector:
         # release's 409 for a lost Lease.
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
+        self._watchdog: Optional[threading.Thread] = None
+        # monotonic time at which the last successful write of the Lease began: the Lease runs
+        # from no earlier than that, so stopping by it + renew deadline stops inside the Lease
         self._last_renew = 0.0
+        self._leading = False
 
     @property
     def path(self) -> str:
         return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{self.cfg.lease_name}"
 
+    def _request(self, method: str, path: str, body: Optional[dict] = None):
+        """A Lease call; while leading, it gives up by the renew deadline (a call still waiting
+        then is of no use: the watchdog stops us)."""
+        timeout = None
+        if self._leading:
+            timeout = max(0.05, self._last_renew + self.cfg.renew_deadline - time.monotonic())
+        return self.kube.request(method, path, body, resource="leases", timeout=timeout)
+
     def _try_once(self) -> Decision:
+        began = time.monotonic()
         try:
-            lease = self.kube.request("GET", self.path, resource="leases")
+            lease = self._request("GET", self.path)
         except ApiError as e:
             if e.status != 404:
                 raise
@@ -108,19 +124,19 @@ class LeaderElector:
             return decision
         try:
             if lease is None:
-                self.kube.request("POST", self.path.rsplit("/", 1)[0], {
+                self._request("POST", self.path.rsplit("/", 1)[0], {
                     "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.cfg.lease_name, "namespace": self.namespace},
-                    "spec": decision.spec}, resource="leases")
+                    "spec": decision.spec})
             else:
                 body = dict(lease)
                 body["spec"] = decision.spec
-                self.kube.request("PUT", self.path, body, resource="leases")  # resourceVersion guards it
+                self._request("PUT", self.path, body)  # resourceVersion guards it
         except ApiError as e:
             if e.status in (409, 422):  # someone else wrote first
                 return Decision(False, None, 0.5, decision.holder)
             raise
-        self._last_renew = time.monotonic()
+        self._last_renew = began
         return decision
 
     def acquire(self) -> None:
@@ -141,8 +157,30 @@ class LeaderElector:
             self._stop.wait(min(d.wait, self.cfg.renew_period_seconds))
 
     def start_renewing(self) -> None:
+        self._leading = True
         self._thread = threading.Thread(target=self._renew_loop, name="lease-renew", daemon=True)
         self._thread.start()
+        self._watchdog = threading.Thread(target=self._watch, name="lease-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _lost(self, why: str) -> None:
+        if self._stop.is_set():  # released, or already stopping
+            return
+        self._stop.set()
+        self._leading = False
+        log.error("%s; exiting", why)
+        self.on_lost()
+
+    def _watch(self) -> None:
+        """Stop once the renew deadline has passed without a renewal, whatever the renewal is
+        doing (a call to an apiserver that stopped answering may not come back in time)."""
+        while not self._stop.is_set():
+            left = self._last_renew + self.cfg.renew_deadline - time.monotonic()
+            if left <= 0:
+                self._lost(f"could not renew the lease within its renew deadline "
+                           f"({self.cfg.renew_deadline:g}s of {self.cfg.lease_duration_seconds:g}s)")
+                return
+            self._stop.wait(left)
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.cfg.renew_period_seconds):
@@ -152,15 +190,9 @@ class LeaderElector:
                         return
                     d = self._try_once()
                 if not d.acquire:
-                    log.error("lost the lease to %s; exiting", d.holder)
-                    self.on_lost()
+                    self._lost(f"lost the lease to {d.holder}")
                     return
-            except Exception as e:
-                if time.monotonic() - self._last_renew > self.cfg.lease_duration_seconds:
-                    log.error("could not renew the lease for %.0fs (%s); exiting",
-                              self.cfg.lease_duration_seconds, e)
-                    self.on_lost()
-                    return
+            except Exception as e:  # the watchdog stops us if this goes on past the deadline
                 log.warning("lease renewal failed (will retry): %s", e)
 
     def release(self) -> None:
@@ -168,11 +200,12 @@ class LeaderElector:
         self._stop.set()
         try:
             with self._lock:
-                lease = self.kube.request("GET", self.path, resource="leases")
+                self._leading = False
+                lease = self._request("GET", self.path)
                 if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                     lease["spec"]["holderIdentity"] = None
                     lease["spec"]["renewTime"] = _micro(datetime(1970, 1, 1, tzinfo=timezone.utc))
-                    self.kube.request("PUT", self.path, lease, resource="leases")
+                    self._request("PUT", self.path, lease)
                     log.info("released lease %s/%s", self.namespace, self.cfg.lease_name)
         except Exception as e:
             log.warning("could not release the lease: %s", e)

@@ -7,7 +7,7 @@ memory stays flat with the number of jobs. Plain functions over plain dicts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from .jobs import ANNOTATION_CR_NAME, CONTAINER
 
@@ -50,13 +50,21 @@ class PodView:
     exit_code: Optional[int]
     exit_reason: Optional[str]
     exit_message: Optional[str]
-    disrupted: bool
+    disrupted: bool                # its DisruptionTarget condition: a drain, preemption, node pressure
+    evicted: bool = field(default=False)  # status.reason Evicted: the kubelet's node-pressure eviction
     started: Optional[str] = field(default=None)
     job_uid: Optional[str] = field(default=None)  # the Job that owns the pod
     # The worker container's `state.waiting` (ContainerCreating, ImagePullBackOff...): the only
     # word from the kubelet about a container that was placed but never starts.
     waiting_reason: Optional[str] = field(default=None)
     waiting_message: Optional[str] = field(default=None)
+    # Why it was evicted or disrupted (the DisruptionTarget condition's words, else status.message).
+    disruption: Optional[str] = field(default=None)
+
+    @property
+    def lost(self) -> bool:
+        """Failed by an eviction or another disruption, not by its own worker."""
+        return self.phase == "Failed" and (self.disrupted or self.evicted)
 
 
 def cr_name_of(body: Mapping[str, Any]) -> Optional[str]:
@@ -137,9 +145,30 @@ def summarize_pod(body: Mapping[str, Any]) -> PodView:
         exit_reason=exit_reason,
         exit_message=exit_message,
         disrupted=bool(disruption and disruption.get("status") == "True"),
+        evicted=status.get("reason") == "Evicted",
         started=started,
         job_uid=next((r.get("uid") for r in meta.get("ownerReferences") or ()
                       if r.get("kind") == "Job" and r.get("controller")), None),
         waiting_reason=waiting_reason,
         waiting_message=waiting_message,
+        disruption=_disruption_words(disruption, status),
     )
+
+
+def _disruption_words(condition: Optional[dict], status: Mapping[str, Any]) -> Optional[str]:
+    if condition and condition.get("status") == "True":
+        words = condition.get("message") or condition.get("reason")
+        if words:
+            return str(words)[:300]
+    if status.get("reason") == "Evicted":
+        return str(status.get("message") or "Evicted")[:300]
+    return None
+
+
+def owned_pods(job: Optional[JobView], pods: Iterable[PodView]) -> list[PodView]:
+    """The pods that count toward a job's state: those whose controlling ownerReference is our
+    Job, by uid. The watch selects pods by our labels, which anyone who may create pods can copy:
+    a look-alike pod (no owner, or another) must not fail, retry or move another's job."""
+    if job is None:
+        return []
+    return [p for p in pods if p.job_uid is not None and p.job_uid == job.uid]

@@ -8,7 +8,8 @@ the plan.
 
 decide() runs the small steps of `steps.py` in the order of `STEPS`, each on one shared
 `decision.Decision`, until one says the decision is complete; `finish` then turns what they
-wrote into the plan's status patch and Events.
+wrote into the plan's status patch and Events, and deletes the Job of a job that has ended
+(`stop_worker`: no step does that itself).
 
 How worker progress reaches the CR: the worker patches only `status.progress` (RBAC: patch on
 `augmentationjobs/status`); its `phase` moves the history forward (downloading -> augmenting ->
@@ -29,7 +30,7 @@ from .decision import Decision, Observed, Plan
 STEPS: tuple[Callable[[Decision], bool], ...] = (
     steps.label,            # CR labels a kubectl-made CR lacks
     steps.expire,           # a finished job past its project's TTL is deleted
-    steps.settle,           # a finished job stays put (a cancel may still owe a Job deletion)
+    steps.settle,           # a finished job stays put (`finish` still stops a running Job)
     steps.accept,           # first sight: the history starts at `queued`
     steps.validate,         # the spec parses, else failed, naming the field
     steps.cancel,           # cancel requested: delete our Job, `cancelled`
@@ -37,7 +38,7 @@ STEPS: tuple[Callable[[Decision], bool], ...] = (
     steps.project_slot,     # the project's max_running_jobs is full: wait `queued`
     steps.ensure_job,       # create, adopt (-> scheduling) or wait for a Job being deleted
     steps.placement,        # node facts of the pod that runs the work
-    steps.disruptions,      # pods lost to node disruptions: noted, not attempts
+    steps.disruptions,      # evictions and node disruptions: noted, not attempts; capped
     steps.failed,           # the Job failed, or a pod exited with a permanent code
     steps.retries,          # every other failed pod is a retry
     steps.started,          # the pod runs on a node: `downloading`
@@ -85,7 +86,18 @@ def finish(d: Decision) -> Plan:
         plan.events.append((typ, reason, msg or dst))
     if h.terminal and not d.was_terminal:
         plan.finished = h.phase
+    stop_worker(d)
     return plan
 
 
-__all__ = ["Observed", "Plan", "STEPS", "decide", "finish"]
+def stop_worker(d: Decision) -> None:
+    """The one place a finished job stops its worker. Whichever step ended it (failed, cancelled,
+    or completed with a Job still running), or ended it on an earlier pass whose deletion did not
+    happen, a Job of ours that may still run a worker is deleted (foreground: its pods go first),
+    so no worker publishes for a job that has already ended. A finished Job is left alone (its
+    pods are done, and their logs stay for debugging until its TTL)."""
+    if d.h.terminal and d.job_running:
+        d.plan.delete_job = d.job.name
+
+
+__all__ = ["Observed", "Plan", "STEPS", "decide", "finish", "stop_worker"]

@@ -110,13 +110,9 @@ def expire(d: Decision) -> bool:
 
 
 def settle(d: Decision) -> bool:
-    """A finished job stays as it is; only a cancel whose Job deletion failed last time still
-    has work: the deletion."""
-    if not d.h.terminal:
-        return False
-    if d.h.phase == "cancelled" and d.ours and not d.job.deleting:
-        d.plan.delete_job = d.job.name
-    return True
+    """A finished job stays as it is (a Job of it still running is deleted by
+    `reconcile.stop_worker`, whichever end it reached)."""
+    return d.h.terminal
 
 
 def accept(d: Decision) -> bool:
@@ -286,11 +282,10 @@ def hub_token_mismatch(d: Decision) -> bool:
 
 
 def cancel(d: Decision) -> bool:
-    """`spec.cancel_requested`: our Job is deleted (foreground) and the job ends `cancelled`."""
+    """`spec.cancel_requested`: the job ends `cancelled` (and `reconcile.stop_worker` deletes
+    our Job)."""
     if not d.spec.cancel_requested:
         return False
-    if d.ours and not d.job.deleting:
-        d.plan.delete_job = d.job.name
     d.h.cancel(d.now, "cancelled on request" + (f"; Job {d.job.name} deleted" if d.ours else ""))
     return True
 
@@ -381,17 +376,31 @@ def placement(d: Decision) -> bool:
 
 
 def disruptions(d: Decision) -> bool:
-    """Pods lost to node disruptions are noted once each; they are not attempts
-    (podFailurePolicy Ignore)."""
-    noted = {(e.get("data") or {}).get("pod") for ph in d.h.status["phases"] for e in ph["events"]
-             if e["status"] == "disrupted"}
+    """Pods lost to evictions (node pressure: status.reason Evicted) and other node disruptions
+    (the DisruptionTarget condition: a drain, a preemption) are noted once each. The Job's
+    podFailurePolicy ignores disruptions, so they cost no retry; they have their own cap instead:
+    the eviction after `max_evictions` fails the job, else a node under pressure would restart
+    it forever. Counted from the history, because an evicted pod may be gone by the next look."""
+    limit = d.config.max_evictions
+    seen = [e for ph in d.h.status["phases"] for e in ph["events"] if e["status"] == "disrupted"]
+    noted = {(e.get("data") or {}).get("pod") for e in seen}
+    last = None
     for p in d.pods:
-        if p.disrupted and p.phase == "Failed" and p.name not in noted:
-            d.h.event("disrupted", d.now, f"pod {p.name} was disrupted on node {p.node}; not counted as a retry",
-                      data={"pod": p.name, "node": p.node})
-            d.plan.events.append(("Warning", "Disrupted", f"pod {p.name} disrupted on node {p.node}"))
+        if p.lost and p.name not in noted:
             noted.add(p.name)
-    return False
+            last = f"pod {p.name} was evicted or disrupted on node {p.node}" + (
+                f" ({p.disruption})" if p.disruption else "")
+            seen.append(d.h.event("disrupted", d.now, f"{last}; eviction {len(seen) + 1}, at most {limit} "
+                                  "restarted; not counted as a retry",
+                                  data={"pod": p.name, "node": p.node, "evictions": len(seen) + 1}))
+            d.plan.events.append(("Warning", "Disrupted", f"pod {p.name} disrupted on node {p.node}"))
+    if len(seen) <= limit:
+        return False
+    data = seen[-1].get("data") or {}
+    last = last or f"pod {data.get('pod')} on node {data.get('node')}"
+    return d.fail(f"the worker pod was evicted {len(seen)} times, more than max_evictions ({limit}) allows; "
+                  f"last: {last}", "too many evictions",
+                  {**data, "evictions": len(seen), "max_evictions": limit})
 
 
 def failed(d: Decision) -> bool:
@@ -566,7 +575,8 @@ def not_starting(pod: Optional[PodView], events: list[dict], now: datetime, time
 def pending_timeout(d: Decision) -> bool:
     """A worker pod that does not start (`unplaced` or `not_starting`) within the pending timeout
     (the spec's, else the config's): its news is recorded as it comes; at the timeout the Job is
-    deleted and the job fails (no retry is spent); before it, a look again when it runs out."""
+    deleted (`reconcile.stop_worker`) and the job fails (no retry is spent); before it, a look
+    again when it runs out."""
     timeout = d.spec.pending_timeout_seconds or d.config.pending_timeout_seconds
     events = d.h.current["events"]
     stall = (unplaced(d.current, d.job, events, d.now, timeout)
@@ -580,6 +590,5 @@ def pending_timeout(d: Decision) -> bool:
     if waited < timeout:
         d.plan.requeue_after = max(0.5, timeout - waited)
         return False
-    d.plan.delete_job = d.job.name
     return d.fail(stall.error, stall.message,
                   {"pending_seconds": round(waited, 1), "timeout_seconds": timeout, **stall.data})
