@@ -23,6 +23,8 @@ prefix `datasets/`, `spaces/` or nothing for models):
   HEAD|GET /_cdn/{type}/{repo}/{oid}?sig=             (served on http://localhost:<port>, another
                                                        origin, so the client drops its token there)
 
+Test knobs: `fail()` answers the next matching requests with an error status; `hold()` keeps
+the next matching requests waiting until released (a client stopped mid-step, e.g. mid-upload).
 The request log (`requests()`) records each request's method, path, status and the name of its
 token's user (`user`), so a test can tell which credentials reached which repo.
 
@@ -36,6 +38,7 @@ Revisions are branches, tags or full commit ids (a branch wins over a tag of the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -54,6 +57,7 @@ import uvicorn
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from .store import SHA256_RE, HubStore, Op, StoreError
 
@@ -76,6 +80,25 @@ class Fault:
     status: int
     times: int
     hits: int = 0
+
+
+@dataclass
+class Hold:
+    """The next `times` requests matching method and path regex wait, unanswered, until `release()`
+    (or `timeout` seconds): a test learns that a client is at that step (`arrived`, `paths`) and
+    can act on it meanwhile, e.g. kill the worker in the middle of its upload."""
+
+    method: Optional[str]
+    pattern: re.Pattern
+    times: int
+    timeout: float
+    hits: int = 0
+    paths: list[str] = field(default_factory=list)  # the held requests' paths, in arrival order
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 @dataclass
@@ -114,6 +137,7 @@ class LocalHub:
         }
         self.tree_page_size = tree_page_size
         self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
         self.log: list[Logged] = []
         self._secret = secrets.token_bytes(16)
         self._lock = threading.Lock()
@@ -156,6 +180,9 @@ class LocalHub:
         with self._lock:
             self.faults.clear()
             self.log.clear()
+            holds, self.holds = self.holds, []
+        for h in holds:
+            h.release()
 
     # -- test knobs --------------------------------------------------------------------------
     def fail(self, path_regex: str, status: int = 503, times: int = 1, method: Optional[str] = None) -> Fault:
@@ -164,6 +191,13 @@ class LocalHub:
         with self._lock:
             self.faults.append(f)
         return f
+
+    def hold(self, path_regex: str, times: int = 1, method: Optional[str] = None, timeout: float = 120.0) -> Hold:
+        """Hold the next `times` requests whose decoded path matches `path_regex` until released."""
+        h = Hold(method.upper() if method else None, re.compile(path_regex), times, timeout)
+        with self._lock:
+            self.holds.append(h)
+        return h
 
     def requests(self, method: Optional[str] = None, path_regex: Optional[str] = None) -> list[Logged]:
         with self._lock:
@@ -232,6 +266,15 @@ class LocalHub:
         if hidden:  # a private repo of others reads exactly like a missing one
             raise HubError(404 if user else 401, f"Repository not found: {repo_id}", "RepoNotFound")
 
+    def _held(self, method: str, path: str) -> Optional[Hold]:
+        with self._lock:
+            for h in self.holds:
+                if h.hits < h.times and (h.method is None or h.method == method) and h.pattern.search(path):
+                    h.hits += 1
+                    h.paths.append(path)
+                    return h
+        return None
+
     def _injected(self, method: str, path: str) -> Optional[Fault]:
         with self._lock:
             for f in self.faults:
@@ -251,6 +294,12 @@ class LocalHub:
             segs = [unquote(s) for s in raw.strip("/").split("/")] if raw.strip("/") else []
             path = "/" + "/".join(segs)
             method = request.method
+            hold = self._held(method, path)
+            if hold is not None:
+                hold.arrived.set()
+                deadline = time.monotonic() + hold.timeout
+                while not hold.released.is_set() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)  # the other clients are served meanwhile
             fault = self._injected(method, path)
             if fault is not None:
                 resp = _error(fault.status, f"injected fault {fault.status}",
@@ -262,6 +311,8 @@ class LocalHub:
                     resp = _error(e.status, e.message, e.error_code, e.headers)
                 except StoreError as e:
                     resp = _error(e.status, e.message, e.error_code)
+                except ClientDisconnect:  # e.g. its process was killed while the request was held
+                    resp = Response(status_code=499)
             with self._lock:
                 self.log.append(Logged(method, path, resp.status_code, request.url.query, user=self._who(request)))
             return resp
