@@ -66,9 +66,10 @@ ENDS = {
     "pending timeout": (
         cr(status=settled(history("scheduling"))), CFG,
         dict(pods=[pod(unschedulable="0/3 nodes are available")], now=90), "failed", "no node could run"),
-    "permanent exit code before the Job's condition": (
+    "permanent exit code before the Job's condition, a pod still alive": (
         cr(status=settled(running_status())), CFG,
-        dict(pods=[pod(name="p1", phase="Failed", node="cpu-0", exit_code=10, exit_message="gone")]),
+        dict(pods=[pod(name="p1", phase="Failed", node="cpu-0", exit_code=10, exit_message="gone"),
+                   pod(name="p2", created=3, phase="Running", node="cpu-1")]),
         "failed", "code 10"),
     "evictions beyond max_evictions": (
         cr(status=settled(running_status())), CFG,
@@ -123,3 +124,17 @@ def test_a_job_that_cannot_run_a_worker_or_is_not_ours_is_left_alone(other):
     if other.owner_uid == "someone-else":
         plan = decide(Observed(cr=cr(status=settled(history())), job=other, now=at(5)), CFG)
         assert plan.finished == "failed" and plan.delete_job is None
+
+
+def test_a_permanent_exit_with_no_pod_alive_leaves_the_job_to_fail_itself():
+    # the Job's podFailurePolicy fails it on that code: no new pod starts, and deleting it now
+    # would only take the failed pod's logs
+    bad = pod(name="p1", phase="Failed", node="cpu-0", exit_code=10, exit_message="gone")
+    plan = decide(Observed(cr=cr(status=settled(running_status())), job=job(failed=1, active=0), pods=[bad],
+                           now=at(5)), CFG)
+    assert plan.finished == "failed" and "code 10" in plan.new_status["error"] and plan.delete_job is None
+    # a retryable failure is not that: a new pod may start any moment
+    cancel = cr(spec={"cancel_requested": True}, status=settled(running_status()))
+    retryable = pod(name="p1", phase="Failed", node="cpu-0", exit_code=75)
+    assert decide(Observed(cr=cancel, job=job(failed=1, active=0), pods=[retryable], now=at(5)),
+                  CFG).delete_job == "aug-demo-worker"

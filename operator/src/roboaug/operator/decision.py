@@ -147,9 +147,15 @@ class Decision:
 
     @property
     def job_running(self) -> bool:
-        """Our Job exists, is not being deleted and has not finished: a worker may still run (and
-        publish) under it."""
-        return self.ours and not self.job.deleting and not self.job.finished
+        """Our Job exists, is not being deleted and a worker may still run (and publish) under it:
+        it has not finished, nor is about to because its pod exited with a permanent code and no
+        pod is alive (its podFailurePolicy fails it on that code: no new pod starts, and the
+        failed pod stays with its logs)."""
+        if not self.ours or self.job.deleting or self.job.finished:
+            return False
+        live = [p for p in self.pods if not p.deleting and p.phase not in ("Failed", "Succeeded")]
+        last = self.last_failure
+        return not (last is not None and last.permanent and not live)
 
     @property
     def last_failure(self) -> Optional[PodFailure]:
