@@ -162,6 +162,8 @@ def _matrix(full: str) -> dict[str, tuple[list, list]]:
              ("watch", "jobs.batch"), ("delete", "jobs.batch"),
              ("get", "pods"), ("list", "pods"), ("watch", "pods"),
              ("create", "events"), ("get", "nodes"),
+             # each job's spec as an immutable ConfigMap owned by the CR (garbage-collected with it)
+             ("create", "configmaps"), ("get", "configmaps"),
              ("list", "customresourcedefinitions.apiextensions.k8s.io"),
              ("create", "leases.coordination.k8s.io"), ("get", lease), ("update", lease),
              ("list", AJ, "default"),  # cluster-wide by default
@@ -174,7 +176,7 @@ def _matrix(full: str) -> dict[str, tuple[list, list]]:
             [("create", AJ), ("update", AJ, None, "status"),
              ("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "pods"),
              ("get", "pods", None, "log"), ("patch", "jobs.batch"), ("list", "nodes"),
-             ("patch", "nodes"), ("get", "configmaps"),
+             ("patch", "nodes"), ("list", "configmaps"), ("delete", "configmaps"), ("update", "configmaps"),
              ("update", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "deployments.apps"),
              ("delete", "serviceaccounts"), ("list", "serviceaccounts"),
              ("create", "serviceaccounts", None, "token"),  # never mint a worker's token
@@ -287,14 +289,23 @@ def _each_worker_may_patch_only_its_own_job(cluster, namespace, project_id, job,
                                                    "updated_at": "2025-03-01T12:00:00Z"}}})
 
     def patch(name):
-        return cluster.kubectl("--kubeconfig", str(tmp_path / "worker.kubeconfig"), "-n", namespace,
-                               "patch", "augmentationjob", name, "--subresource=status", "--type=merge",
-                               "-p", progress, check=False)
+        # A bare merge patch, as roboaug.worker.progress sends it (kubectl patch would GET first,
+        # which the worker's Role does not allow and the worker never needs).
+        from kubernetes import client, config
+        from kubernetes.client.exceptions import ApiException
 
-    own = patch(cr_name)
-    assert own.returncode == 0, own.stderr
-    foreign = patch(other)
-    assert foreign.returncode != 0 and "forbidden" in foreign.stderr.lower(), foreign.stderr
+        api = config.new_client_from_config(config_file=str(tmp_path / "worker.kubeconfig"))
+        try:
+            client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+                "roboaug.dev", "v1alpha1", namespace, "augmentationjobs", name, json.loads(progress))
+            return 200
+        except ApiException as e:
+            return e.status
+        finally:
+            api.close()
+
+    assert patch(cr_name) == 200
+    assert patch(other) == 403
     assert not _can(cluster, namespace, sa, "patch", AJ, sub="status")  # no namespace-wide right
 
 
