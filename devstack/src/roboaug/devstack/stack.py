@@ -15,10 +15,12 @@ Each component is a real process with its log in `<work_dir>/logs/`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -176,6 +178,19 @@ class DevStack:
         path.write_text(yaml.safe_dump(self.operator_config(), sort_keys=False))
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "ROBOAUG_OPERATOR_CONFIG": str(path)}
         self.operator = Proc("operator", [sys.executable, "-m", "roboaug.operator"], self.log_dir, env=env)
+
+    def restart_operator(self, sig: int = signal.SIGKILL) -> int:
+        """Sends `sig` to the operator's process group (if it still runs), reaps it and starts a new
+        operator process with the same settings, as a pod restart would; returns the old pid.
+        SIGKILL gives no clean shutdown: the old Lease stays held until it expires, and the new
+        operator takes over only then (`leader_election` in `operator_overrides` sets how long)."""
+        old = self.operator
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(old.pid, sig)
+        old.popen.wait(timeout=30)
+        old.stop(grace=0)  # the group's leftovers, and its log handle
+        self._start_operator()
+        return old.pid
 
     def _start_gateway(self) -> None:
         keys = self.work_dir / "api-keys"
