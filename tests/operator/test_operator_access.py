@@ -6,6 +6,7 @@ import pytest
 from roboaug.operator.access import worker_access
 from roboaug.operator.kube import ApiError, Kube
 from roboaug.operator.decision import Observed
+from roboaug.operator.observe import summarize_cr
 from roboaug.operator.reconcile import decide
 
 from tests.operator._operator_factories import CR_UID, at, cr
@@ -44,7 +45,7 @@ def test_the_controller_creates_the_identity_before_the_job_and_a_clash_fails_th
     kube = FakeKube()
     ctl = _controller(kube)
     body = _cr("aug-a")
-    ctl._cr = lambda key: body
+    ctl._cr = lambda key: summarize_cr(body)
     asyncio.run(ctl.reconcile(("ns1", "aug-a")))
     assert kube.owned[:3] == [("ServiceAccount", "aug-a-worker", False), ("Role", "aug-a-worker", False),
                               ("RoleBinding", "aug-a-worker", False)]
@@ -55,7 +56,7 @@ def test_the_controller_creates_the_identity_before_the_job_and_a_clash_fails_th
     kube.owned_clash = {"Role": "a Role named aug-b-worker already exists and is not owned by this AugmentationJob"}
     ctl = _controller(kube)
     body = _cr("aug-b")
-    ctl._cr = lambda key: body
+    ctl._cr = lambda key: summarize_cr(body)
     asyncio.run(ctl.reconcile(("ns1", "aug-b")))
     assert [k for k, *_ in kube.owned] == ["ServiceAccount", "Role"]  # stops at the clash
     assert not [c for c in kube.calls if c[0].startswith("create")]  # no Job runs under another's identity

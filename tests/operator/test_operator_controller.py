@@ -10,6 +10,7 @@ from tests.operator._operator_factories import PROJECT, at, cr, iso, job
 from roboaug.operator import controller as controller_mod
 from roboaug.operator.config import OperatorConfig
 from roboaug.operator.controller import Controller
+from roboaug.operator.observe import summarize_cr
 
 
 class FakeKube:
@@ -87,7 +88,7 @@ def test_unchanged_inputs_skip_decide_but_a_timer_poke_decides(monkeypatch):
     ctl = _controller(kube)
     body = _cr("aug-a")
     key = ("ns1", "aug-a")
-    ctl.crs[key] = [body]
+    ctl.crs[key] = [summarize_cr(body)]
     ctl.jobs[key] = [job(name="aug-a-worker", owner="u-aug-a")]
     calls = []
     real = controller_mod.decide
@@ -98,7 +99,7 @@ def test_unchanged_inputs_skip_decide_but_a_timer_poke_decides(monkeypatch):
         first = len(calls)
         assert first >= 1
         # What kopf would show after our own write: the CR we wrote, at its new version.
-        ctl.crs[key] = [ctl._written.get(key, body)]
+        ctl.crs[key] = [ctl._written.get(key, summarize_cr(body))]
         await ctl.poke(key)  # the write's own watch event: decided once more (new version)
         settled = len(calls)
         await ctl.poke(key)  # a Pod/Job event that changed nothing decide reads
@@ -114,7 +115,7 @@ def test_status_writes_wait_for_job_creations_in_flight():
     kube = FakeKube(slow={"aug-b-worker"})
     ctl = _controller(kube, status_yield_seconds=5)
     a, b = ("ns1", "aug-a"), ("ns1", "aug-b")
-    ctl.crs[a], ctl.crs[b] = [_cr("aug-a")], [_cr("aug-b")]
+    ctl.crs[a], ctl.crs[b] = [summarize_cr(_cr("aug-a"))], [summarize_cr(_cr("aug-b"))]
 
     async def run():
         creating_b = asyncio.ensure_future(ctl.poke(b))  # b's Job POST hangs
@@ -138,7 +139,7 @@ def test_status_writes_do_not_wait_without_creations_or_when_disabled():
         kube = FakeKube()
         ctl = _controller(kube, status_yield_seconds=limit)
         key = ("ns1", "aug-a")
-        ctl.crs[key] = [_cr("aug-a")]
+        ctl.crs[key] = [summarize_cr(_cr("aug-a"))]
         if limit == 0:  # a creation in flight forever: with the wait switched off, no delay
             ctl._creating += 1
             ctl._creates_idle.clear()
@@ -152,7 +153,7 @@ def test_a_status_write_waits_at_most_status_yield_seconds():
     kube = FakeKube()
     ctl = _controller(kube, status_yield_seconds=0.5)
     key = ("ns1", "aug-a")
-    ctl.crs[key] = [_cr("aug-a")]
+    ctl.crs[key] = [summarize_cr(_cr("aug-a"))]
     ctl._creating += 1  # another job's create that never finishes
     ctl._creates_idle.clear()
     started = time.monotonic()
@@ -169,13 +170,13 @@ def test_project_is_read_by_name_before_the_job_and_its_policy_refuses_it():
     body["metadata"]["uid"] = "u-aug-p"
     kube.projects = {("ns1", PROJECT.lower()): {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["team-b"]}}}
     key = ("ns1", "aug-p")
-    ctl.crs[key] = [body]
+    ctl.crs[key] = [summarize_cr(body)]
 
     asyncio.run(ctl.poke(key))
     names = [c for c, _ in kube.calls]
     assert kube.project_reads == [("ns1", PROJECT.lower())]
     assert not any(n.startswith("create ") for n in names), names
-    written = ctl._written[key]["status"]
+    written = ctl._written[key].full()["status"]
     assert written["status"] == "failed" and "allowed_outputs" in written["error"]
 
 
@@ -186,7 +187,7 @@ def test_project_is_not_read_once_the_job_exists():
     accepted = _cr("aug-a")
     accepted["status"] = {"effective_spec": {"project_id": PROJECT, "dataset_id": "lerobot/pusht"},
                           "spec_sources": {}}
-    ctl.crs[key] = [accepted]
+    ctl.crs[key] = [summarize_cr(accepted)]
     ctl.jobs[key] = [job(name="aug-a-worker", owner="u-aug-a")]
     asyncio.run(ctl.poke(key))
     assert not getattr(kube, "project_reads", [])
@@ -200,11 +201,11 @@ def test_project_is_read_while_the_effective_spec_is_not_settled_even_with_a_job
                                                           "defaults": {"augment_copies": 2}}}}
     ctl = _controller(kube)
     key = ("ns1", "aug-a")
-    ctl.crs[key] = [_cr("aug-a")]
+    ctl.crs[key] = [summarize_cr(_cr("aug-a"))]
     ctl.jobs[key] = [job(name="aug-a-worker", owner="u-aug-a")]
     asyncio.run(ctl.poke(key))
     assert kube.project_reads == [("ns1", PROJECT.lower())]
-    written = ctl._written[key]["status"]
+    written = ctl._written[key].full()["status"]
     assert written["effective_spec"]["augment_copies"] == 2 and written["spec_sources"]["augment_copies"] == "project"
 
 
@@ -225,10 +226,10 @@ def test_max_running_jobs_holds_new_jobs_oldest_first_until_a_slot_frees():
             ("aug-done", 0, PROJECT, job(name="aug-done-worker", owner="u-aug-done", complete=True)),
             ("aug-elsewhere", 0, other, job(name="aug-elsewhere-worker", owner="u-aug-elsewhere")),
             ("aug-old", 1, PROJECT, None), ("aug-new", 2, PROJECT, None)):
-        ctl.crs[("ns1", name)] = [kube.bodies.setdefault(name, _project_cr(name, created, project))]
+        ctl.crs[("ns1", name)] = [summarize_cr(kube.bodies.setdefault(name, _project_cr(name, created, project)))]
         if worker is not None:
             ctl.jobs[("ns1", name)] = [worker]
-    ctl.crs[("ns2", "aug-x")] = [_project_cr("aug-x", 0)]  # another namespace: not counted
+    ctl.crs[("ns2", "aug-x")] = [summarize_cr(_project_cr("aug-x", 0))]  # another namespace: not counted
     ctl.jobs[("ns2", "aug-x")] = [job(name="aug-x-worker", owner="u-aug-x")]
     new, old, run = ("ns1", "aug-new"), ("ns1", "aug-old"), ("ns1", "aug-run")
 
@@ -237,22 +238,22 @@ def test_max_running_jobs_holds_new_jobs_oldest_first_until_a_slot_frees():
 
     async def go():
         # 1 running + 1 older waiting fill the 2 slots: the newer job waits, queued
-        assert ctl._project_load(ctl.crs[new][0]) == (1, 1)
+        assert ctl._project_load(ctl.crs[new][0].full()) == (1, 1)
         await ctl.poke(new)
         assert created() == []
-        status = ctl._written[new]["status"]
+        status = ctl._written[new].full()["status"]
         assert status["status"] == "queued"
         assert "has 1 of 2 running jobs and 1 older jobs waiting" in status["phases"][-1]["events"][-1]["message"]
         # the older one takes the free slot; then the newer one still waits (2 of 2)
         await ctl.poke(old)
         assert created() == ["aug-old-worker"]
-        assert ctl._project_load(ctl.crs[new][0]) == (2, 0)
+        assert ctl._project_load(ctl.crs[new][0].full()) == (2, 0)
         await ctl.poke(new, force=True)
         assert created() == ["aug-old-worker"]
         # a running job completes: the waiting one is woken at once and starts
         ctl.jobs[run] = [job(name="aug-run-worker", owner="u-aug-run", complete=True)]
         await ctl.poke(run)
-        assert ctl._written[run]["status"]["status"] == "completed"
+        assert ctl._written[run].full()["status"]["status"] == "completed"
         for _ in range(50):
             await asyncio.sleep(0.02)
             if len(created()) == 2:
@@ -276,7 +277,7 @@ def test_a_finished_job_past_its_projects_ttl_is_deleted_and_one_before_it_waits
         key = ("ns1", "aug-a")
         body = _cr("aug-a")
         body["status"] = h.status
-        ctl.crs[key] = [body]
+        ctl.crs[key] = [summarize_cr(body)]
 
         async def go():
             await ctl.poke(key)

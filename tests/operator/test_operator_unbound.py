@@ -126,6 +126,7 @@ class ProjectsKube:
 
 def lookup(cfg, projects, c=None):
     from roboaug.operator.controller import Controller
+    from roboaug.operator.observe import summarize_cr
 
     kube = ProjectsKube(projects)
     ctl = Controller(cfg, kube)
@@ -160,6 +161,7 @@ def test_jobs_labelled_with_the_default_project_share_its_running_limit():
     # Jobs of two different unbound project ids run under DEFAULT: a third, of yet another
     # project id, counts both (a fresh project id does not buy a fresh limit); its own id does not.
     from roboaug.operator.controller import Controller
+    from roboaug.operator.observe import summarize_cr
 
     from tests.operator._operator_factories import iso, job
 
@@ -170,10 +172,10 @@ def test_jobs_labelled_with_the_default_project_share_its_running_limit():
         c = cr(name=name, spec={"project_id": pid},
                labels={"roboaug.dev/project-id": pid, LABEL_DEFAULT_PROJECT: DEFAULT})
         c["metadata"].update(uid=f"u-{name}", creationTimestamp=iso(i))
-        ctl.crs[("ns1", name)] = [c]
+        ctl.crs[("ns1", name)] = [summarize_cr(c)]
         ctl.jobs[("ns1", name)] = [job(name=f"{name}-worker", owner=f"u-{name}")]
     me = cr(name="aug-new", spec={"project_id": "33333333-3333-4333-8333-333333333333"})
     me["metadata"]["creationTimestamp"] = iso(10)
-    ctl.crs[("ns1", "aug-new")] = [me]
+    ctl.crs[("ns1", "aug-new")] = [summarize_cr(me)]
     assert ctl._project_load(me, DEFAULT) == (2, 0)
     assert ctl._project_load(me) == (0, 0)

@@ -8,6 +8,9 @@ progress, a cancel), the apiserver answers 409 and the decision is made again on
 
 The CR, Job and Pod views come from kopf's in-memory indexes, which kopf fills from its watch
 streams before any handler runs, so a restarted operator sees existing Jobs before it decides.
+They hold small records (`observe.CrView`, `JobView`, `PodView`), and the controller's own
+per-job state is dropped once a job has finished and nothing is pending for it, so memory
+follows the number of running jobs, not of all jobs ever kept.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional
 
 from roboaug.api.contract import TERMINAL_STATUSES
-from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, UnboundAction
+from roboaug.api.models.unbound import UnboundAction
 
 from . import metrics
 from .config import OperatorConfig
 from .jobs import job_name
 from .kube import ApiError, Kube
-from .observe import JobView, PodView, owned_pods, summarize_job
+from .observe import CrView, JobView, PodView, cr_project, owned_pods, summarize_cr, summarize_job
 from .phases import check, parse_ts
 from .reconcile import Observed, decide
 
@@ -42,13 +45,6 @@ class _KeyState:
     timer: Optional[asyncio.TimerHandle] = None
     failures: int = 0
     inputs: Any = None        # what the last successful pass decided on (see `reconcile`)
-
-
-def _rv(body: Optional[dict]) -> int:
-    try:
-        return int((body or {}).get("metadata", {}).get("resourceVersion") or -1)
-    except ValueError:
-        return -1
 
 
 def _one(store: Any) -> Any:
@@ -77,7 +73,7 @@ class Controller:
         self._creates_idle = asyncio.Event()
         self._creates_idle.set()
         self._keys: dict[Key, _KeyState] = {}
-        self._written: dict[Key, dict] = {}
+        self._written: dict[Key, CrView] = {}  # our status writes the watch has not shown yet
         self._created: dict[Key, JobView] = {}  # Jobs we created that the watch has not shown yet
         # Jobs held `queued` by their project's max_running_jobs, per (namespace, project id):
         # woken when another job of that project finishes.
@@ -131,6 +127,21 @@ class Controller:
                     self.schedule(key, delay)
         finally:
             st.running = False
+            self._drop_if_done(key, st)
+
+    def _drop_if_done(self, key: Key, st: _KeyState) -> None:
+        """A finished job's state goes once nothing is pending for it (no pass due, no retry,
+        no timer still to fire): 5,000 finished jobs must not hold 5,000 states. Its next
+        event, if any, decides afresh (a finished job's decision is cheap and rare)."""
+        if st.running or st.dirty or st.failures or self._keys.get(key) is not st:
+            return
+        if st.timer is not None and not st.timer.cancelled() \
+                and st.timer.when() > asyncio.get_running_loop().time():
+            return
+        view = self._cr_view(key)
+        if view is None or view.finished:
+            self._keys.pop(key, None)
+            self._created.pop(key, None)
 
     def schedule(self, key: Key, delay: float) -> None:
         st = self._keys.setdefault(key, _KeyState())
@@ -152,40 +163,41 @@ class Controller:
     def unfinished_keys(self) -> list[Key]:
         out = []
         for key, store in list((self.crs or {}).items()):
-            body = _one(store)
-            status = (body or {}).get("status") or {}
-            if status.get("status") not in TERMINAL_STATUSES:
+            view = _one(store)
+            if view is not None and not view.finished:
                 out.append(key)
         return out
 
     # -- one pass -----------------------------------------------------------------------------
-    def _cr(self, key: Key) -> Optional[dict]:
-        seen = _one(self.crs.get(key)) if self.crs is not None else None
-        chosen = self._peek(key, seen)
+    def _cr_view(self, key: Key) -> Optional[CrView]:
+        return self._peek(key, _one(self.crs.get(key)) if self.crs is not None else None)
+
+    def _cr(self, key: Key) -> Optional[CrView]:
+        chosen = self._cr_view(key)
         if chosen is not self._written.get(key):  # our own write came back through the watch
             self._written.pop(key, None)
         return chosen
 
-    def _peek(self, key: Key, seen: Optional[dict]) -> Optional[dict]:
+    def _peek(self, key: Key, seen: Optional[CrView]) -> Optional[CrView]:
         """The CR to decide on: ours when our own write has not come back through the watch yet."""
         mine = self._written.get(key)
-        if seen is not None and mine is not None and _rv(mine) > _rv(seen) \
-                and mine.get("metadata", {}).get("uid") == seen.get("metadata", {}).get("uid"):
+        if seen is not None and mine is not None and mine.resource_version > seen.resource_version \
+                and mine.uid == seen.uid:
             return mine
         return seen
 
-    def _job_view(self, key: Key, cr: dict) -> Optional[JobView]:
+    def _job_view(self, key: Key, cr: CrView) -> Optional[JobView]:
         """The CR's worker Job: ours when we created it a moment ago and its watch event is still
         on the way."""
-        wanted = job_name(cr["metadata"]["name"])
+        wanted = job_name(cr.name)
         seen = next((j for j in (self.jobs.get(key) or ()) if j.name == wanted), None) \
             if self.jobs is not None else None
         mine = self._created.get(key)
-        if seen is None and mine is not None and mine.owner_uid == cr["metadata"].get("uid"):
+        if seen is None and mine is not None and mine.owner_uid == cr.uid:
             return mine
         return seen
 
-    def _job(self, key: Key, cr: dict) -> Optional[JobView]:
+    def _job(self, key: Key, cr: CrView) -> Optional[JobView]:
         chosen = self._job_view(key, cr)
         if chosen is not self._created.get(key):  # the watch shows it now (or it is not ours)
             self._created.pop(key, None)
@@ -239,29 +251,28 @@ class Controller:
             if key[0] != ns or key[1] == meta["name"]:
                 continue
             other = self._peek(key, _one(store))
-            if other is None or _project_of(other) != project:
+            if other is None or other.project != project:
                 continue
             job = self._job_view(key, other)
             if job is not None:
                 running += not (job.complete or job.failed_condition)
-            elif ((other.get("status") or {}).get("status") not in TERMINAL_STATUSES
-                  and ((other["metadata"].get("creationTimestamp") or ""), key[1]) < me):
+            elif not other.finished and (other.created, key[1]) < me:
                 ahead += 1
         return running, ahead
 
     async def reconcile(self, key: Key, force: bool = True) -> None:
-        cr = self._cr(key)
-        if cr is None:
+        view = self._cr(key)
+        if view is None:
             self.forget(key)
             return
         ns, name = key
-        job = self._job(key, cr)
+        job = self._job(key, view)
         pods = self._pods(key, job)
         st = self._keys.setdefault(key, _KeyState())
-        inputs = (cr["metadata"].get("uid"), cr["metadata"].get("resourceVersion"), job,
-                  sorted(pods, key=lambda p: p.uid))
+        inputs = (view.uid, view.resource_version, job, sorted(pods, key=lambda p: p.uid))
         if not force and st.inputs == inputs:
             return
+        cr = view.full()
         st.inputs = None  # set again only once this pass has applied its plan
         obs = Observed(cr=cr, job=job, pods=pods, node_labels=await self._node_labels(pods), now=self.clock())
         await self._project(obs)
@@ -355,17 +366,17 @@ class Controller:
                 written = await self._call(self.kube.patch_cr_status, ns, name, plan.status, rv)
             except ApiError as e:
                 if e.status == 409:  # changed since we looked: decide again on the fresh object
-                    self._written[key] = await self._call(self.kube.get_cr, ns, name)
+                    self._written[key] = summarize_cr(await self._call(self.kube.get_cr, ns, name))
                     self._keys[key].dirty = True
                     return
                 if e.status == 404:
                     self.forget(key)
                     return
                 raise
-            self._written[key] = written
+            self._written[key] = summarize_cr(written)
             cr = written
         elif plan.labels:
-            self._written[key] = cr
+            self._written[key] = summarize_cr(cr)
         metrics.observe_plan(plan)
         if plan.finished:
             self._wake_slot_waiters(cr)
@@ -407,8 +418,7 @@ def _own_project(cr: dict) -> str:
 def _project_of(cr: dict, labels: Optional[dict] = None) -> str:
     """The project a job runs under: the default project it was labelled with (`labels`, the
     plan's, first: not written yet), else its own."""
-    labels = {**(cr["metadata"].get("labels") or {}), **(labels or {})}
-    return str(labels.get(LABEL_DEFAULT_PROJECT) or _own_project(cr)).lower()
+    return cr_project(cr, labels)
 
 
 def _obj(cr: dict) -> dict:

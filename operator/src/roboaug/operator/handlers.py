@@ -1,6 +1,7 @@
 """What the operator watches, and what each watch does: the table of contents.
 
-- AugmentationJobs: indexed by (namespace, name); every event pokes that job.
+- AugmentationJobs: indexed by (namespace, name) as small records (`observe.CrView`: the body
+  while the job runs, packed once it has finished); every event pokes that job.
 - batch/v1 Jobs and Pods labelled `app.kubernetes.io/managed-by=roboaug-operator` (filtered by
   the apiserver, not in Python): indexed as small summaries under their AugmentationJob; every
   event pokes that job.
@@ -23,7 +24,7 @@ from roboaug.api.models import GROUP, PLURAL, VERSION
 
 from .controller import Controller
 from .jobs import LABEL_MANAGED_BY, MANAGED_BY
-from .observe import cr_name_of, summarize_job, summarize_pod
+from .observe import cr_name_of, summarize_cr, summarize_job, summarize_pod
 
 _OURS = {LABEL_MANAGED_BY: MANAGED_BY}
 
@@ -85,7 +86,7 @@ async def stop(**_: Any) -> None:
 # thread hop per watch event was a large share of the operator's CPU under a burst of jobs.
 @kopf.index(GROUP, VERSION, PLURAL)
 async def aj_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
-    return {(namespace, name): dict(body)}
+    return {(namespace, name): summarize_cr(body)}
 
 
 @kopf.index("batch", "v1", "jobs", labels=_OURS)

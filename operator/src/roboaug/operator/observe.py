@@ -1,15 +1,75 @@
-"""Small summaries of the worker's Job and Pods: what `reconcile.decide` needs and nothing more.
+"""Small summaries of the AugmentationJobs, the worker's Jobs and Pods: what the controller and
+`reconcile.decide` need and nothing more.
 
-The operator keeps these (not whole bodies) in memory for every Job and Pod it watches, so its
-memory stays flat with the number of jobs. Plain functions over plain dicts.
+The operator keeps these (not whole bodies) in memory for every object it watches, so its
+memory stays flat with the number of jobs: an AugmentationJob's whole body only while it is
+unfinished, packed (compressed JSON, a few hundred bytes) once it has finished. Plain functions
+over plain dicts.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
+from roboaug.api.contract import TERMINAL_STATUSES
+from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT
+
 from .jobs import ANNOTATION_CR_NAME, CONTAINER
+
+
+@dataclass(frozen=True)
+class CrView:
+    """One AugmentationJob as the controller keeps it. The fields the controller reads across
+    all jobs (the sweep, a project's load) are plain; the body `decide` reads is `body` while
+    the job runs, and `packed` once it has finished: a finished job is decided on again only
+    now and then (its TTL, a late event), and 5,000 of them as dicts were most of the
+    operator's memory."""
+    namespace: str
+    name: str
+    uid: str
+    resource_version: int
+    created: str               # creationTimestamp ("" if none)
+    phase: Optional[str]       # status.status
+    project: str               # the project it runs under: default-project label, else spec's
+    body: Optional[dict] = field(default=None, compare=False, repr=False)
+    packed: Optional[bytes] = field(default=None, compare=False, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in TERMINAL_STATUSES
+
+    def full(self) -> dict:
+        """The body as stored (a fresh dict each time for a finished job)."""
+        if self.body is not None:
+            return self.body
+        return json.loads(zlib.decompress(self.packed)) if self.packed is not None else {}
+
+
+def cr_project(body: Mapping[str, Any], labels: Optional[Mapping[str, Any]] = None) -> str:
+    """The project a job runs under: the default project it was labelled with (`labels`, a
+    plan's, first: not written yet), else its own `spec.project_id`; lowercase."""
+    labels = {**((body.get("metadata") or {}).get("labels") or {}), **(labels or {})}
+    own = str((body.get("spec") or {}).get("project_id") or "").lower()
+    return str(labels.get(LABEL_DEFAULT_PROJECT) or own).lower()
+
+
+def summarize_cr(body: Mapping[str, Any]) -> CrView:
+    meta = body.get("metadata") or {}
+    try:
+        rv = int(meta.get("resourceVersion") or -1)
+    except ValueError:
+        rv = -1
+    phase = (body.get("status") or {}).get("status")
+    view = dict(namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+                uid=meta.get("uid", ""), resource_version=rv,
+                created=meta.get("creationTimestamp") or "", phase=phase, project=cr_project(body))
+    if phase in TERMINAL_STATUSES:
+        packed = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
+        return CrView(**view, packed=packed)
+    return CrView(**view, body=dict(body))
 
 
 def _cond(conditions: list | None, typ: str) -> Optional[dict]:

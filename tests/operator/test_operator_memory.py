@@ -1,0 +1,119 @@
+"""Issue 14 item 8: the operator keeps what its decisions need, not every CR body forever.
+
+The AugmentationJob index holds a small record per job (`observe.CrView`): the body while the
+job runs, packed once it has finished; the controller's per-job state goes once a job has
+finished and nothing is pending for it. bench/bench_operator.py --finished 5000 measures it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import sys
+
+from roboaug.operator import handlers
+from roboaug.operator.observe import CrView, summarize_cr
+
+from tests.operator._operator_factories import PROJECT, cr, job
+from tests.operator.test_operator_controller import FakeKube, _controller, _cr
+from tests.operator.test_operator_steps import CFG  # noqa: F401  (same config defaults as the steps)
+
+
+def _finished(name="aug-a"):
+    body = _cr(name)
+    body["status"] = {"status": "completed", "current_phase": "completed", "job_id": "j",
+                      "phases": [{"name": p, "status": "completed", "started_at": "2026-01-01T00:00:00Z",
+                                  "completed_at": "2026-01-01T00:00:01Z",
+                                  "events": [{"status": "completed", "message": "x" * 200}] * 5}
+                                 for p in ("queued", "scheduling", "downloading", "augmenting",
+                                           "uploading", "completed")],
+                      "effective_spec": dict(body["spec"]), "observed_generation": 1}
+    return body
+
+
+def _deep_size(obj, seen=None) -> int:
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(_deep_size(k, seen) + _deep_size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple, set)):
+        size += sum(_deep_size(v, seen) for v in obj)
+    elif isinstance(obj, CrView):
+        size += sum(_deep_size(v, seen) for v in vars(obj).values())
+    return size
+
+
+def test_the_index_keeps_a_finished_job_as_a_small_record_and_its_body_intact():
+    body = _finished()
+    entry = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-a", body=body))
+    view = entry[("ns1", "aug-a")]
+    assert isinstance(view, CrView) and view.finished
+    assert view.body is None  # no dict of the body is held for a finished job
+    assert (view.name, view.uid, view.phase, view.project, view.resource_version) == \
+        ("aug-a", "u-aug-a", "completed", PROJECT, 100)
+    assert view.full() == json.loads(json.dumps(body))  # decide still sees the body as stored
+    assert _deep_size(view) * 4 < _deep_size(body), (_deep_size(view), _deep_size(body))
+
+
+def test_the_index_keeps_a_running_jobs_body():
+    body = cr(name="aug-r", status={"status": "running", "current_phase": "augmenting"})
+    view = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-r", body=body))[("ns1", "aug-r")]
+    assert not view.finished and view.body == body and view.full() is view.body
+
+
+class MergingKube(FakeKube):
+    """Status patches merge onto the CR as last written, as the apiserver does."""
+
+    def patch_cr_status(self, ns, name, status, rv):
+        before = copy.deepcopy(self.bodies.get(name) or _cr(name))
+        body = super().patch_cr_status(ns, name, status, rv)
+        merged = {**(before.get("status") or {}), **status}
+        body["status"] = {k: v for k, v in merged.items() if v is not None}
+        self.bodies[name] = body
+        return body
+
+
+def test_a_finished_job_leaves_no_per_job_state_in_the_controller():
+    kube = MergingKube()
+    ctl = _controller(kube)
+    key = ("ns1", "aug-a")
+    running = _cr("aug-a")
+    kube.bodies["aug-a"] = running
+    ctl.crs[key] = [summarize_cr(running)]
+    ctl.jobs[key] = [job(name="aug-a-worker", owner="u-aug-a", active=0, complete=True)]
+
+    async def run():
+        for _ in range(6):  # each pass, then its write coming back through the watch
+            await ctl.poke(key)
+            if key in ctl._written:  # the watch's own copy of what we wrote
+                ctl.crs[key] = [summarize_cr(ctl._written[key].full())]
+            if ctl.crs[key][0].finished and key not in ctl._written:
+                await ctl.poke(key)  # a late event (the Job's pods going) for the finished job
+                return
+
+    asyncio.run(run())
+    view = ctl.crs[key][0]
+    assert view.phase == "completed", view
+    assert view.body is None
+    assert key not in ctl._keys and key not in ctl._written and key not in ctl._created
+
+
+def test_a_finished_job_with_a_pending_timer_keeps_its_state():
+    # Its project's TTL has not run out: the timer that deletes it later must stay.
+    kube = FakeKube()
+    kube.projects = {("ns1", PROJECT): {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"],
+                                                 "ttl_seconds_after_finished": 3600}}}
+    ctl = _controller(kube)
+    key = ("ns1", "aug-a")
+    ctl.crs[key] = [summarize_cr(_finished())]
+
+    async def go():
+        await ctl.poke(key)
+        return ctl._keys.get(key)
+
+    st = asyncio.run(go())
+    assert st is not None and st.timer is not None
