@@ -154,7 +154,8 @@ class Kube:
 
     # -- objects a Job needs (its worker's ServiceAccount, Role, RoleBinding) ----------------
     _PATHS = {"v1": "/api/v1", "rbac.authorization.k8s.io/v1": "/apis/rbac.authorization.k8s.io/v1"}
-    _PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings"}
+    _PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings",
+                "ConfigMap": "configmaps"}
 
     def ensure_owned(self, namespace: str, body: dict) -> Optional[str]:
         """Create `body` (a namespaced object whose ownerReferences[0] is its AugmentationJob), or
