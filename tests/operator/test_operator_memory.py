@@ -12,6 +12,8 @@ import copy
 import json
 import sys
 
+import kopf
+
 from roboaug.operator import handlers
 from roboaug.operator.observe import CrView, summarize_cr
 
@@ -49,7 +51,7 @@ def _deep_size(obj, seen=None) -> int:
 
 def test_the_index_keeps_a_finished_job_as_a_small_record_and_its_body_intact():
     body = _finished()
-    entry = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-a", body=body))
+    entry = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-a", body=kopf.Body(body)))
     view = entry[("ns1", "aug-a")]
     assert isinstance(view, CrView) and view.finished
     assert view.body is None  # no dict of the body is held for a finished job
@@ -61,7 +63,7 @@ def test_the_index_keeps_a_finished_job_as_a_small_record_and_its_body_intact():
 
 def test_the_index_keeps_a_running_jobs_body():
     body = cr(name="aug-r", status={"status": "running", "current_phase": "augmenting"})
-    view = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-r", body=body))[("ns1", "aug-r")]
+    view = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-r", body=kopf.Body(body)))[("ns1", "aug-r")]
     assert not view.finished and view.body == body and view.full() is view.body
 
 

@@ -66,8 +66,8 @@ def summarize_cr(body: Mapping[str, Any]) -> CrView:
     view = dict(namespace=meta.get("namespace", ""), name=meta.get("name", ""),
                 uid=meta.get("uid", ""), resource_version=rv,
                 created=meta.get("creationTimestamp") or "", phase=phase, project=cr_project(body))
-    if phase in TERMINAL_STATUSES:
-        packed = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
+    if phase in TERMINAL_STATUSES:  # dict(): kopf's Body is a Mapping over the plain dicts
+        packed = zlib.compress(json.dumps(dict(body), separators=(",", ":")).encode(), 6)
         return CrView(**view, packed=packed)
     return CrView(**view, body=dict(body))
 
