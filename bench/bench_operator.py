@@ -3,6 +3,9 @@
     python bench/bench_operator.py            # N=500 on a fresh local control plane
     python bench/bench_operator.py --quick    # N=20
     python bench/bench_operator.py --kubeconfig KUBECONFIG   # an existing cluster with the CRD
+    python bench/bench_operator.py --finished 5000 [--compare-src /tmp/old-checkout]
+        # memory only: 5,000 finished AugmentationJobs present; the operator's VmRSS/VmHWM once
+        # it has listed and looked at them all (and the same for another checkout's operator)
 
 Prints (and with --json writes) these figures:
   all_completed_s     first CR created -> last CR seen `completed`
@@ -14,7 +17,8 @@ Prints (and with --json writes) these figures:
   apiserver_requests_per_job  all clients' requests (apiserver_request_total, watches and
                       the benchmark's own creates included) / N, for context
   cpu_steal_s         CPU time the hypervisor gave other guests during the burst (a VM's noise)
-Targets (issue 4): CR -> Job p95 < 2 s, all N completed, RSS < 300 MB.
+Targets (issue 4): CR -> Job p95 < 2 s, all N completed, RSS < 300 MB; with 5,000 finished
+jobs present (issue 14), VmHWM < 300 MB.
 The operator runs as a separate process (`python -m roboaug.operator`), as in production.
 """
 from __future__ import annotations
@@ -177,6 +181,149 @@ class Watcher:
         self._stopping = True
         self._proc.terminate()
         self._proc.join(5)
+
+
+def finished_status(name: str, job_id: str, i: int) -> dict:
+    """A completed job's status shaped as the operator writes it: six phases with their events,
+    the worker's progress events, the effective spec and its sources."""
+    t = lambda s: f"2026-01-01T{(i // 60) % 24:02d}:{i % 60:02d}:{s:02d}Z"  # noqa: E731
+    ev = lambda st, msg, s, data=None: {"status": st, "message": msg, "error": None,  # noqa: E731
+                                        "timestamp": t(s), "retry_attempt": 0, "data": data}
+    phases = [
+        {"name": "queued", "status": "completed", "started_at": t(0), "completed_at": t(1),
+         "events": [ev("created", "accepted", 0), ev("completed", "Job created", 1)]},
+        {"name": "scheduling", "status": "completed", "started_at": t(1), "completed_at": t(3),
+         "events": [ev("in_progress", f"Job {name}-worker created", 1),
+                    ev("completed", "pod scheduled on node cpu-3 (c7i.4xlarge, us-east-1)", 3)]},
+        {"name": "downloading", "status": "completed", "started_at": t(3), "completed_at": t(9),
+         "events": [ev("in_progress", "downloading lerobot/pusht", 3),
+                    ev("completed", "downloaded 206 episodes", 9, {"bytes": 123456789, "files": 412})]},
+        {"name": "augmenting", "status": "completed", "started_at": t(9), "completed_at": t(40),
+         "events": [ev("in_progress", f"episode {k * 20}/206", 9 + k,
+                       {"episodes_done": k * 20, "episodes_total": 206, "frames_done": k * 5000})
+                    for k in range(11)] + [ev("completed", "augmented 206 episodes x 2 copies", 40)]},
+        {"name": "uploading", "status": "completed", "started_at": t(40), "completed_at": t(55),
+         "events": [ev("in_progress", "uploading 824 files", 40),
+                    ev("completed", "uploaded", 55, {"bytes": 246913578, "files": 824})]},
+        {"name": "completed", "status": "completed", "started_at": t(55), "completed_at": t(55),
+         "events": [ev("completed", "completed", 55)]},
+    ]
+    output = f"roboaug/pusht-aug-{job_id[:8]}"
+    spec = {"project_id": PROJECT, "dataset_id": "lerobot/pusht", "augmentation_type": "deterministic",
+            "augment_transforms": "color,noise,blur", "augment_mode": "stacked", "augment_copies": 2,
+            "augment_dataset_mode": "copy", "augment_brightness_min": 0.8, "augment_brightness_max": 1.2,
+            "augment_contrast_min": 0.8, "augment_contrast_max": 1.2, "noise_type": "gaussian",
+            "noise_gaussian_sigma_min": 0.01, "noise_gaussian_sigma_max": 0.05, "blur_type": "motion",
+            "blur_motion_kernel_min": 3, "blur_motion_kernel_max": 9, "augment_seed": i,
+            "output_dataset_id": output, "output_visibility": "private", "pending_timeout_seconds": 3600}
+    return {
+        "job_id": job_id, "current_phase": "completed", "status": "completed",
+        "instance_type": "c7i.4xlarge", "region": "us-east-1", "phases": phases, "error": None,
+        "augmented_dataset_id": output, "source_revision": "a" * 40,
+        "augmented_dataset_revision": "b" * 40, "created_at": t(0),
+        "effective_spec": spec,
+        "spec_sources": {k: ("request" if k in ("project_id", "dataset_id", "augment_copies") else "default")
+                         for k in spec},
+        "progress": {"phase": "uploading", "episodes_done": 206, "episodes_total": 206,
+                     "frames_done": 25650, "frames_total": 25650, "attempt": 0,
+                     "pod": f"{name}-worker-x7k2p", "updated_at": t(55), "output_dataset_id": output},
+        "attempt": 1, "job_name": f"{name}-worker", "observed_generation": 1,
+    }
+
+
+def proc_memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak) of a process, from /proc/PID/status, in MB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def create_finished(custom, ns: str, n: int) -> None:
+    """N AugmentationJobs, each completed as the operator would have left it (status written
+    through the status subresource)."""
+    def one(i: int) -> None:
+        name, job_id = f"done-{i:05d}", str(uuid.uuid4())
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AugmentationJob",
+                "metadata": {"name": name, "labels": {"roboaug.dev/job-id": job_id,
+                                                      "roboaug.dev/project-id": PROJECT}},
+                "spec": {"project_id": PROJECT, "dataset_id": "lerobot/pusht", "job_id": job_id}}
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+        custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, ns, PLURAL, name, {"status": finished_status(name, job_id, i)})
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(n)))
+
+
+def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
+                 sources: dict[str, str | None], settle_s: float = 10.0) -> dict:
+    """Memory with N finished jobs present: for each operator checkout in `sources` (label ->
+    directory whose api/src and operator/src go first on PYTHONPATH; None: this one), start the
+    operator, wait until it has looked at every job (its API request counter, one project read
+    per finished job, Lease renewals aside, stops growing) and read its VmRSS and VmHWM."""
+    from kubernetes import client
+
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    ns = f"bench-mem-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    t0 = time.monotonic()
+    create_finished(custom, ns, n)
+    out: dict = {"n_finished": n, "create_s": round(time.monotonic() - t0, 1), "runs": {}}
+    try:
+        for label, src in sources.items():
+            metrics_port = free_port()
+            cfg = {"namespaces": [ns], "pools": {"cpu": {"node_selector": {"roboaug.dev/pool": "cpu"}},
+                                                 "gpu": {"node_selector": {"roboaug.dev/pool": "gpu"}}},
+                   "hub_token_secret": None, "leader_election": {"enabled": True, "lease_namespace": ns},
+                   "health_port": None, "metrics_port": metrics_port, "log_format": "json",
+                   "log_level": "WARNING"}
+            cfg_path = workdir / f"operator-{label}.yaml"
+            cfg_path.write_text(yaml.safe_dump(cfg))
+            op_env = dict(env, KUBECONFIG=str(kubeconfig), ROBOAUG_OPERATOR_CONFIG=str(cfg_path))
+            if src:
+                paths = [str(Path(src) / d / "src") for d in ("api", "operator")]
+                op_env["PYTHONPATH"] = os.pathsep.join(paths + [op_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+            log = open(workdir / f"operator-{label}.log", "w")
+            proc = subprocess.Popen([sys.executable, "-m", "roboaug.operator"], env=op_env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            url = f"http://127.0.0.1:{metrics_port}/metrics"
+            try:
+                t0 = time.monotonic()
+                last, stable_since = -1.0, time.monotonic()
+                while time.monotonic() - t0 < 600:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"operator exited; see {workdir / f'operator-{label}.log'}")
+                    try:  # the Lease's renewals go on for ever: not counted
+                        count = scrape(url, "roboaug_api_requests_total") - \
+                            scrape(url, "roboaug_api_requests_total", 'resource="leases"')
+                    except OSError:
+                        count = -1.0
+                    if count != last:
+                        last, stable_since = count, time.monotonic()
+                    elif count >= n and time.monotonic() - stable_since >= settle_s:
+                        break
+                    time.sleep(0.5)
+                mem = proc_memory_mb(proc.pid)
+                out["runs"][label] = {**mem, "operator_requests": last,
+                                      "seen_all_s": round(time.monotonic() - t0 - settle_s, 1)}
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    try:
+                        proc.wait(20)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                log.close()
+    finally:
+        try:
+            core.delete_namespace(ns)
+        except Exception:
+            pass
+    return out
 
 
 def run_bench(api, kubeconfig: Path, n: int, timeout: float, workdir: Path, env: dict,
@@ -348,6 +495,11 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--json", type=Path, help="write the figures here too")
     ap.add_argument("--profile", type=Path, help="run the operator under cProfile, stats to this file")
+    ap.add_argument("--finished", type=int, metavar="N",
+                    help="memory only: N finished jobs present, the operator's VmRSS/VmHWM")
+    ap.add_argument("--compare-src", type=Path, metavar="DIR",
+                    help="with --finished: also measure the operator of another checkout (e.g. a "
+                         "`git worktree` of the previous commit), side by side")
     args = ap.parse_args(argv)
     n = 20 if args.quick else args.n
     from kubernetes import client, config
@@ -376,10 +528,27 @@ def main(argv=None) -> int:
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
         cfg.connection_pool_maxsize = 32
         with client.ApiClient(cfg) as api:
-            result = run_bench(api, Path(kubeconfig), n, args.timeout, workdir, env, args.profile)
+            if args.finished:
+                sources = {"this": None}
+                if args.compare_src:
+                    sources = {"other": str(args.compare_src), **sources}
+                result = run_finished(api, Path(kubeconfig), args.finished, workdir, env, sources)
+            else:
+                result = run_bench(api, Path(kubeconfig), n, args.timeout, workdir, env, args.profile)
     finally:
         if local is not None:
             local.stop()
+    if args.finished:
+        print(f"operator memory with {result['n_finished']} finished jobs present "
+              f"(created in {result['create_s']} s); target VmHWM < 300 MB")
+        for label, run in result["runs"].items():
+            print(f"  {label:6s} VmRSS {run.get('VmRSS')} MB  VmHWM {run.get('VmHWM')} MB  "
+                  f"(API requests {run['operator_requests']:.0f}, all looked at in {run['seen_all_s']} s)")
+        print(json.dumps(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return 0 if all((r.get("VmHWM") or 1e9) < 300 for label, r in result["runs"].items()
+                        if label == "this") else 1
     print(f"operator bench: N={result['n']}  completed={result['completed']}  "
           f"statuses={result['final_statuses']}")
     print(f"  all completed in {result['all_completed_s']} s (creating the CRs took {result['create_all_s']} s)")
