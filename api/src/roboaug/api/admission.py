@@ -35,9 +35,6 @@ POLICY_NAME = "roboaug-project-policy"
 # Request fields the copy count depends on: a project may default each of them.
 _COPY_FIELDS = ("augment_dataset_mode", "augment_mode", "augment_copies",
                 "augment_copies_per_transform", "augment_transforms")
-# Spec fields the policy reads; an UPDATE that changes none of them (a cancel, the operator's
-# labels) is not judged again, so a policy tightened after admission never blocks a cancel.
-_JUDGED_FIELDS = ("project_id", "dataset_id", "output_dataset_id", "job_id", *_COPY_FIELDS)
 
 
 def _builtin(field: str) -> str:
@@ -167,11 +164,6 @@ def _validations() -> list[dict[str, str]]:
     return rules
 
 
-def _changed(field: str) -> str:
-    return (f"(has(object.spec.{field}) != has(oldObject.spec.{field}) || "
-            f"(has(object.spec.{field}) && object.spec.{field} != oldObject.spec.{field}))")
-
-
 def build_policy(name: str = POLICY_NAME) -> dict[str, Any]:
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -181,12 +173,11 @@ def build_policy(name: str = POLICY_NAME) -> dict[str, Any]:
             "failurePolicy": "Fail",
             "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": PROJECT_KIND},
             "matchConstraints": {"resourceRules": [{
-                "apiGroups": [GROUP], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                # CREATE only: the CRD makes the spec immutable but for cancel_requested (crd.py), so
+                # no UPDATE can change what is judged here, and a policy tightened after admission
+                # never blocks a cancel or the operator's own writes.
+                "apiGroups": [GROUP], "apiVersions": ["*"], "operations": ["CREATE"],
                 "resources": [PLURAL]}]},
-            "matchConditions": [{
-                "name": "spec-judged-fields-written",
-                "expression": "request.operation == 'CREATE' || " + " || ".join(_changed(f) for f in _JUDGED_FIELDS),
-            }],
             "variables": _variables(),
             "validations": _validations(),
         },
