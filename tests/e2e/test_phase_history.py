@@ -66,8 +66,9 @@ def test_a_job_that_finishes_unobserved_shows_every_phase_with_the_workers_times
         frozen = stack.get_job(name)["status"]
     finally:
         os.kill(pid, signal.SIGCONT)
-    # the operator saw at most the pod start (a race with the freeze), none of the later phases
-    assert frozen["current_phase"] in ("scheduling", "downloading")
+    # the operator saw at most the pod start (a race with the freeze), none of the later phases;
+    # the freeze may even land between its Job creation and that pass's status write
+    assert frozen.get("current_phase") in (None, "queued", "scheduling", "downloading")
     reported = frozen["progress"]["phases"]
     assert [p["name"] for p in reported] == list(WORKER_PHASES)
 
