@@ -17,7 +17,6 @@ A job naming no project passes here; the operator decides (`jobs_without_project
 
 from __future__ import annotations
 
-import argparse
 import sys
 import uuid
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from .crd import generate
 from .models import GROUP, PLURAL, VERSION, AugmentationJobCreateRequest, default_output_dataset_id
 from .models.project import PROJECT_KIND
 
@@ -225,20 +225,7 @@ def outputs() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
-    args = parser.parse_args(argv)
-    stale = []
-    for path, text in outputs().items():
-        if (path.read_text() if path.exists() else None) == text:
-            continue
-        stale.append(path)
-        if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    for path in stale:
-        print(("stale: " if args.check else "wrote: ") + str(path.relative_to(REPO_ROOT)))
-    return 1 if (args.check and stale) else 0
+    return generate(outputs(), argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

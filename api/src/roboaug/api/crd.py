@@ -363,14 +363,14 @@ def outputs() -> dict[Path, str]:
             PROJECT_CHART_TEMPLATE_PATH: render_chart_template(project)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def generate(outputs: dict[Path, str], argv: list[str] | None, description: str) -> int:
+    """Write (or with --check, compare) generated files; shared by this module and admission.py."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
     args = parser.parse_args(argv)
     stale = []
-    for path, text in outputs().items():
-        current = path.read_text() if path.exists() else None
-        if current == text:
+    for path, text in outputs.items():
+        if (path.read_text() if path.exists() else None) == text:
             continue
         stale.append(path)
         if not args.check:
@@ -379,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in stale:
         print(("stale: " if args.check else "wrote: ") + str(path.relative_to(REPO_ROOT)))
     return 1 if (args.check and stale) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generate(outputs(), argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
