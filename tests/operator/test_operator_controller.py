@@ -263,6 +263,39 @@ def test_max_running_jobs_holds_new_jobs_oldest_first_until_a_slot_frees():
     asyncio.run(go())
 
 
+def test_a_job_whose_creation_is_in_flight_counts_as_running_for_an_older_job_seen_later():
+    """Seen in a CI run: 30 jobs submitted at once in the same second, limit 3, and 4 Jobs at
+    once. A job whose Job POST was still in flight had no Job view, and a job older by
+    creationTimestamp that the index showed only then did not count it as `ahead` either."""
+    kube = FakeKube(slow={"aug-new-worker"})
+    kube.projects = {("ns1", PROJECT): {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"],
+                                                 "limits": {"max_running_jobs": 1}}}}
+    ctl = _controller(kube)
+    new, old = ("ns1", "aug-new"), ("ns1", "aug-old")
+    ctl.crs[new] = [summarize_cr(kube.bodies.setdefault("aug-new", _project_cr("aug-new", 2)))]
+
+    def created():
+        return [c.removeprefix("create ") for c, _ in kube.calls if c.startswith("create ")]
+
+    async def go():
+        creating = asyncio.ensure_future(ctl.poke(new))  # its Job POST hangs
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if created():
+                break
+        assert created() == ["aug-new-worker"]
+        ctl.crs[old] = [summarize_cr(kube.bodies.setdefault("aug-old", _project_cr("aug-old", 1)))]
+        assert ctl._project_load(ctl.crs[old][0].full()) == (1, 0)
+        await ctl.poke(old)
+        assert created() == ["aug-new-worker"], "two Jobs for a limit of one"
+        assert ctl._written[old].full()["status"]["status"] == "queued"
+        kube.release.set()
+        await asyncio.wait_for(creating, 5)
+        assert not ctl._starting  # a settled pass leaves no mark behind
+
+    asyncio.run(go())
+
+
 def test_a_finished_job_past_its_projects_ttl_is_deleted_and_one_before_it_waits():
     from roboaug.operator.phases import History
 

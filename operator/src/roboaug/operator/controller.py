@@ -31,7 +31,7 @@ from .jobs import job_name
 from .kube import ApiError, Kube
 from .observe import CrView, JobView, PodView, cr_project, owned_pods, summarize_cr, summarize_job
 from .phases import check, parse_ts
-from .reconcile import Observed, decide
+from .reconcile import Observed, Plan, decide
 
 log = logging.getLogger("roboaug.operator")
 Key = tuple[str, str]  # (namespace, CR name)
@@ -75,6 +75,10 @@ class Controller:
         self._keys: dict[Key, _KeyState] = {}
         self._written: dict[Key, CrView] = {}  # our status writes the watch has not shown yet
         self._created: dict[Key, JobView] = {}  # Jobs we created that the watch has not shown yet
+        # Keys whose Job (or its identity objects) is being created right now: no view of the Job
+        # exists yet, but for max_running_jobs it already runs (else a job the index shows only
+        # later, older by creationTimestamp, would count neither it as running nor as ahead).
+        self._starting: set[Key] = set()
         # Jobs held `queued` by their project's max_running_jobs, per (namespace, project id):
         # woken when another job of that project finishes.
         self._slot_waiters: dict[Key, set[Key]] = {}
@@ -256,6 +260,8 @@ class Controller:
             job = self._job_view(key, other)
             if job is not None:
                 running += not (job.complete or job.failed_condition)
+            elif key in self._starting:
+                running += 1
             elif not other.finished and (other.created, key[1]) < me:
                 ahead += 1
         return running, ahead
@@ -280,10 +286,23 @@ class Controller:
                                 .get("max_running_jobs")):
             obs.project_running, obs.project_ahead = self._project_load(
                 cr, obs.project_default or _own_project(cr))
+        try:
+            plan = await self._decide_and_create(key, obs)
+        finally:
+            self._starting.discard(key)
+        await self._apply(key, cr, plan)
+        if obs.job is job and not obs.create_error:  # no Job created in this pass
+            st.inputs = inputs
+
+    async def _decide_and_create(self, key: Key, obs: Observed) -> Plan:
+        """Decide; while the plan creates a Job, create it (its identity objects first) and decide
+        again with the result, until the plan creates nothing more."""
+        ns, cr = key[0], obs.cr
         for _ in range(3):
             plan = decide(obs, self.config)
             if not plan.create_job:
                 break
+            self._starting.add(key)
             clash = None
             try:  # the worker's identity exists before its pods; refused like the Job itself
                 for obj in plan.create_first:
@@ -322,9 +341,7 @@ class Controller:
             obs.now = self.clock()
         else:
             raise RuntimeError("Job creation did not converge")
-        await self._apply(key, cr, plan)
-        if obs.job is job and not obs.create_error:  # no Job created in this pass
-            st.inputs = inputs
+        return plan
 
     def _wake_slot_waiters(self, cr: dict) -> None:
         """A job of a project finished: the project's jobs waiting for a slot look now (each
