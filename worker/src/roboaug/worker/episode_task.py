@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from roboaug.worker.transforms import apply_clip, sample_copy_params
+from roboaug.worker.transforms import CopyParams, apply_clip, sample_copy_params
 
 from .png import decode_png, png_bytes
 from .stats import CameraStatsAccumulator
@@ -88,6 +88,34 @@ def _image_chunks(images: tuple[bytes, ...]):
         yield np.stack([decode_png(b) for b in images[start : start + CHUNK_FRAMES]])
 
 
+def camera_params(task: EpisodeTask, cam: CameraSource) -> CopyParams:
+    """The parameters of `task`'s copy for one camera: how every augmented frame of the job (and
+    of a preview, worker/preview.py) is keyed: seed, source episode, copy, camera."""
+    return sample_copy_params(
+        task.spec, task.transforms, seed=int(task.spec.augment_seed), episode=task.source_index,
+        copy=task.copy, camera=cam.camera_index, width=cam.width, height=cam.height,
+    )
+
+
+def source_chunks(task: EpisodeTask, cam: CameraSource, first: int = 0, count: int | None = None, *,
+                  reuse: bool = False) -> Iterator[np.ndarray]:
+    """The camera's decoded source frames `first`..`first + count - 1` of the episode (default:
+    all of them), in chunks of at most CHUNK_FRAMES. A video is sought to the first one's
+    timestamp (the decoder starts at the keyframe before it), so a preview decodes a few frames,
+    not the episode."""
+    count = task.length - first if count is None else count
+    if cam.kind == "video":
+        start = cam.from_ts + first / task.fps if first else cam.from_ts
+        return iter_frames(Path(cam.video_path), start, count, task.fps, chunk=CHUNK_FRAMES, reuse=reuse)
+    return _image_chunks(cam.images[first:first + count])
+
+
+def augment_chunk(frames: np.ndarray, params: CopyParams, first: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Augment consecutive frames of one camera, the first being frame `first` of the episode
+    (it keys the per-frame noise): the same bytes for a frame whatever chunk it arrives in."""
+    return apply_clip(frames, params, np.arange(first, first + len(frames)), out=out)
+
+
 def run_episode(task: EpisodeTask) -> EpisodeResult:
     # OpenCV runs single-threaded here: `pool.run_tasks` sets that before it forks workers
     # (setting it first in a forked child can deadlock)
@@ -96,23 +124,19 @@ def run_episode(task: EpisodeTask) -> EpisodeResult:
     tm = result.timings
     mid = task.length // 2
     for cam in task.cameras:
-        params = sample_copy_params(
-            task.spec, task.transforms, seed=int(task.spec.augment_seed), episode=task.source_index,
-            copy=task.copy, camera=cam.camera_index, width=cam.width, height=cam.height,
-        )
+        params = camera_params(task, cam)
         result.params[cam.key] = params.to_dict()
         acc = CameraStatsAccumulator(task.length)
         src_acc = CameraStatsAccumulator(task.length) if task.source_stats else None
         if cam.kind == "video":
             # each chunk is done with (augmented into `buffer`, preview copied) before the next
-            source = iter_frames(Path(cam.video_path), cam.from_ts, task.length, task.fps, chunk=CHUNK_FRAMES,
-                                 reuse=True)
+            source = source_chunks(task, cam, reuse=True)
             seg_path = Path(task.seg_dir) / f"{cam.key}__{task.out_index:06d}.mp4"
             sink = SegmentEncoder(
                 seg_path, codec=cam.codec, pix_fmt=cam.pix_fmt, width=cam.width, height=cam.height, fps=task.fps
             )
         else:
-            source = _image_chunks(cam.images)
+            source = source_chunks(task, cam)
             sink, pngs = None, []
         first = 0
         buffer = None  # one output chunk reused for the whole camera: no fresh pages per chunk
@@ -126,7 +150,7 @@ def run_episode(task: EpisodeTask) -> EpisodeResult:
                 if buffer is None or buffer.shape[1:] != frames.shape[1:] or len(buffer) < len(frames):
                     buffer = np.empty(frames.shape, np.uint8)
                 c0 = time.thread_time()
-                out = apply_clip(frames, params, np.arange(first, first + len(frames)), out=buffer[:len(frames)])
+                out = augment_chunk(frames, params, first, out=buffer[:len(frames)])
                 tm["augment_cpu"] += time.thread_time() - c0
                 t1 = time.perf_counter()
                 tm["augment"] += t1 - t0

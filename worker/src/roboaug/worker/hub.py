@@ -114,12 +114,13 @@ def resolve(ref: DatasetRef, token: Optional[str]) -> Resolved:
     return Resolved(ref.repo_id, info.sha, bool(info.private))
 
 
-def download(ref: DatasetRef, dest: Path, token: Optional[str]) -> Path:
+def download(ref: DatasetRef, dest: Path, token: Optional[str], *, only: Optional[list[str]] = None) -> Path:
     """A complete local copy of the dataset `ref` names.
 
     `file://` datasets are used in place (checked, not copied). Hub datasets are downloaded into
     `dest` (emptied first, so nothing stale can pass for part of the snapshot; removed again on
-    failure) at `ref.revision` or `main`, and `dest` is returned.
+    failure) at `ref.revision` or `main`, and `dest` is returned. `only`: just the files matching these patterns
+    (fnmatch, `*` crosses `/`), for a preview that needs a few episodes' files.
     """
     if ref.scheme == "file":
         root = Path(ref.path or "")
@@ -141,6 +142,7 @@ def download(ref: DatasetRef, dest: Path, token: Optional[str]) -> Path:
             repo_type=REPO_TYPE,
             revision=ref.revision,
             local_dir=dest,
+            allow_patterns=only,
             token=_auth(token),
             endpoint=_endpoint(),
         )

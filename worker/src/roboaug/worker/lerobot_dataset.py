@@ -112,8 +112,10 @@ def is_lerobot(root: Path) -> bool:
     return (root / "meta" / "info.json").is_file()
 
 
-def load(root: Path) -> LeRobotDataset:
-    """Read a LeRobot dataset's metadata; UNSUPPORTED_FORMAT for another version or a broken layout."""
+def load(root: Path, *, check_files: bool = True) -> LeRobotDataset:
+    """Read a LeRobot dataset's metadata; UNSUPPORTED_FORMAT for another version or a broken layout.
+    `check_files=False`: only meta/ is read (a preview fetches just the picked episodes' files and
+    checks those with `check_episode_files`)."""
     info_path = root / "meta" / "info.json"
     try:
         info = json.loads(info_path.read_text())
@@ -143,13 +145,19 @@ def load(root: Path) -> LeRobotDataset:
     if [e.index for e in episodes] != list(range(len(episodes))) or len(episodes) != info["total_episodes"]:
         raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, "episode indices are not 0..total_episodes-1")
     ds = LeRobotDataset(root=root, info=info, episodes=episodes)
-    for ep in episodes:
-        for key, (rel, _) in ep.videos.items():
-            if not (root / rel).is_file():
-                raise WorkerError(ExitCode.CORRUPT_VIDEO, f"video file {rel} of episode {ep.index} is missing")
-        if not (root / ep.data_file).is_file():
-            raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"data file {ep.data_file} of episode {ep.index} is missing")
+    if check_files:
+        for ep in episodes:
+            check_episode_files(root, ep)
     return ds
+
+
+def check_episode_files(root: Path, ep: Episode, *, data: bool = True) -> None:
+    """The episode's video files (and data file) exist."""
+    for key, (rel, _) in ep.videos.items():
+        if not (root / rel).is_file():
+            raise WorkerError(ExitCode.CORRUPT_VIDEO, f"video file {rel} of episode {ep.index} is missing")
+    if data and not (root / ep.data_file).is_file():
+        raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"data file {ep.data_file} of episode {ep.index} is missing")
 
 
 def check_info(info: dict, version: str) -> None:
