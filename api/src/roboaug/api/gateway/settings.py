@@ -19,6 +19,8 @@
 | `ROBOAUG_GATEWAY_METRICS_PORT` | `9090` | Prometheus `/metrics`, on its own listener (same host), never on the API port |
 | `ROBOAUG_GATEWAY_DOCS_ENABLED` | `false` | serve `/docs`, `/redoc` and `/openapi.json` on the API port (no key needed) |
 | `ROBOAUG_GATEWAY_LOG_LEVEL` | `info` | uvicorn and gateway log level |
+| `ROBOAUG_GATEWAY_PREVIEW_URL` | unset | base URL of the preview service (`roboaug.worker.preview_server`); unset = POST /v1/augmentation/preview answers 503 |
+| `ROBOAUG_GATEWAY_PREVIEW_TIMEOUT_SECONDS` | `60` | how long the gateway waits for one preview |
 
 Secrets are only ever named here (file paths, Secret names), never held as values.
 """
@@ -71,6 +73,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9090, ge=0, le=65535)
     docs_enabled: bool = False
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    preview_url: Optional[str] = Field(None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    preview_timeout_seconds: float = Field(60.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _metrics_port_is_its_own(self) -> "Settings":
