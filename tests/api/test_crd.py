@@ -102,7 +102,7 @@ def test_project_defaults_in_the_crd_carry_no_default_values():
     assert "default" not in defaults
     assert not [n for n, p in defaults["properties"].items() if "default" in p]
     expected = set(AugmentationJobSpec.model_fields) - set(NOT_DEFAULTABLE) - {"job_id", "cancel_requested",
-                                                                                  "hub_token_secret"}
+                                                                                  "hub_token_secret", "notify_secret"}
     assert set(defaults["properties"]) == expected
 
 

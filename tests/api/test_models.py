@@ -56,7 +56,7 @@ DEFAULTS = {
     "cosmos_control_type": "edge", "cosmos_control_weight": 1, "cosmos_guidance": 3, "cosmos_num_steps": 4,
     "cosmos_seed": 42, "cosmos_model_variant": "edge/distilled", "cosmos_disable_guardrails": False,
     "cosmos_camera_name": None, "augment_seed": 42, "output_dataset_id": None, "pending_timeout_seconds": None,
-    "output_visibility": "private",
+    "output_visibility": "private", "notify_url": None,
 }
 
 

@@ -134,6 +134,8 @@ def largest_spec() -> dict:
         "cosmos_seed": 2**32 - 1,
         "job_id": str(uuid.uuid4()),
         "hub_token_secret": {"name": "s" * 253, "key": "k" * 253},
+        "notify_url": "https://example.com/" + "p" * (2048 - len("https://example.com/")),
+        "notify_secret": {"name": "w" * 253, "key": "k" * 253},
     }
 
 

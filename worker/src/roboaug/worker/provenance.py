@@ -28,7 +28,7 @@ TILE_HEIGHT = 120
 # Spec fields that decide the output; ids, names, secrets and scheduling knobs do not.
 _OUTPUT_FIELDS_EXCLUDED = {
     "project_id", "name", "job_id", "cancel_requested", "hub_token_secret", "pending_timeout_seconds",
-    "output_dataset_id", "dataset_id", "output_visibility",
+    "output_dataset_id", "dataset_id", "output_visibility", "notify_url", "notify_secret",
 }
 
 

@@ -140,6 +140,10 @@ class AugmentationProjectSpec(BaseModel):
     hub_token_secret: Optional[SecretKeyRef] = Field(
         None, description="Secret (in this namespace) holding the project's Hugging Face token; its jobs use "
                           "it instead of the deployment-wide one. A reference: the token never enters a CR.")
+    notify_secret: Optional[SecretKeyRef] = Field(
+        None, description="Secret (in this namespace) whose key holds the signing secret (`whsec_` + base64) of "
+                          "the project's webhooks (notify_url, a request field, with a project default in "
+                          "`defaults`). A reference: the secret never enters a CR.")
     allowed_sources: list[RepoPattern] = Field(
         min_length=1, max_length=64,
         description="Hub datasets the project may read: `*` (any), an org (`acme`: any repo of it) or a glob "

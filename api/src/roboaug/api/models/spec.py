@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from .webhook import NOTIFY_URL_MAX, NOTIFY_URL_PATTERN, check_notify_url
+
 GENERATIVE_DISABLED_MESSAGE = (
     "generative augmentation (Cosmos Transfer 2.5) is disabled on this deployment; "
     "use augmentation_type 'deterministic'"
@@ -387,6 +389,12 @@ class AugmentationJobCreateRequest(BaseModel):
         description=("Fail the job if no node takes its pod, or its container does not start there (a missing "
                      "Secret, an image that cannot be pulled), within this many seconds (operator default when unset)."),
     )
+    notify_url: Optional[str] = Field(
+        None, max_length=NOTIFY_URL_MAX, json_schema_extra={"pattern": NOTIFY_URL_PATTERN},
+        description=("Where the operator POSTs a signed notice (Standard Webhooks) when the job completes, fails "
+                     "or is cancelled: an https:// URL without credentials (http only for hosts the deployment "
+                     "allows), signed with the project's notify_secret."),
+    )
 
     # -- field rules ------------------------------------------------------------------------
     @field_validator("dataset_id")
@@ -394,6 +402,11 @@ class AugmentationJobCreateRequest(BaseModel):
     def _dataset_id(cls, value: str) -> str:
         DatasetRef.parse(value)
         return value
+
+    @field_validator("notify_url")
+    @classmethod
+    def _notify_url(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_notify_url(value)
 
     @field_validator("output_dataset_id")
     @classmethod
@@ -515,6 +528,11 @@ class AugmentationJobSpec(AugmentationJobCreateRequest):
     cancel_requested: bool = Field(False, description="Set true to cancel; the job ends as 'cancelled'.")
     hub_token_secret: Optional[SecretKeyRef] = Field(
         None, description="Secret holding the Hugging Face token (operator default when unset)."
+    )
+    notify_secret: Optional[SecretKeyRef] = Field(
+        None, description=("Secret (in this namespace) whose key holds the webhook signing secret "
+                           "(`whsec_` + base64) for notify_url, when the project names none; a CR naming "
+                           "another Secret than its project's gets no webhook. A reference, never the secret."),
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .project import SpecSource
 from .spec import AugmentationJobCreateRequest
+from .webhook import WebhookDelivery
 
 
 class JobStatus(str, Enum):
@@ -172,6 +173,8 @@ class AugmentationJobStatus(AugmentationStatusResponse):
     attempt: int = Field(0, ge=0, description="Current retry attempt (0 = first).")
     job_name: Optional[str] = Field(None, description="The batch/v1 Job running the worker.")
     observed_generation: Optional[int] = Field(None, description="metadata.generation the operator last acted on.")
+    webhook: Optional[WebhookDelivery] = Field(
+        None, description="The signed POST to spec notify_url announcing the terminal state (operator).")
 
 
 class AugmentationJobCreateResponse(BaseModel):
