@@ -253,6 +253,59 @@ def proc_memory_mb(pid: int) -> dict[str, float]:
     return out
 
 
+# Runs the operator with tracemalloc on; SIGUSR1 writes a snapshot (after a gc) to argv[1], and a
+# thread keeps one of the largest traced moment so far in argv[1].peak (checked every 0.5 s).
+# tracemalloc costs memory and time of its own: its runs say *where*, the plain runs *how much*.
+_TRACED_OPERATOR = """
+import gc, os, runpy, signal, sys, threading, time, tracemalloc
+tracemalloc.start(int(sys.argv[2]))
+def _write(path):
+    tracemalloc.take_snapshot().dump(path + ".part")
+    os.replace(path + ".part", path)
+def _dump(*_):
+    gc.collect()
+    _write(sys.argv[1])
+def _peaks():
+    top = 0
+    while True:
+        time.sleep(0.5)
+        now = tracemalloc.get_traced_memory()[0]
+        if now > top * 1.05 and now > 50 * 2**20:
+            top = now
+            _write(sys.argv[1] + ".peak")
+signal.signal(signal.SIGUSR1, _dump)
+threading.Thread(target=_peaks, daemon=True).start()
+sys.argv = [sys.argv[0]]
+runpy.run_module("roboaug.operator", run_name="__main__", alter_sys=True)
+"""
+
+
+def top_allocations(snapshot_path: Path, n: int) -> list[str]:
+    """The `n` largest allocation sites (by line, then by a 4-frame traceback) still live."""
+    import tracemalloc
+
+    snap = tracemalloc.Snapshot.load(str(snapshot_path)).filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>")])
+    stats = snap.statistics("lineno")
+    total = sum(s.size for s in stats)
+    lines = [f"traced total {total / 2**20:.1f} MB in {sum(s.count for s in stats)} blocks"]
+    for s in stats[:n]:
+        f = s.traceback[0]
+        lines.append(f"  {s.size / 2**20:7.1f} MB {s.count:8d} blocks  {_short(f.filename)}:{f.lineno}")
+    lines.append("by traceback:")
+    for s in snap.statistics("traceback")[: max(3, n // 3)]:
+        lines.append(f"  {s.size / 2**20:7.1f} MB {s.count:8d} blocks")
+        lines.extend(f"      {_short(f.filename)}:{f.lineno}" for f in s.traceback)
+    return lines
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/src/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
 def create_finished(custom, ns: str, n: int) -> None:
     """N AugmentationJobs, each completed as the operator would have left it (status written
     through the status subresource)."""
@@ -271,11 +324,13 @@ def create_finished(custom, ns: str, n: int) -> None:
 
 
 def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
-                 sources: dict[str, str | None], settle_s: float = 10.0) -> dict:
+                 sources: dict[str, str | None], settle_s: float = 10.0, trace: int = 0) -> dict:
     """Memory with N finished jobs present: for each operator checkout in `sources` (label ->
     directory whose api/src and operator/src go first on PYTHONPATH; None: this one), start the
     operator, wait until it has looked at every job (its API request counter, one project read
-    per finished job, Lease renewals aside, stops growing) and read its VmRSS and VmHWM."""
+    per finished job, Lease renewals aside, stops growing) and read its VmRSS and VmHWM.
+    With `trace` > 0 the operator runs under tracemalloc (that many frames) and the run's
+    figures include its top allocation sites once it has looked at every job."""
     from kubernetes import client
 
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
@@ -302,8 +357,11 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
                 paths = [str(Path(src) / d / "src") for d in ("api", "operator")]
                 op_env["PYTHONPATH"] = os.pathsep.join(paths + [op_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
             log = open(workdir / f"operator-{label}.log", "w")
-            proc = subprocess.Popen([sys.executable, "-m", "roboaug.operator"], env=op_env, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            snapshot = workdir / f"operator-{label}.tracemalloc"
+            cmd = [sys.executable, "-c", _TRACED_OPERATOR, str(snapshot), str(trace)] if trace \
+                else [sys.executable, "-m", "roboaug.operator"]
+            proc = subprocess.Popen(cmd, env=op_env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
             url = f"http://127.0.0.1:{metrics_port}/metrics"
             try:
                 t0 = time.monotonic()
@@ -324,6 +382,15 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
                 mem = proc_memory_mb(proc.pid)
                 out["runs"][label] = {**mem, "operator_requests": last,
                                       "seen_all_s": round(time.monotonic() - t0 - settle_s, 1)}
+                if trace:
+                    os.kill(proc.pid, signal.SIGUSR1)
+                    deadline = time.monotonic() + 120
+                    while not snapshot.exists() and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                    out["runs"][label]["top_allocations"] = (
+                        ["at the end:"] + top_allocations(snapshot, 25)
+                        + (["at the largest traced moment:"] + top_allocations(Path(f"{snapshot}.peak"), 25)
+                           if Path(f"{snapshot}.peak").exists() else []))
             finally:
                 stop_operator(proc, log)
     finally:
@@ -502,6 +569,9 @@ def main(argv=None) -> int:
     ap.add_argument("--compare-src", type=Path, metavar="DIR",
                     help="with --finished: also measure the operator of another checkout (e.g. a "
                          "`git worktree` of the previous commit), side by side")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                    help="with --finished: run the operator under tracemalloc and print its top "
+                         "allocation sites (its RSS figures then include tracemalloc's own cost)")
     args = ap.parse_args(argv)
     n = 20 if args.quick else args.n
     from kubernetes import client, config
@@ -534,7 +604,8 @@ def main(argv=None) -> int:
                 sources = {"this": None}
                 if args.compare_src:
                     sources = {"other": str(args.compare_src), **sources}
-                result = run_finished(api, Path(kubeconfig), args.finished, workdir, env, sources)
+                result = run_finished(api, Path(kubeconfig), args.finished, workdir, env, sources,
+                                      trace=args.tracemalloc)
             else:
                 result = run_bench(api, Path(kubeconfig), n, args.timeout, workdir, env, args.profile)
     finally:
@@ -546,6 +617,8 @@ def main(argv=None) -> int:
         for label, run in result["runs"].items():
             print(f"  {label:6s} VmRSS {run.get('VmRSS')} MB  VmHWM {run.get('VmHWM')} MB  "
                   f"(API requests {run['operator_requests']:.0f}, all looked at in {run['seen_all_s']} s)")
+            for line in run.pop("top_allocations", ()):
+                print(f"    {line}")
         print(json.dumps(result))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))

@@ -15,7 +15,7 @@ import sys
 import kopf
 
 from roboaug.operator import handlers
-from roboaug.operator.observe import CrView, summarize_cr
+from roboaug.operator.observe import CrView, cr_name_of, summarize_cr
 
 from tests.operator._operator_factories import PROJECT, cr, job
 from tests.operator.test_operator_controller import FakeKube, _controller, _cr
@@ -51,20 +51,115 @@ def _deep_size(obj, seen=None) -> int:
 
 def test_the_index_keeps_a_finished_job_as_a_small_record_and_its_body_intact():
     body = _finished()
+    stored = copy.deepcopy(body)
     entry = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-a", body=kopf.Body(body)))
     view = entry[("ns1", "aug-a")]
     assert isinstance(view, CrView) and view.finished
     assert view.body is None  # no dict of the body is held for a finished job
     assert (view.name, view.uid, view.phase, view.project, view.resource_version) == \
         ("aug-a", "u-aug-a", "completed", PROJECT, 100)
-    assert view.full() == json.loads(json.dumps(body))  # decide still sees the body as stored
-    assert _deep_size(view) * 4 < _deep_size(body), (_deep_size(view), _deep_size(body))
+    assert view.full() == json.loads(json.dumps(stored))  # decide still sees the body as stored
+    assert _deep_size(view) * 4 < _deep_size(stored), (_deep_size(view), _deep_size(stored))
 
 
 def test_the_index_keeps_a_running_jobs_body():
     body = cr(name="aug-r", status={"status": "running", "current_phase": "augmenting"})
+    stored = copy.deepcopy(body)
     view = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-r", body=kopf.Body(body)))[("ns1", "aug-r")]
-    assert not view.finished and view.body == body and view.full() is view.body
+    assert not view.finished and view.body == stored and view.full() is view.body
+
+
+# -- what kopf holds: its copy of each listed object, parked until every index is filled ------
+_MANAGED = [{"manager": "kube-apiserver", "operation": "Update", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:status": {"f:phases": {}}}}]
+
+
+def _job_body():
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "aug-a-worker", "namespace": "ns1", "uid": "job-uid-1",
+                         "resourceVersion": "7", "managedFields": _MANAGED,
+                         "annotations": {"roboaug.dev/cr-name": "aug-a"},
+                         "ownerReferences": [{"kind": "AugmentationJob", "name": "aug-a",
+                                              "uid": "u-aug-a", "controller": True}]},
+            "spec": {"template": {"spec": {"containers": [{"name": "worker", "args": ["x" * 500]}]}}},
+            "status": {"active": 1}}
+
+
+def _pod_body():
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "aug-a-worker-x", "namespace": "ns1", "uid": "pod-uid-1",
+                         "resourceVersion": "8", "managedFields": _MANAGED,
+                         "annotations": {"roboaug.dev/cr-name": "aug-a"},
+                         "ownerReferences": [{"kind": "Job", "name": "aug-a-worker",
+                                              "uid": "job-uid-1", "controller": True}]},
+            "spec": {"nodeName": "cpu-0", "containers": [{"name": "worker", "env": [{"name": "A", "value": "x" * 500}]}]},
+            "status": {"phase": "Running"}}
+
+
+def test_indexing_leaves_kopf_only_the_metadata_of_each_object():
+    finished, running = _finished(), cr(name="aug-r", status={"status": "running"})
+    for body in (finished, running):
+        body["metadata"]["managedFields"] = copy.deepcopy(_MANAGED)
+    cases = [(handlers.aj_index, finished, dict(name="aug-a"), ("ns1", "aug-a")),
+             (handlers.aj_index, running, dict(name="aug-r"), ("ns1", "aug-r")),
+             (handlers.job_index, _job_body(), {}, ("ns1", "aug-a")),
+             (handlers.pod_index, _pod_body(), {}, ("ns1", "aug-a"))]
+    for index, raw, kwargs, key in cases:
+        stored = copy.deepcopy(raw)
+        entry = asyncio.run(index(namespace="ns1", body=kopf.Body(raw), **kwargs))
+        assert set(entry) == {key}  # summarized from the whole object...
+        assert set(raw) == {"apiVersion", "kind", "metadata"}, (index.__name__, sorted(raw))
+        assert "managedFields" not in raw["metadata"]
+        # ...and what kopf and our event handlers still read is there
+        assert {k: v for k, v in stored["metadata"].items() if k != "managedFields"} == raw["metadata"]
+    view = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-r", body=kopf.Body(cr(name="aug-r"))))
+    assert view[("ns1", "aug-r")].full()["spec"]["project_id"] == PROJECT  # the running job's own copy
+    assert cr_name_of(kopf.Body(_job_body())) == "aug-a"
+
+
+def test_only_our_handlers_receive_kopf_bodies_after_indexing():
+    # release_body empties kopf's objects once they are indexed: a kopf handler added anywhere
+    # in the operator that reads a spec or status there would silently see none. Such a handler
+    # reads the index (or release_body keeps what it needs): this list changes with it.
+    import importlib
+    import pkgutil
+
+    import roboaug.operator as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name != "__main__":
+            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    registry = kopf.get_default_registry()
+    found = {(h.fn.__module__, h.fn.__name__)
+             for reg in (registry._indexing, registry._watching, registry._spawning,
+                         registry._changing, registry._webhooks)
+             for h in reg.get_all_handlers()}
+    ours = {("roboaug.operator.handlers", n) for n in
+            ("aj_index", "job_index", "pod_index", "aj_event", "job_event", "pod_event")}
+    assert {f for f in found if f[0].startswith("roboaug.")} == ours
+
+
+def test_the_initial_listing_comes_in_pages(monkeypatch):
+    monkeypatch.setattr(handlers, "_controller", None)  # no sweeper task
+    settings = kopf.OperatorSettings()
+    asyncio.run(handlers.configure(settings=settings))
+    assert settings.watching.chunk_size is not None and 0 < settings.watching.chunk_size <= 500
+
+
+def test_a_finished_job_is_unpacked_only_after_its_project_read(monkeypatch):
+    # At start-up every finished job waits for its project read at once: the packed record,
+    # not the body, is what waits.
+    order = []
+    kube = FakeKube()
+    kube.projects = {("ns1", PROJECT): {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"]}}}
+    real_get, real_full = kube.get_project, CrView.full
+    monkeypatch.setattr(kube, "get_project", lambda *a: order.append("project") or real_get(*a))
+    monkeypatch.setattr(CrView, "full", lambda self: order.append("unpack") or real_full(self))
+    ctl = _controller(kube)
+    key = ("ns1", "aug-a")
+    ctl.crs[key] = [summarize_cr(_finished())]
+    asyncio.run(ctl.poke(key))
+    assert order and order[0] == "project" and "unpack" in order, order
 
 
 class MergingKube(FakeKube):

@@ -219,27 +219,38 @@ class Controller:
         return out
 
     async def _project(self, obs: Observed) -> None:
+        """`_read_project` for the job `obs.cr`, filled into `obs`."""
+        cr = obs.cr
+        status = cr.get("status") or {}
+        obs.project, obs.project_default, obs.project_error = await self._read_project(
+            (cr.get("metadata") or {}).get("namespace", ""),
+            str((cr.get("spec") or {}).get("project_id") or ""),
+            finished=status.get("status") in TERMINAL_STATUSES,
+            settled="effective_spec" in status, has_job=obs.job is not None)
+
+    async def _read_project(self, ns: str, project_id: str, *, finished: bool, settled: bool,
+                            has_job: bool) -> tuple[Optional[dict], Optional[str], Optional[str]]:
         """The job's AugmentationProject, read (GET by name, the lowercase project UUID) before
         its Job exists, when its policy may still refuse the job (`steps.validate`), and once
-        the job has finished, for its TTL (`steps.expire`). When it has none and
-        `jobs_without_project.action` is `default`, the default project (same namespace, named
-        by its UUID) is read in its place, so everything downstream runs under it."""
-        finished = (obs.cr.get("status") or {}).get("status") in TERMINAL_STATUSES
-        project_id = (obs.cr.get("spec") or {}).get("project_id")
+        the job has finished, for its TTL (`steps.expire`): (project, default project's name,
+        error). When it has none and `jobs_without_project.action` is `default`, the default
+        project (same namespace, named by its UUID) is read in its place, so everything
+        downstream runs under it. Takes the few fields it needs, not the body: `reconcile`
+        unpacks a finished job's body only after this read (see there)."""
         # Also while the effective spec is not in status yet (`steps.validate` settles it from
         # the project): the status write that follows a Job's creation may have been refused.
-        settled = "effective_spec" in (obs.cr.get("status") or {})
-        if (obs.job is not None and not finished and settled) or not project_id:
-            return
-        ns = obs.cr["metadata"]["namespace"]
+        if (has_job and not finished and settled) or not project_id:
+            return None, None, None
         unbound = self.config.jobs_without_project
+        project = default = None
         try:
-            obs.project = await self._call(self.kube.get_project, ns, str(project_id).lower())
-            if obs.project is None and unbound.action is UnboundAction.default:
-                obs.project_default = unbound.default_name
-                obs.project = await self._call(self.kube.get_project, ns, obs.project_default)
+            project = await self._call(self.kube.get_project, ns, project_id.lower())
+            if project is None and unbound.action is UnboundAction.default:
+                default = unbound.default_name
+                project = await self._call(self.kube.get_project, ns, default)
         except ApiError as e:
-            obs.project_error = e.message
+            return project, default, e.message
+        return project, default, None
 
     def _project_load(self, cr: dict, project: Optional[str] = None) -> tuple[int, int]:
         """For `limits.max_running_jobs` of `project` (the job's own, or the default project it
@@ -278,10 +289,16 @@ class Controller:
         inputs = (view.uid, view.resource_version, job, sorted(pods, key=lambda p: p.uid))
         if not force and st.inputs == inputs:
             return
-        cr = view.full()
         st.inputs = None  # set again only once this pass has applied its plan
-        obs = Observed(cr=cr, job=job, pods=pods, node_labels=await self._node_labels(pods), now=self.clock())
-        await self._project(obs)
+        # The body is unpacked after the reads, not before: at start-up every finished job
+        # queues here for its project read at once, and 5,000 unpacked bodies waiting were
+        # a peak of their own (issue 14 item 8). The view is the same snapshot either way.
+        node_labels = await self._node_labels(pods)
+        project = await self._read_project(ns, view.project_id, finished=view.finished,
+                                           settled=view.settled, has_job=job is not None)
+        cr = view.full()
+        obs = Observed(cr=cr, job=job, pods=pods, node_labels=node_labels, now=self.clock())
+        obs.project, obs.project_default, obs.project_error = project
         if obs.job is None and ((((obs.project or {}).get("spec") or {}).get("limits") or {})
                                 .get("max_running_jobs")):
             obs.project_running, obs.project_ahead = self._project_load(

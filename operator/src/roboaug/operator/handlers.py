@@ -1,7 +1,10 @@
 """What the operator watches, and what each watch does: the table of contents.
 
 - AugmentationJobs: indexed by (namespace, name) as small records (`observe.CrView`: the body
-  while the job runs, packed once it has finished); every event pokes that job.
+  while the job runs, packed once it has finished); every event pokes that job. Each index
+  function leaves kopf's copy of the object with its metadata only (`observe.release_body`),
+  and the initial listing comes in pages (`watching.chunk_size`): with thousands of jobs kopf
+  otherwise holds every whole body of the listing at once (issue 14 item 8).
 - batch/v1 Jobs and Pods labelled `app.kubernetes.io/managed-by=roboaug-operator` (filtered by
   the apiserver, not in Python): indexed as small summaries under their AugmentationJob; every
   event pokes that job.
@@ -24,9 +27,10 @@ from roboaug.api.models import GROUP, PLURAL, VERSION
 
 from .controller import Controller
 from .jobs import LABEL_MANAGED_BY, MANAGED_BY
-from .observe import cr_name_of, summarize_cr, summarize_job, summarize_pod
+from .observe import cr_name_of, release_body, summarize_cr, summarize_job, summarize_pod
 
 _OURS = {LABEL_MANAGED_BY: MANAGED_BY}
+LIST_PAGE = 200  # objects per page of kopf's initial listings
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -69,6 +73,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True        # one active replica through our Lease (see leader)
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = NoDiffBase()
+    # Pages of the initial listing (the same consistent snapshot): one response of 5,000 jobs
+    # was ~40 MB of JSON parsed at once before any of it could be indexed and released.
+    settings.watching.chunk_size = LIST_PAGE
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     if _controller is not None:
@@ -86,19 +93,25 @@ async def stop(**_: Any) -> None:
 # thread hop per watch event was a large share of the operator's CPU under a burst of jobs.
 @kopf.index(GROUP, VERSION, PLURAL)
 async def aj_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
-    return {(namespace, name): summarize_cr(body)}
+    view = summarize_cr(body)
+    release_body(body)  # the handlers that follow read only its metadata
+    return {(namespace, name): view}
 
 
 @kopf.index("batch", "v1", "jobs", labels=_OURS)
 async def job_index(namespace: str, body: kopf.Body, **_: Any) -> Optional[dict]:
     owner = cr_name_of(body)
-    return {(namespace, owner): summarize_job(body)} if owner else None
+    view = summarize_job(body)
+    release_body(body)
+    return {(namespace, owner): view} if owner else None
 
 
 @kopf.index("v1", "pods", labels=_OURS)
 async def pod_index(namespace: str, body: kopf.Body, **_: Any) -> Optional[dict]:
     owner = cr_name_of(body)
-    return {(namespace, owner): summarize_pod(body)} if owner else None
+    view = summarize_pod(body)
+    release_body(body)
+    return {(namespace, owner): view} if owner else None
 
 
 # -- triggers: every change pokes the AugmentationJob it concerns ----------------------------

@@ -34,6 +34,10 @@ class CrView:
     created: str               # creationTimestamp ("" if none)
     phase: Optional[str]       # status.status
     project: str               # the project it runs under: default-project label, else spec's
+    # What the controller reads before deciding (the project read) without unpacking a
+    # finished job's body: spec.project_id as written ("" if none), effective_spec in status.
+    project_id: str = ""
+    settled: bool = False
     body: Optional[dict] = field(default=None, compare=False, repr=False)
     packed: Optional[bytes] = field(default=None, compare=False, repr=False)
 
@@ -62,14 +66,41 @@ def summarize_cr(body: Mapping[str, Any]) -> CrView:
         rv = int(meta.get("resourceVersion") or -1)
     except ValueError:
         rv = -1
-    phase = (body.get("status") or {}).get("status")
+    status = body.get("status") or {}
+    phase = status.get("status")
     view = dict(namespace=meta.get("namespace", ""), name=meta.get("name", ""),
                 uid=meta.get("uid", ""), resource_version=rv,
-                created=meta.get("creationTimestamp") or "", phase=phase, project=cr_project(body))
+                created=meta.get("creationTimestamp") or "", phase=phase, project=cr_project(body),
+                project_id=str((body.get("spec") or {}).get("project_id") or ""),
+                settled="effective_spec" in status)
     if phase in TERMINAL_STATUSES:  # dict(): kopf's Body is a Mapping over the plain dicts
         packed = zlib.compress(json.dumps(dict(body), separators=(",", ":")).encode(), 6)
         return CrView(**view, packed=packed)
     return CrView(**view, body=dict(body))
+
+
+# What kopf keeps of an object while its per-object worker lives: the identity and what kopf
+# itself reads (name, uid, resourceVersion, labels, annotations, owners, finalizers, deletion).
+_KOPF_KEEPS = ("apiVersion", "kind", "metadata")
+
+
+def release_body(body: Mapping[str, Any]) -> None:
+    """Drop, in place, what an index function has summarized from the raw object kopf holds.
+
+    kopf parks every object of its initial listing in a per-object worker until *all* indexes
+    are filled (5,000 finished jobs: 5,000 whole bodies at once), then hands the same object
+    to the event handlers. Ours read only metadata there (`cr_name_of`, the key), and the
+    summaries (`summarize_*`) have taken copies of the rest, so the listing's bodies shrink to
+    their metadata as they are indexed, not when the last one is. `body` is a kopf.Body (a
+    view: its `_src` is the raw dict) or the raw dict itself."""
+    raw = getattr(body, "_src", body)
+    if not isinstance(raw, dict):
+        return
+    for key in [k for k in raw if k not in _KOPF_KEEPS]:
+        del raw[key]
+    meta = raw.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)  # the apiserver's field owners: most of a bare object
 
 
 def _cond(conditions: list | None, typ: str) -> Optional[dict]:
