@@ -136,6 +136,24 @@ class LeaderElection(_Strict):
         return self
 
 
+class WebhookConfig(_Strict):
+    """Signed webhooks to each job's notify_url (`webhooks.py`; chart values `webhooks.*`)."""
+
+    enabled: bool = True
+    allow_http_hosts: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="Hosts a notify_url may reach over plain http (and on a loopback address); every "
+                    "other must be https. For tests and in-cluster receivers without TLS.")
+    secret_names: Optional[list[str]] = Field(
+        None, description="The Secret names the operator's RBAC lets it read (the chart's "
+                          "webhooks.secretNames); a notify_secret naming another is refused with that reason. "
+                          "null = not known here (the RBAC decides).")
+    max_attempts: int = Field(8, ge=1, le=50, description="POSTs per delivery before it is abandoned.")
+    backoff_seconds: float = Field(10, gt=0, description="Wait after the first failed attempt; doubles each time.")
+    max_backoff_seconds: float = Field(3600, gt=0, description="Longest wait between two attempts.")
+    timeout_seconds: float = Field(10, gt=0, le=60, description="Connect and answer timeout of one POST.")
+
+
 class OperatorConfig(_Strict):
     namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = cluster-wide.")
     pools: dict[str, Pool] = Field(default_factory=_default_pools)
@@ -167,6 +185,7 @@ class OperatorConfig(_Strict):
     worker_env: dict[str, str] = Field(default_factory=dict, description="Extra (non-secret) env for the worker.")
     scratch_size_limit: Optional[str] = "100Gi"
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
+    webhooks: WebhookConfig = Field(default_factory=WebhookConfig)
     health_port: Optional[int] = Field(8080, ge=0, le=65535, description="kopf liveness endpoint /healthz; null = off.")
     metrics_port: Optional[int] = Field(9090, ge=0, le=65535, description="Prometheus /metrics; null = off.")
     resync_seconds: float = Field(30, gt=0, description="How often every unfinished job is looked at anyway.")

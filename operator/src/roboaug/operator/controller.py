@@ -32,6 +32,7 @@ from .kube import ApiError, Kube
 from .observe import CrView, JobView, PodView, cr_project, owned_pods, summarize_cr, summarize_job
 from .phases import check, parse_ts
 from .reconcile import Observed, Plan, decide
+from .webhooks import Notifier
 
 log = logging.getLogger("roboaug.operator")
 Key = tuple[str, str]  # (namespace, CR name)
@@ -59,6 +60,7 @@ class Controller:
         self.config = config
         self.kube = kube
         self.clock = clock
+        self.webhooks = Notifier(config.webhooks, kube, clock)  # finished jobs' notify_url
         self.executor = ThreadPoolExecutor(max_workers=config.api_concurrency, thread_name_prefix="k8s")
         # Job creation has its own pool: under a burst of new CRs the apiserver is the
         # bottleneck, and a new CR's Job must not queue behind status writes of older ones.
@@ -297,6 +299,8 @@ class Controller:
         project = await self._read_project(ns, view.project_id, finished=view.finished,
                                            settled=view.settled, has_job=job is not None)
         cr = view.full()
+        if view.finished:  # owes a webhook? (webhooks.py; nothing unless its status says so)
+            self.webhooks.notice(key, cr)
         obs = Observed(cr=cr, job=job, pods=pods, node_labels=node_labels, now=self.clock())
         obs.project, obs.project_default, obs.project_error = project
         if obs.job is None and ((((obs.project or {}).get("spec") or {}).get("limits") or {})
