@@ -77,7 +77,7 @@ def test_chart_template_is_guarded_by_values():
     doc = yaml.safe_load(crd.render_manifest())
     assert doc["metadata"]["name"] == "augmentationjobs.roboaug.dev"
     cols = [c["name"] for c in doc["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert cols[:6] == ["Status", "Phase", "Attempt", "Instance", "Output", "Age"]
+    assert cols[:9] == ["Status", "Phase", "Progress%", "Attempt", "Started", "Duration", "Instance", "Output", "Age"]
 
 
 # -- AugmentationProject ----------------------------------------------------------------------

@@ -221,11 +221,18 @@ def test_status_response_projection():
         "job_id": PROJECT, "current_phase": "augmenting", "status": "running", "attempt": 1,
         "phases": [{"name": "queued", "status": "completed", "events": [
             {"status": "created", "timestamp": "2026-01-01T00:00:00Z"}]}],
-        "progress": {"phase": "augmenting", "frames_done": 5, "frames_total": 10, "updated_at": "2026-01-01T00:00:01Z"},
+        "progress": {"phase": "augmenting", "frames_done": 5, "frames_total": 10, "updated_at": "2026-01-01T00:00:01Z",
+                     "attempt": 1},
     }
     resp = status_from_cr({"metadata": {"name": "aug-x"}, "spec": {}, "status": status}).model_dump(mode="json")
     assert set(resp) == {"job_id", "current_phase", "status", "instance_type", "region", "phases", "error",
                          "augmented_dataset_id", "created_at", "source_revision", "augmented_dataset_revision",
-                         "effective_spec", "spec_sources"}
+                         "effective_spec", "spec_sources", "progress"}
+    # the worker's report, made into progress (no phase times in it: no ETA)
+    assert resp["progress"] == {"phase": "augmenting", "frames_done": 5, "frames_total": 10, "episodes_done": 0,
+                                "episodes_total": 0, "percent": 50.0, "eta_seconds": None}
+    # a report of an earlier attempt says nothing about the one running now
+    stale = {**status, "progress": {**status["progress"], "attempt": 0}}
+    assert status_from_cr({"metadata": {"name": "aug-x"}, "spec": {}, "status": stale}).progress is None
     assert resp["phases"][0]["events"][0]["retry_attempt"] == 0
     assert resp["instance_type"] is None

@@ -14,7 +14,8 @@ SEED_001_FIELDS = {"job_id", "current_phase", "status", "instance_type", "region
                    "augmented_dataset_id", "created_at"}
 REVISION_FIELDS = {"source_revision", "augmented_dataset_revision"}  # added by issue 12 (revisions)
 EFFECTIVE_SPEC_FIELDS = {"effective_spec", "spec_sources"}  # added by issue 13 (projects)
-RESPONSE_FIELDS = SEED_001_FIELDS | REVISION_FIELDS | EFFECTIVE_SPEC_FIELDS
+PROGRESS_FIELDS = {"progress"}  # added by issue 15 (made from status.progress, not copied)
+RESPONSE_FIELDS = SEED_001_FIELDS | REVISION_FIELDS | EFFECTIVE_SPEC_FIELDS | PROGRESS_FIELDS
 
 
 def operator_status(job_id: str) -> dict:
@@ -46,7 +47,10 @@ def operator_status(job_id: str) -> dict:
         "spec_sources": {"augment_copies": "project", "dataset_id": "request"},
         # cluster-only fields: never in the REST answer
         "progress": {"phase": "augmenting", "episodes_done": 3, "episodes_total": 10,
-                     "updated_at": "2025-03-01T10:01:30Z"},
+                     "updated_at": "2025-03-01T10:01:30Z", "attempt": 1,
+                     "phases": [{"name": "downloading", "started_at": "2025-03-01T10:00:50Z",
+                                 "completed_at": "2025-03-01T10:01:00Z"},
+                                {"name": "augmenting", "started_at": "2025-03-01T10:01:00Z"}]},
         "attempt": 1,
         "job_name": "aug-x-1",
         "observed_generation": 1,
@@ -64,6 +68,7 @@ def test_get_before_operator_writes_status(client, store):
         "job_id": job_id, "current_phase": "queued", "status": "queued", "instance_type": None,
         "region": None, "phases": [], "error": None, "augmented_dataset_id": None,
         "created_at": created, "source_revision": None, "augmented_dataset_revision": None,
+        "progress": None,  # no worker report yet
         # no operator status yet: the CR's spec and the gateway's annotation
         "effective_spec": AugmentationJobCreateRequest.model_validate(minimal_body()).model_dump(mode="json"),
         "spec_sources": {name: "request" if name in minimal_body() else "default"
@@ -78,7 +83,11 @@ def test_get_returns_the_stored_status_field_for_field(client, store):
     store.patch_status(cr_name(job_id), stored)
     body = client.get(f"/v1/augmentation/{job_id}").json()
     assert set(body) == RESPONSE_FIELDS
-    assert body == {k: stored[k] for k in RESPONSE_FIELDS}
+    assert {k: v for k, v in body.items() if k != "progress"} == {k: stored[k] for k in RESPONSE_FIELDS - {"progress"}}
+    # the worker's report made into progress: 3 of 10 episodes (no frame count); the report is
+    # years old, so the 70 s it left are spent
+    assert body["progress"] == {"phase": "augmenting", "frames_done": 0, "frames_total": 0, "episodes_done": 3,
+                                "episodes_total": 10, "percent": 30.0, "eta_seconds": 0.0}
 
 
 def test_get_completed_job_has_dataset_id(client, store):

@@ -404,7 +404,7 @@ def test_failed_on_the_job_condition_or_a_permanent_exit_code():
     # a Job that failed before any pod could say why (e.g. its active deadline)
     d = decision(cr(status=history("scheduling")), job=job(failed_condition={"reason": "DeadlineExceeded"}))
     assert steps.failed(d) is True and d.h.status["error"] == "Job failed: DeadlineExceeded"
-    assert events(d)[0]["data"] == {"job_reason": "DeadlineExceeded", "attempts": 1}
+    assert events(d)[0]["data"] == {"job_reason": "DeadlineExceeded", "attempts": 1, "reason": "DeadlineExceeded"}
 
 
 def test_retries_count_new_failures_up_to_the_backoff_limit():
@@ -637,12 +637,19 @@ def test_pending_timeout_takes_the_specs_timeout_and_leaves_a_started_pod_alone(
 
 # -- finish: the plan out of what the steps wrote ------------------------------------------------------
 def test_finish_patches_only_what_changed_and_nulls_what_went():
-    before = history("scheduling") | {"job_name": "aug-demo-worker"}
-    d = decision(cr(status=before, generation=3), job=job())
+    written = finish(decision(cr(status=history("scheduling") | {"job_name": "aug-demo-worker"}, generation=2),
+                              job=job())).new_status
+    d = decision(cr(status=written, generation=3), now=9, job=job())
     d.h.status.pop("job_name")
     plan = finish(d)
-    assert plan.status == {"job_name": None, "observed_generation": 3}
-    assert plan.new_status["observed_generation"] == 3 and plan.events == [] and plan.finished is None
+    # a new generation: observedGeneration, and each condition's, the conditions' times kept
+    assert set(plan.status) == {"job_name", "observedGeneration", "conditions"} and plan.status["job_name"] is None
+    assert plan.new_status["observedGeneration"] == 3 and plan.events == [] and plan.finished is None
+    assert [c["observedGeneration"] for c in plan.new_status["conditions"]] == [3] * 6
+    assert ([{**c, "observedGeneration": 2} for c in plan.new_status["conditions"]] == written["conditions"])
+    # the snake_case name it had before is removed from a stored status
+    d = decision(cr(status=written | {"observed_generation": 2}, generation=2), job=job())
+    assert finish(d).status == {"observed_generation": None}
 
 
 def test_finish_says_each_phase_entered_and_a_newly_reached_end():

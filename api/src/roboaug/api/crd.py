@@ -283,7 +283,14 @@ def build_crd() -> dict[str, Any]:
         [
             {"name": "Status", "type": "string", "jsonPath": ".status.status"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.current_phase"},
+            {"name": "Progress%", "type": "integer", "jsonPath": ".status.progress_percent",
+             "description": "Percent of the frames augmented"},
             {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt"},
+            {"name": "Started", "type": "date", "jsonPath": ".status.started_at",
+             "description": "When the worker started"},
+            # JSONPath only: the operator writes the duration once the job has ended
+            {"name": "Duration", "type": "string", "jsonPath": ".status.duration",
+             "description": "Worker start (else creation) to the end"},
             {"name": "Instance", "type": "string", "jsonPath": ".status.instance_type"},
             {"name": "Output", "type": "string", "jsonPath": ".status.augmented_dataset_id"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -158,6 +158,12 @@ class Decision:
         return not (last is not None and last.permanent and not live)
 
     @property
+    def own_progress(self) -> Optional[dict]:
+        """The worker's report when the current pod wrote it (`steps.progress` drops the others)."""
+        c, report = self.current, self.progress
+        return report if report and c is not None and report.get("pod") == c.name else None
+
+    @property
     def last_failure(self) -> Optional[PodFailure]:
         return failure_of(self.failed_pods[-1]) if self.failed_pods else None
 
@@ -168,8 +174,9 @@ class Decision:
         return bool(c is not None and c.node and c.phase in ("Running", "Succeeded", "Failed"))
 
     # -- writing ----------------------------------------------------------------------------------
-    def fail(self, error: str, message: str, data: Optional[dict] = None) -> bool:
+    def fail(self, error: str, message: str, data: Optional[dict] = None, *, reason: str) -> bool:
         """The job fails; returns True, so a step can end the decision with `return d.fail(...)`.
+        `reason`: the failure in one CamelCase word (the Failed condition's reason).
         Its Job, if still running, is deleted by `reconcile.finish` (as for every end)."""
-        self.h.fail(self.now, error, message, data)
+        self.h.fail(self.now, error, message, data, reason=reason)
         return True

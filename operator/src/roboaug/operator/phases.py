@@ -18,9 +18,15 @@ Rules (checked by `check`):
   repeating a phase does not move it);
 - retries do not repeat phases: a failed pod adds a `retry` event to the phase it failed in, and
   every later event carries the new `retry_attempt`;
-- `failed`: the phase that was running is closed as `failed` and a `failed` phase follows;
+- `failed`: the phase that was running is closed as `failed` and a `failed` phase follows, its
+  event's data naming the failure in one CamelCase `reason` (InvalidSpec, PendingTimeout, ...);
   `cancelled`: the running phase is closed as `completed` with a `cancelled` event (it did not
   fail) and a `cancelled` phase follows.
+
+Everything else the operator writes about where the job stands is derived from the history,
+never kept beside it (`History.derive`, once per reconcile pass): `conditions` (`conditions`, a
+pure function: the Kubernetes view of the same history), `observedGeneration`, `started_at`,
+`duration` and `progress_percent` (the `kubectl get` columns).
 
 Works on the JSON form of the status (a dict, timestamps as RFC 3339 strings), which is what
 the CR holds; `roboaug.api.models.AugmentationJobStatus` validates it.
@@ -29,14 +35,20 @@ the CR holds; `roboaug.api.models.AugmentationJobStatus` validates it.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+
+from pydantic import ValidationError
 
 from roboaug.api.contract import PHASE_ORDER, QUEUED_PHASES, TERMINAL_PHASES, WORKER_PHASES, PhaseName
+from roboaug.api.models.status import ConditionType, Progress
+from roboaug.api.progress import job_progress
 
 ALL_PHASES: tuple[str, ...] = tuple(p.value for p in PhaseName)
 MAX_PROGRESS_EVENTS = 50
+MAX_CONDITION_MESSAGE = 32768  # metav1.Condition's bound
 # Status fields this module owns (the operator's other fields live beside them in status).
-OWNED = ("job_id", "status", "current_phase", "phases", "error", "created_at")
+OWNED = ("job_id", "status", "current_phase", "phases", "error", "created_at", "conditions",
+         "observedGeneration", "started_at", "duration", "progress_percent")
 
 
 def ts(moment: datetime) -> str:
@@ -166,11 +178,13 @@ class History:
         self.status["error"] = None
 
     def fail(self, now: datetime, error: str, message: str = "job failed",
-             data: Optional[dict] = None) -> None:
+             data: Optional[dict] = None, reason: str = "Failed") -> None:
+        """`reason`: the failure in one CamelCase word (the Failed condition's reason), kept in the
+        `failed` phase's event data."""
         self._require_open()
         self.event("failed", now, message, error=error, data=data)
         self._close(now, "failed")
-        self._append("failed", now, "failed", message, data, closed=True, error=error)
+        self._append("failed", now, "failed", message, {**(data or {}), "reason": reason}, closed=True, error=error)
         self.status["error"] = error
 
     def cancel(self, now: datetime, message: str = "cancelled on request") -> None:
@@ -226,6 +240,24 @@ class History:
             del events[progress_idx[1]]
             progress_idx = [i for i, e in enumerate(events) if e["status"] == "progress"]
         return True
+
+    def derive(self, generation: Optional[int], report: Optional[dict], now: datetime) -> None:
+        """The fields derived from the history (module docstring), for metadata.generation
+        `generation`; `report`: the current pod's `status.progress`, if it wrote one."""
+        st = self.status
+        st.pop("observed_generation", None)  # the snake_case name of observedGeneration before it
+        if generation is not None:
+            st["observedGeneration"] = generation
+        st["conditions"] = conditions(st, generation, now)
+        began = next((p["started_at"] for p in st["phases"] if p["name"] in WORKER_PHASES), None)
+        if began:
+            st["started_at"] = began
+        if self.terminal:
+            start = parse_ts(began or st.get("created_at") or st["phases"][0]["started_at"])
+            st["duration"] = human_duration((parse_ts(self.current["started_at"]) - start).total_seconds())
+        pct = progress_percent(report, self.phase, now)
+        if pct is not None:
+            st["progress_percent"] = pct
 
     # -- internals ------------------------------------------------------------------------------
     def _require_open(self) -> None:
@@ -284,6 +316,142 @@ class History:
                    now, message, error=error, data=data)
 
 
+def progress_percent(report: Optional[dict], phase: Optional[str], now: datetime) -> Optional[int]:
+    """Whole percent of `roboaug.api.progress.job_progress` (floored: 100 only when it is);
+    None when unknown, so the last known value stays."""
+    if phase == PhaseName.completed.value:
+        return 100
+    if not report:
+        return None
+    try:
+        done = job_progress(Progress.model_validate(report), phase, now)
+    except ValidationError:  # the CRD schema refuses such a report; the operator's own guard
+        return None
+    return int(done.percent) if done is not None and done.percent is not None else None
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as kubectl prints one (k8s.io/apimachinery duration.HumanDuration): 45s,
+    3m12s, 47m, 2h5m, 30h, 3d4h, 12d."""
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    h = s // 3600
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    if h < 24 * 8:
+        return f"{h // 24}d{h % 24}h" if h % 24 else f"{h // 24}d"
+    return f"{h // 24}d"
+
+
+# -- conditions -----------------------------------------------------------------------------------
+def camel(word: str) -> str:
+    """A phase or exit-code name as a condition reason: `dataset_not_found` -> `DatasetNotFound`."""
+    return "".join(part[:1].upper() + part[1:] for part in str(word).replace("-", "_").split("_") if part) or "Unknown"
+
+
+def failure_reason(status: dict) -> str:
+    """The failed job's reason (`History.fail`), `Failed` for a history written before reasons."""
+    failed = next((p for p in status.get("phases") or [] if p.get("name") == PhaseName.failed.value), None)
+    data = ((failed or {}).get("events") or [{}])[0].get("data") or {}
+    return camel(data.get("reason") or "Failed")
+
+
+def _said(phase: dict) -> str:
+    """What the phase's last event says (its error, else its message)."""
+    events = phase.get("events") or []
+    last = events[-1] if events else {}
+    return (last.get("error") or last.get("message") or "")[:MAX_CONDITION_MESSAGE]
+
+
+def _tri(value: Optional[bool]) -> str:
+    return "Unknown" if value is None else ("True" if value else "False")
+
+
+# Each condition's status as a function of one phase name (Accepted is not: see `conditions`).
+_BY_PHASE: dict[ConditionType, Callable[[str], Optional[bool]]] = {
+    ConditionType.running: lambda n: n in WORKER_PHASES,
+    ConditionType.succeeded: lambda n: True if n == "completed" else (False if n in TERMINAL_PHASES else None),
+    ConditionType.failed: lambda n: n == "failed",
+    ConditionType.reconciling: lambda n: n not in TERMINAL_PHASES,
+    ConditionType.stalled: lambda n: n == "failed",
+}
+
+
+def _since(phases: list[dict], rule: Callable[[str], Optional[bool]]) -> Optional[str]:
+    """When the rule's present value began: the start of the earliest phase of the trailing run
+    of phases for which it has that value."""
+    value, began = rule(phases[-1]["name"]), None
+    for p in reversed(phases):
+        if rule(p["name"]) != value:
+            break
+        began = p.get("started_at") or began
+    return began
+
+
+def conditions(status: dict, generation: Optional[int], now: datetime) -> list[dict]:
+    """`status.conditions` from the phase history of `status` (pure): Accepted, Running,
+    Succeeded, Failed, Reconciling, Stalled, in that order; [] before the history starts.
+
+    - Accepted: True once the job was accepted (its effective spec is in status, or it got
+      past `queued`); False when it ended before that (the failure's reason, or Cancelled);
+      Unknown while it waits `queued` for that (reason Pending, the wait's last words).
+    - Running: True in downloading / augmenting / uploading. Succeeded: True when completed,
+      False when failed or cancelled, else Unknown. Failed and Stalled: True when failed.
+      Reconciling: True until the job ends.
+    - reason: the failure's reason (`failure_reason`) for the conditions a failure sets, else
+      the current phase in CamelCase (Queued, Augmenting, Completed, ...); message: what the
+      current phase last said, for the conditions that are about it.
+    - lastTransitionTime changes only when the condition's status does: kept from the stored
+      condition while its status stays; on a change, when the history says it changed (the
+      start of the phase it changed in), else now.
+    """
+    phases = status.get("phases") or []
+    if not phases:
+        return []
+    last = phases[-1]
+    phase = last["name"]
+    said, failed = _said(last), phase == PhaseName.failed.value
+    why = failure_reason(status) if failed else camel(phase)
+    before = {c.get("type"): c for c in status.get("conditions") or []}
+    out = []
+
+    def put(kind: ConditionType, value: Optional[bool], reason: str, message: str, since: Optional[str]) -> None:
+        prev, state = before.get(kind.value), _tri(value)
+        if prev is not None and prev.get("status") == state and prev.get("lastTransitionTime"):
+            moment = prev["lastTransitionTime"]
+        else:
+            at = parse_ts(since)
+            moment = ts(min(at, now) if at else now)
+        cond = {"type": kind.value, "status": state, "reason": reason, "message": message,
+                "lastTransitionTime": moment}
+        if generation is not None:
+            cond["observedGeneration"] = generation
+        out.append(cond)
+
+    accepted = status.get("effective_spec") is not None or any(
+        p["name"] not in (PhaseName.queued.value, *TERMINAL_PHASES) for p in phases)
+    if accepted:
+        put(ConditionType.accepted, True, "Accepted", "the spec is valid and its project allows it", None)
+    elif phase in TERMINAL_PHASES:
+        put(ConditionType.accepted, False, why, said, last.get("started_at"))
+    else:
+        put(ConditionType.accepted, None, "Pending", said, None)
+    for kind, rule in _BY_PHASE.items():
+        value = rule(phase)
+        about_failure = failed and kind in (ConditionType.succeeded, ConditionType.failed, ConditionType.stalled)
+        talks = value is True or about_failure or kind is ConditionType.succeeded and value is False
+        put(kind, value, why if about_failure else camel(phase), said if talks else "", _since(phases, rule))
+    return out
+
+
 def check(status: dict) -> list[str]:
     """Every broken rule of the module docstring, as text; [] when the status is consistent."""
     problems: list[str] = []
@@ -331,4 +499,10 @@ def check(status: dict) -> list[str]:
         stamps = [e.get("timestamp") for e in p.get("events") or []]
         if stamps != sorted(stamps):
             problems.append(f"events of {p.get('name')!r} out of order")
+    if "conditions" in status:
+        stored = [(c.get("type"), c.get("status"), c.get("reason")) for c in status["conditions"]]
+        derived = [(c["type"], c["status"], c["reason"])
+                   for c in conditions(status, status.get("observedGeneration"), datetime.now(timezone.utc))]
+        if stored != derived:
+            problems.append(f"conditions {stored} disagree with the history ({derived})")
     return problems

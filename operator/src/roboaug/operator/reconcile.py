@@ -72,8 +72,7 @@ def finish(d: Decision) -> Plan:
     null), the whole new status, one Event per phase entered, and the final status if this
     decision reached it."""
     h, plan, before = d.h, d.plan, d.before
-    if d.meta.get("generation") is not None:
-        h.status["observed_generation"] = d.meta.get("generation")
+    h.derive(d.meta.get("generation"), d.own_progress, d.now)  # conditions, observedGeneration, columns
     after = h.status
     plan.status = {k: v for k, v in after.items() if before.get(k) != v}
     plan.status.update({k: None for k in before if k not in after})

@@ -33,7 +33,7 @@ from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text
 from .access import worker_access
 from .jobs import output_dataset_id, render_job, spec_config_map
 from .observe import JobView, PodView
-from .phases import QUEUED_PHASES, parse_ts
+from .phases import QUEUED_PHASES, camel, parse_ts
 from .pools import NoPoolError, select_pool
 
 LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
@@ -134,7 +134,7 @@ def validate(d: Decision) -> bool:
         request = AugmentationJobCreateRequest.model_validate(
             {k: v for k, v in d.spec_raw.items() if k in AugmentationJobCreateRequest.model_fields})
     except ValidationError as e:
-        return d.fail(spec_error(e), "the spec is invalid")
+        return d.fail(spec_error(e), "the spec is invalid", reason="InvalidSpec")
     frozen = d.h.status.get("effective_spec")
     if frozen is None:
         if d.obs.project_error:
@@ -147,7 +147,7 @@ def validate(d: Decision) -> bool:
             effective, sources = effective_request(d, request)
         except policy.EffectiveSpecInvalid as e:
             return d.fail(e.message, "the spec is invalid with the project's defaults",
-                          {"policy": ["defaults"], "field": [e.field]})
+                          {"policy": ["defaults"], "field": [e.field]}, reason="InvalidSpec")
         d.h.status["effective_spec"] = effective.model_dump(mode="json")
         d.h.status["spec_sources"] = sources
     else:
@@ -155,7 +155,7 @@ def validate(d: Decision) -> bool:
             effective = AugmentationJobCreateRequest.model_validate(frozen)
         except ValidationError as e:
             return d.fail(spec_error(e).replace("spec.", "status.effective_spec.", 1),
-                          "the effective spec in status is invalid")
+                          "the effective spec in status is invalid", reason="InvalidSpec")
     # The request fields as settled; the cluster-only ones (cancel_requested above all) as the
     # CR holds them now.
     d.spec = AugmentationJobSpec.model_validate(
@@ -198,7 +198,7 @@ def load_project(d: Decision) -> bool:
         d.project = AugmentationProjectSpec.model_validate(d.obs.project.get("spec") or {})
     except ValidationError as e:
         return d.fail(f"AugmentationProject {d.spec_raw.get('project_id')} is invalid: {spec_error(e)}",
-                      "the project's policy cannot be read")
+                      "the project's policy cannot be read", reason="InvalidProject")
     return False
 
 
@@ -221,7 +221,8 @@ def project_policy(d: Decision, request: AugmentationJobCreateRequest) -> bool:
     if not found:
         return False
     return d.fail("; ".join(v.message for v in found), "refused by the project's policy",
-                  {"policy": [v.policy for v in found], "field": [v.field for v in found]})
+                  {"policy": [v.policy for v in found], "field": [v.field for v in found]},
+                  reason="PolicyViolation")
 
 
 def without_project(d: Decision) -> bool:
@@ -234,7 +235,8 @@ def without_project(d: Decision) -> bool:
     project_id, ns = str(d.spec.project_id).lower(), d.meta.get("namespace")
     data = {"project_id": project_id, "jobs_without_project": unbound.action.value}
     if unbound.action is UnboundAction.refuse:
-        return d.fail(unbound.refusal(project_id, ns), "no AugmentationProject for this project_id", data)
+        return d.fail(unbound.refusal(project_id, ns), "no AugmentationProject for this project_id", data,
+                      reason="ProjectNotFound")
     if unbound.action is UnboundAction.allow:
         return False
     d.plan.requeue_after = PROJECT_RETRY_SECONDS
@@ -278,7 +280,7 @@ def hub_token_mismatch(d: Decision) -> bool:
                   f"project {name} use its Secret {own.name} (key {own.key}) (AugmentationProject "
                   "hub_token_secret); leave spec.hub_token_secret out or name that Secret",
                   "refused by the project's policy",
-                  {"policy": ["hub_token_secret"], "field": ["hub_token_secret"]})
+                  {"policy": ["hub_token_secret"], "field": ["hub_token_secret"]}, reason="PolicyViolation")
 
 
 def cancel(d: Decision) -> bool:
@@ -294,11 +296,11 @@ def route(d: Decision) -> bool:
     """The pool for the augmentation type (sets `d.choice`); generative jobs are refused."""
     if d.spec.augmentation_type == "generative":
         return d.fail(GENERATIVE_DISABLED_MESSAGE, "generative augmentation is disabled",
-                      {"augmentation_type": "generative"})
+                      {"augmentation_type": "generative"}, reason="GenerativeDisabled")
     try:
         d.choice = select_pool(d.config, d.spec.augmentation_type)
     except NoPoolError as e:
-        return d.fail(str(e), "no pool for this augmentation type")
+        return d.fail(str(e), "no pool for this augmentation type", reason="NoPool")
     return False
 
 
@@ -331,7 +333,8 @@ def ensure_job(d: Decision) -> bool:
     job = d.job
     if job is None:
         if d.obs.create_error:
-            return d.fail(f"cannot create the worker Job: {d.obs.create_error}", "Job creation refused")
+            return d.fail(f"cannot create the worker Job: {d.obs.create_error}", "Job creation refused",
+                          reason="JobCreateRefused")
         d.plan.create_first += worker_access(d.obs.cr)
         # the spec, as the file the pod mounts (not an env var: one over 128 KiB stops the pod)
         d.plan.create_first.append(spec_config_map(d.obs.cr, d.spec, d.job_id))
@@ -344,7 +347,7 @@ def ensure_job(d: Decision) -> bool:
             d.plan.requeue_after = DELETING_REQUEUE_SECONDS
             return True
         return d.fail(f"a Job named {job.name} already exists and is not owned by this AugmentationJob; "
-                      "not adopting it", "name clash with an existing Job")
+                      "not adopting it", "name clash with an existing Job", reason="JobNameClash")
     d.h.status["job_name"] = job.name
     if job.deleting:  # deleted behind our back; recreated once it is gone
         d.plan.requeue_after = DELETING_REQUEUE_SECONDS
@@ -400,7 +403,7 @@ def disruptions(d: Decision) -> bool:
     last = last or f"pod {data.get('pod')} on node {data.get('node')}"
     return d.fail(f"the worker pod was evicted {len(seen)} times, more than max_evictions ({limit}) allows; "
                   f"last: {last}", "too many evictions",
-                  {**data, "evictions": len(seen), "max_evictions": limit})
+                  {**data, "evictions": len(seen), "max_evictions": limit}, reason="TooManyEvictions")
 
 
 def failed(d: Decision) -> bool:
@@ -412,19 +415,27 @@ def failed(d: Decision) -> bool:
         cond = job.failed_condition
         text = job_failure_text(cond.get("reason"), cond.get("message"), last, attempts)
         data = {**(last.data() if last else {}), "job_reason": cond.get("reason"), "attempts": attempts}
-        return d.fail(text, f"Job {job.name} failed ({cond.get('reason') or 'Failed'})", data)
+        # why the pods failed, when the Job gave up on them; else why the Job itself failed
+        exit_name = (last.data() if last else {}).get("exit_name")
+        why = exit_name if exit_name and cond.get("reason") in WORKER_GAVE_UP else cond.get("reason")
+        return d.fail(text, f"Job {job.name} failed ({cond.get('reason') or 'Failed'})", data,
+                      reason=camel(why or "JobFailed"))
     if last is not None and last.permanent:
         return d.fail(last.describe(), f"Job {job.name} failed (permanent worker error)",
-                      {**last.data(), "attempts": max(job.failed, len(d.failed_pods))})
+                      {**last.data(), "attempts": max(job.failed, len(d.failed_pods))},
+                      reason=camel(last.data().get("exit_name") or "WorkerFailed"))
     oom = out_of_memory_pods(d)
     if len(oom) >= OOM_ATTEMPTS:
         return d.fail(f"out of memory in {len(oom)} attempts (pods {', '.join(oom)}), permanent after {OOM_ATTEMPTS}: "
                       f"the job needs a pool with more memory; last: {last.describe() if last else 'OOMKilled'}",
                       f"Job {job.name} failed (out of memory {len(oom)} times)",
-                      {**(last.data() if last else {}), "oom_attempts": len(oom), "attempts": max(job.failed, len(d.failed_pods))})
+                      {**(last.data() if last else {}), "oom_attempts": len(oom), "attempts": max(job.failed, len(d.failed_pods))},
+                      reason="OutOfMemory")
     return False
 
 
+# Job condition reasons that mean the Job gave up on failing pods: their exit says more.
+WORKER_GAVE_UP = frozenset({"BackoffLimitExceeded", "PodFailurePolicy"})
 OOM_ATTEMPTS = 2
 """Attempts that run out of memory before the job fails for good: the same input on the same
 pool runs out again, so retrying up to backoff_limit only wastes the nodes."""
@@ -534,6 +545,7 @@ class Stall:
     error: str       # status.error at the timeout
     message: str     # the `failed` event's message
     data: dict       # the `failed` event's data, after pending_seconds and timeout_seconds
+    reason: str      # the Failed condition's reason at the timeout
 
 
 def unplaced(pod: Optional[PodView], job: JobView, events: list[dict], now: datetime,
@@ -549,7 +561,8 @@ def unplaced(pod: Optional[PodView], job: JobView, events: list[dict], now: date
             note = Note("unschedulable", "Unschedulable", why, {"pod": pod.name})
     return Stall(since=parse_ts((pod.created if pod is not None else None) or job.created) or now,
                  note=note, error=pending_timeout_text(timeout, why),
-                 message="no node could take the worker pod", data={"scheduler": why})
+                 message="no node could take the worker pod", data={"scheduler": why},
+                 reason="PendingTimeout")
 
 
 def not_starting(pod: Optional[PodView], events: list[dict], now: datetime, timeout: int) -> Optional[Stall]:
@@ -569,7 +582,8 @@ def not_starting(pod: Optional[PodView], events: list[dict], now: datetime, time
     return Stall(since=parse_ts(pod.created) or now, note=note,
                  error=start_timeout_text(timeout, pod.waiting_reason, pod.waiting_message),
                  message="the worker container could not start",
-                 data={"pod": pod.name, "node": pod.node, "kubelet_reason": pod.waiting_reason})
+                 data={"pod": pod.name, "node": pod.node, "kubelet_reason": pod.waiting_reason},
+                 reason=camel(pod.waiting_reason))
 
 
 def pending_timeout(d: Decision) -> bool:
@@ -591,4 +605,5 @@ def pending_timeout(d: Decision) -> bool:
         d.plan.requeue_after = max(0.5, timeout - waited)
         return False
     return d.fail(stall.error, stall.message,
-                  {"pending_seconds": round(waited, 1), "timeout_seconds": timeout, **stall.data})
+                  {"pending_seconds": round(waited, 1), "timeout_seconds": timeout, **stall.data},
+                  reason=stall.reason)

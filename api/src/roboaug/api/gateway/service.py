@@ -30,6 +30,7 @@ from roboaug.api.models import (
 )
 
 from roboaug.api import policy
+from roboaug.api.progress import job_progress
 from roboaug.api.models.project import ANNOTATION_SPEC_SOURCES, AugmentationProjectSpec, SpecSource
 from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, JobsWithoutProject, UnboundAction
 
@@ -310,7 +311,8 @@ def status_from_cr(obj: dict) -> AugmentationStatusResponse:
         stored = AugmentationJobStatus.model_validate(raw)
     except ValidationError as e:
         raise StoredStatusUnreadable(f"status of CR {obj.get('metadata', {}).get('name')!r}: {e}") from None
-    data = stored.model_dump(include=set(AugmentationStatusResponse.model_fields))
+    # `progress` of the CR is the worker's report; the answer's is made from it.
+    data = stored.model_dump(include=set(AugmentationStatusResponse.model_fields) - {"progress"})
     data["job_id"] = data.get("job_id") or job_id_of(obj)
     data["status"] = data.get("status") or JobStatus.queued.value
     data["current_phase"] = data.get("current_phase") or data["status"]
@@ -320,6 +322,8 @@ def status_from_cr(obj: dict) -> AugmentationStatusResponse:
         # gateway's annotation says where each field came from.
         data["effective_spec"] = effective_spec_of(obj)
         data["spec_sources"] = spec_sources_of(obj)
+    data["progress"] = job_progress(stored.progress, data["current_phase"], datetime.now(timezone.utc),
+                                    attempt=stored.attempt)
     return AugmentationStatusResponse.model_validate(data)
 
 

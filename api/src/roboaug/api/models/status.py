@@ -1,9 +1,11 @@
 """Status of an AugmentationJob: the status response (AugmentationStatusResponse of the user's API
 document, shared/seeds/001_*), field for field.
 
-The same model is the CR's `status` (plus `progress`, `attempt`, `job_name` and
-`observed_generation`, which only the cluster side needs) and the REST GET response.
-The operator is the only writer of the phase list; the worker writes `progress` alone.
+The same model is the CR's `status` (plus `progress`, `attempt`, `job_name`, `conditions`,
+`observedGeneration` and the printer-column fields, which only the cluster side needs) and the
+REST GET response. The operator is the only writer of the phase list; the worker writes
+`progress` alone. `status.progress` of the CR is the worker's report (`Progress`); `progress` of
+the REST answer is `JobProgress`, made from that report by `roboaug.api.progress`.
 """
 
 from __future__ import annotations
@@ -84,6 +86,27 @@ class Phase(BaseModel):
     events: list[PhaseEvent] = Field(default_factory=list, description="Events in this phase.")
 
 
+class JobProgress(BaseModel):
+    """How far the job is, for people and progress bars (the REST GET answer's `progress`); made
+    from the worker's last report and its phase times by `roboaug.api.progress.job_progress`,
+    the one place percent and ETA are computed."""
+
+    phase: str = Field(description="The worker phase the counts were reported in (downloading, augmenting, "
+                                   "uploading); once the job has ended, its final phase.")
+    frames_done: int = Field(0, ge=0, description="Frames augmented so far (all copies).")
+    frames_total: int = Field(0, ge=0, description="Frames the job augments in all (0 until the worker knows).")
+    episodes_done: int = Field(0, ge=0, description="Episodes (image datasets: rows) written so far.")
+    episodes_total: int = Field(0, ge=0, description="Episodes (rows) the job writes in all (0 until known).")
+    percent: Optional[float] = Field(
+        None, ge=0, le=100, description="Percent of the frames augmented (episodes when no frame count is "
+                                        "known); 0 while downloading, 100 once completed; null when unknown. "
+                                        "Upload time is not counted.")
+    eta_seconds: Optional[float] = Field(
+        None, ge=0, description="Seconds until the augmenting phase ends, from its rate so far (frames per "
+                                "second since the phase began); 0 once completed; null when it cannot be "
+                                "estimated (no frame done yet, downloading, uploading, failed, cancelled).")
+
+
 class AugmentationStatusResponse(BaseModel):
     """Detailed status of an augmentation job (the status response)."""
 
@@ -107,6 +130,8 @@ class AugmentationStatusResponse(BaseModel):
     spec_sources: dict[str, SpecSource] = Field(
         default_factory=dict, description="For each field of effective_spec, where its value came from: "
                                           "request, project or default (empty when unknown).")
+    progress: Optional[JobProgress] = Field(
+        None, description="How far the job is: counts, percent and ETA; null before the worker reports.")
 
 
 class WorkerPhase(BaseModel):
@@ -163,16 +188,57 @@ class Progress(BaseModel):
         return phases
 
 
+class ConditionType(str, Enum):
+    """`status.conditions[].type`. The first four are the job's own (`kubectl wait
+    --for=condition=Succeeded`); Reconciling and Stalled are kstatus's (Flux, `kpt live status`,
+    cli-utils): Reconciling True while the job has not ended, Stalled True when it failed."""
+
+    accepted = "Accepted"
+    running = "Running"
+    succeeded = "Succeeded"
+    failed = "Failed"
+    reconciling = "Reconciling"
+    stalled = "Stalled"
+
+
+class Condition(BaseModel):
+    """A Kubernetes condition (metav1.Condition's fields and names). The operator derives all of
+    them from the phase history in one pure function (`roboaug.operator.phases.conditions`), so
+    they never disagree with `status` and `current_phase`."""
+
+    type: ConditionType = Field(description="Accepted, Running, Succeeded, Failed, Reconciling or Stalled.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+                        description="Why, in one CamelCase word (for example Augmenting, Completed, InvalidSpec).")
+    message: str = Field("", max_length=32768, description="Why, for people.")
+    lastTransitionTime: datetime = Field(description="When `status` last changed (RFC 3339).")
+    observedGeneration: Optional[int] = Field(
+        None, ge=0, description="metadata.generation the condition was set for.")
+
+
 class AugmentationJobStatus(AugmentationStatusResponse):
     """`status` of an AugmentationJob CR. Every field is optional until the operator first writes it."""
 
     job_id: Optional[uuid.UUID] = Field(None, description="Unique job identifier.")
     current_phase: Optional[str] = Field(None, description="Current phase name.")
     status: Optional[JobStatus] = Field(None, description="Overall job status.")
-    progress: Optional[Progress] = Field(None, description="Latest worker progress (written by the worker).")
+    # The CR keeps the worker's own report under `progress`; the REST answer's `progress` is made from it.
+    progress: Optional[Progress] = Field(None, description="Latest worker progress (written by the worker).")  # type: ignore[assignment]
     attempt: int = Field(0, ge=0, description="Current retry attempt (0 = first).")
     job_name: Optional[str] = Field(None, description="The batch/v1 Job running the worker.")
-    observed_generation: Optional[int] = Field(None, description="metadata.generation the operator last acted on.")
+    # camelCase, unlike the fields above: kubectl wait and kstatus read exactly these names.
+    observedGeneration: Optional[int] = Field(
+        None, ge=0, description="metadata.generation the operator last acted on.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Accepted, Running, Succeeded, Failed (and kstatus's Reconciling, "
+                                          "Stalled), derived from the phase history.")
+    # For `kubectl get` columns (JSONPath only, nothing computed at read time).
+    progress_percent: Optional[int] = Field(
+        None, ge=0, le=100, description="Percent of the frames augmented, whole percent (printer column).")
+    started_at: Optional[datetime] = Field(None, description="When the worker started (its first phase).")
+    duration: Optional[str] = Field(
+        None, max_length=32, description="From the worker's start (else creation) to the end, once the job "
+                                         "has ended, as kubectl shows durations (for example 3m12s).")
     webhook: Optional[WebhookDelivery] = Field(
         None, description="The signed POST to spec notify_url announcing the terminal state (operator).")
 
