@@ -144,9 +144,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("ROBOAUG_PREVIEW_CONCURRENCY", "1")))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from .pool import _single_threaded_kernels
+    import cv2
 
-    _single_threaded_kernels()  # one core per preview, as a job's episode: the concurrency is the parallelism
+    cv2.setNumThreads(1)  # one core per preview, as a job's episode (pool.py): the concurrency is the parallelism
     server = serve(args.host, args.port, max(1, args.concurrency))
     log.info("preview service on %s:%d", *server.server_address[:2])
     server.serve_forever()
