@@ -14,8 +14,9 @@ import sys
 
 import kopf
 
+from roboaug.api.models import GROUP, PLURAL
 from roboaug.operator import handlers
-from roboaug.operator.observe import CrView, cr_name_of, summarize_cr
+from roboaug.operator.observe import CrView, summarize_cr
 
 from tests.operator._operator_factories import PROJECT, cr, job
 from tests.operator.test_operator_controller import FakeKube, _controller, _cr
@@ -74,53 +75,24 @@ _MANAGED = [{"manager": "kube-apiserver", "operation": "Update", "fieldsType": "
              "fieldsV1": {"f:status": {"f:phases": {}}}}]
 
 
-def _job_body():
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "aug-a-worker", "namespace": "ns1", "uid": "job-uid-1",
-                         "resourceVersion": "7", "managedFields": _MANAGED,
-                         "annotations": {"roboaug.dev/cr-name": "aug-a"},
-                         "ownerReferences": [{"kind": "AugmentationJob", "name": "aug-a",
-                                              "uid": "u-aug-a", "controller": True}]},
-            "spec": {"template": {"spec": {"containers": [{"name": "worker", "args": ["x" * 500]}]}}},
-            "status": {"active": 1}}
-
-
-def _pod_body():
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "aug-a-worker-x", "namespace": "ns1", "uid": "pod-uid-1",
-                         "resourceVersion": "8", "managedFields": _MANAGED,
-                         "annotations": {"roboaug.dev/cr-name": "aug-a"},
-                         "ownerReferences": [{"kind": "Job", "name": "aug-a-worker",
-                                              "uid": "job-uid-1", "controller": True}]},
-            "spec": {"nodeName": "cpu-0", "containers": [{"name": "worker", "env": [{"name": "A", "value": "x" * 500}]}]},
-            "status": {"phase": "Running"}}
-
-
-def test_indexing_leaves_kopf_only_the_metadata_of_each_object():
+def test_indexing_leaves_kopf_only_the_metadata_of_each_augmentation_job():
     finished, running = _finished(), cr(name="aug-r", status={"status": "running"})
-    for body in (finished, running):
-        body["metadata"]["managedFields"] = copy.deepcopy(_MANAGED)
-    cases = [(handlers.aj_index, finished, dict(name="aug-a"), ("ns1", "aug-a")),
-             (handlers.aj_index, running, dict(name="aug-r"), ("ns1", "aug-r")),
-             (handlers.job_index, _job_body(), {}, ("ns1", "aug-a")),
-             (handlers.pod_index, _pod_body(), {}, ("ns1", "aug-a"))]
-    for index, raw, kwargs, key in cases:
+    for raw in (finished, running):
+        raw["metadata"]["managedFields"] = copy.deepcopy(_MANAGED)
         stored = copy.deepcopy(raw)
-        entry = asyncio.run(index(namespace="ns1", body=kopf.Body(raw), **kwargs))
-        assert set(entry) == {key}  # summarized from the whole object...
-        assert set(raw) == {"apiVersion", "kind", "metadata"}, (index.__name__, sorted(raw))
-        assert "managedFields" not in raw["metadata"]
-        # ...and what kopf and our event handlers still read is there
-        assert {k: v for k, v in stored["metadata"].items() if k != "managedFields"} == raw["metadata"]
-    view = asyncio.run(handlers.aj_index(namespace="ns1", name="aug-r", body=kopf.Body(cr(name="aug-r"))))
-    assert view[("ns1", "aug-r")].full()["spec"]["project_id"] == PROJECT  # the running job's own copy
-    assert cr_name_of(kopf.Body(_job_body())) == "aug-a"
+        name = raw["metadata"]["name"]
+        view = asyncio.run(handlers.aj_index(namespace="ns1", name=name, body=kopf.Body(raw)))[("ns1", name)]
+        assert set(raw) == {"apiVersion", "kind", "metadata"}, sorted(raw)
+        # what kopf and aj_event still read is there...
+        assert raw["metadata"] == {k: v for k, v in stored["metadata"].items() if k != "managedFields"}
+        # ...and the index has the whole job (a running job's body is its own shallow copy)
+        assert view.full()["spec"] == stored["spec"] and view.full()["status"] == stored["status"]
 
 
-def test_only_our_handlers_receive_kopf_bodies_after_indexing():
-    # release_body empties kopf's objects once they are indexed: a kopf handler added anywhere
-    # in the operator that reads a spec or status there would silently see none. Such a handler
-    # reads the index (or release_body keeps what it needs): this list changes with it.
+def test_no_kopf_handler_reads_an_augmentation_job_after_its_index():
+    # release_body empties kopf's AugmentationJob objects once they are indexed: a kopf handler
+    # on them, added anywhere in the operator, would silently see no spec or status. Such a
+    # handler reads the index (or release_body keeps what it needs), and this list changes.
     import importlib
     import pkgutil
 
@@ -130,13 +102,13 @@ def test_only_our_handlers_receive_kopf_bodies_after_indexing():
         if mod.name != "__main__":
             importlib.import_module(f"{pkg.__name__}.{mod.name}")
     registry = kopf.get_default_registry()
-    found = {(h.fn.__module__, h.fn.__name__)
-             for reg in (registry._indexing, registry._watching, registry._spawning,
-                         registry._changing, registry._webhooks)
-             for h in reg.get_all_handlers()}
-    ours = {("roboaug.operator.handlers", n) for n in
-            ("aj_index", "job_index", "pod_index", "aj_event", "job_event", "pod_event")}
-    assert {f for f in found if f[0].startswith("roboaug.")} == ours
+    on_jobs = {(h.fn.__module__, h.fn.__name__)
+               for reg in (registry._indexing, registry._watching, registry._spawning,
+                           registry._changing, registry._webhooks)
+               for h in reg.get_all_handlers()
+               if h.selector is not None and h.selector.group == GROUP and PLURAL in (
+                   h.selector.any_name, getattr(h.selector, "plural", None))}
+    assert on_jobs == {("roboaug.operator.handlers", "aj_index"), ("roboaug.operator.handlers", "aj_event")}
 
 
 def test_the_initial_listing_comes_in_pages(monkeypatch):

@@ -1,10 +1,12 @@
 """What the operator watches, and what each watch does: the table of contents.
 
 - AugmentationJobs: indexed by (namespace, name) as small records (`observe.CrView`: the body
-  while the job runs, packed once it has finished); every event pokes that job. Each index
+  while the job runs, packed once it has finished); every event pokes that job. The index
   function leaves kopf's copy of the object with its metadata only (`observe.release_body`),
-  and the initial listing comes in pages (`watching.chunk_size`): with thousands of jobs kopf
-  otherwise holds every whole body of the listing at once (issue 14 item 8).
+  and initial listings come in pages (`watching.chunk_size`): with thousands of jobs kopf
+  otherwise holds every whole body of the listing at once (issue 14 item 8). Jobs and Pods
+  keep their bodies: there are as many as running jobs, and `pod_event` reads the pod's
+  status (the log archive).
 - batch/v1 Jobs and Pods labelled `app.kubernetes.io/managed-by=roboaug-operator` (filtered by
   the apiserver, not in Python): indexed as small summaries under their AugmentationJob; every
   event pokes that job.
@@ -101,17 +103,13 @@ async def aj_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict
 @kopf.index("batch", "v1", "jobs", labels=_OURS)
 async def job_index(namespace: str, body: kopf.Body, **_: Any) -> Optional[dict]:
     owner = cr_name_of(body)
-    view = summarize_job(body)
-    release_body(body)
-    return {(namespace, owner): view} if owner else None
+    return {(namespace, owner): summarize_job(body)} if owner else None
 
 
 @kopf.index("v1", "pods", labels=_OURS)
 async def pod_index(namespace: str, body: kopf.Body, **_: Any) -> Optional[dict]:
     owner = cr_name_of(body)
-    view = summarize_pod(body)
-    release_body(body)
-    return {(namespace, owner): view} if owner else None
+    return {(namespace, owner): summarize_pod(body)} if owner else None
 
 
 # -- triggers: every change pokes the AugmentationJob it concerns ----------------------------
