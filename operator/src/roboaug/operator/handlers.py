@@ -28,6 +28,7 @@ import kopf
 from roboaug.api.models import GROUP, PLURAL, VERSION
 
 from .controller import Controller
+from .log_archive import LogArchiver
 from .jobs import LABEL_MANAGED_BY, MANAGED_BY
 from .observe import cr_name_of, release_body, summarize_cr, summarize_job, summarize_pod
 
@@ -50,13 +51,14 @@ class NoDiffBase(kopf.DiffBaseStorage):
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
         return None
 _controller: Optional[Controller] = None
+_archiver: Optional[LogArchiver] = None
 _sweeper: Optional[asyncio.Task] = None
 
 
-def install(controller: Controller) -> None:
+def install(controller: Controller, archiver: Optional[LogArchiver] = None) -> None:
     """Called by `__main__` before kopf starts."""
-    global _controller
-    _controller = controller
+    global _controller, _archiver
+    _controller, _archiver = controller, archiver
 
 
 def _ctl(kwargs: dict) -> Controller:
@@ -130,7 +132,9 @@ async def job_event(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
 
 
 @kopf.on.event("v1", "pods", labels=_OURS)
-async def pod_event(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
+async def pod_event(type: Optional[str], namespace: str, body: kopf.Body, **kwargs: Any) -> None:
     owner = cr_name_of(body)
+    if owner and _archiver is not None:  # an ended attempt's log tail kept (log_archive.py)
+        _archiver.pod_event(type, body)
     if owner:
         await _ctl(kwargs).poke((namespace, owner))
