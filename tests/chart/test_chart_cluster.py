@@ -161,6 +161,7 @@ def _matrix(full: str) -> dict[str, tuple[list, list]]:
              ("create", "jobs.batch"), ("get", "jobs.batch"), ("list", "jobs.batch"),
              ("watch", "jobs.batch"), ("delete", "jobs.batch"),
              ("get", "pods"), ("list", "pods"), ("watch", "pods"),
+             ("get", "pods", None, "log"),  # each ended attempt's log tail (operator/log_archive.py)
              ("create", "events"), ("get", "nodes"),
              # each job's spec as an immutable ConfigMap owned by the CR (garbage-collected with it)
              ("create", "configmaps"), ("get", "configmaps"),
@@ -175,7 +176,7 @@ def _matrix(full: str) -> dict[str, tuple[list, list]]:
              ("get", "rolebindings.rbac.authorization.k8s.io")],
             [("create", AJ), ("update", AJ, None, "status"),
              ("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "pods"),
-             ("get", "pods", None, "log"), ("patch", "jobs.batch"), ("list", "nodes"),
+             ("patch", "jobs.batch"), ("list", "nodes"),
              ("patch", "nodes"), ("list", "configmaps"), ("delete", "configmaps"), ("update", "configmaps"),
              ("update", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "deployments.apps"),
              ("delete", "serviceaccounts"), ("list", "serviceaccounts"),
@@ -189,13 +190,16 @@ def _matrix(full: str) -> dict[str, tuple[list, list]]:
              ("delete", lease)]),
         f"{full}-gateway": (
             [("create", AJ), ("get", AJ), ("list", AJ), ("patch", AJ),
-             ("get", "augmentationprojects.roboaug.dev")],
+             ("get", "augmentationprojects.roboaug.dev"),
+             # GET .../logs: the job's pods and their logs, then the operator's archives by name
+             ("list", "pods"), ("get", "pods", None, "log"), ("get", "configmaps")],
             [("delete", AJ), ("watch", AJ), ("patch", AJ, None, "status"),
-             # Idempotency-Key records are the CRs themselves: no ConfigMap at all
-             ("create", "configmaps"), ("get", "configmaps"), ("list", "configmaps"),
+             # Idempotency-Key records are the CRs themselves: no ConfigMap written or listed
+             ("create", "configmaps"), ("list", "configmaps"),
              ("delete", "configmaps"), ("update", "configmaps"),
              ("get", "secrets"), ("create", "jobs.batch"),
-             ("list", "pods"), ("get", "nodes"), ("get", AJ, "default"),
+             ("get", "pods"), ("watch", "pods"), ("create", "pods", None, "exec"),
+             ("get", "nodes"), ("get", AJ, "default"),
              ("create", AJ, "default")]),
     }
     # Workers: no chart identity; each job's own is checked with a real job in

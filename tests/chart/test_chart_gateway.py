@@ -93,7 +93,12 @@ def test_bad_gateway_values_are_refused(helm_bin, tmp_path, values, message):
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
 
 
-def test_gateway_role_has_no_configmaps(render):
+def test_gateway_role_reads_configmaps_by_name_only(render):
+    """Idempotency-Key records are the CRs themselves; the only ConfigMap right is `get`, for the
+    log archives (GET .../logs after the pod is gone): no list, no write."""
     rules = render().get("Role", "roboaug-gateway")["rules"]
-    assert {r for rule in rules for r in rule["resources"]} == {"augmentationjobs", "augmentationprojects"}
-    assert all(rule["apiGroups"] == ["roboaug.dev"] for rule in rules)
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("roboaug.dev", "augmentationjobs", v) for v in ("create", "get", "list", "patch")} | {
+        ("roboaug.dev", "augmentationprojects", "get"), ("roboaug.dev", "augmentationprojects", "list"),
+        ("", "pods", "list"), ("", "pods/log", "get"), ("", "configmaps", "get")}
+    assert not any("resourceNames" in rule for rule in rules)

@@ -50,3 +50,13 @@ def run_worker(spec: dict, *, processes: int = 1, env: dict | None = None, timeo
 def tree_digest(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The worker's error lines (contract.error_line): the `msg` of its JSON log lines
+    (roboaug.api.joblogs) that carry one."""
+    from roboaug.api import joblogs
+    from roboaug.api.contract import ERROR_LINE_PREFIX
+
+    logged = [joblogs.parse(line) for line in stderr.splitlines()]
+    return [obj["msg"] for obj in logged if obj is not None and obj["msg"].startswith(ERROR_LINE_PREFIX + "[")]

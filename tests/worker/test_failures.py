@@ -9,16 +9,20 @@ from pathlib import Path
 
 
 from tests.worker.helpers import make_spec, run_worker
+from roboaug.api import joblogs
 from roboaug.api.contract import ERROR_LINE_PREFIX, find_error_line
 from roboaug.worker.errors import ExitCode
 
 
 def _error_line(res) -> tuple[int, str, str]:
-    """The one error line (the contract's parser, which the operator uses too), whole on its line."""
-    lines = [l for l in res.stderr.splitlines() if l.startswith(ERROR_LINE_PREFIX + "[")]
-    assert len(lines) == 1, res.stderr[-2000:]
-    found = find_error_line(lines[0])
-    assert found is not None and found.text == lines[0] and found.cause, lines[0]
+    """The one error line (the contract's parser, which the operator uses too): the whole `msg`
+    of the last JSON log line (roboaug.api.joblogs), at level error."""
+    logged = [joblogs.parse(l) for l in res.stderr.splitlines() if l.strip()]
+    assert logged and all(logged), res.stderr[-2000:]  # every line a job-log line
+    lines = [l for l in logged if l["msg"].startswith(ERROR_LINE_PREFIX + "[")]
+    assert len(lines) == 1 and lines[0] is logged[-1] and lines[0]["level"] == "error", res.stderr[-2000:]
+    found = find_error_line(json.dumps(lines[0]))
+    assert found is not None and found.text == lines[0]["msg"] and found.cause, lines[0]
     return found.code, found.name, found.cause
 
 

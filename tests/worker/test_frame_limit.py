@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from roboaug.api.contract import ERROR_LINE_PREFIX, MAX_FRAMES, find_error_line, is_permanent
+from roboaug.api.contract import MAX_FRAMES, find_error_line, is_permanent
 from roboaug.api.models import default_output_dataset_id
 from roboaug.devstack import synthetic as fixtures
 from roboaug.devstack.hubserver import WRITE_TOKEN
 from roboaug.devstack.hubserver.fixtures import hub_env, local_hub, local_hub_session  # noqa: F401
 from roboaug.worker import hub
 from roboaug.worker.errors import ExitCode
-from tests.worker.helpers import JOB, PROJECT, make_spec, run_worker
+from tests.worker.helpers import JOB, PROJECT, error_lines, make_spec, run_worker
 
 # sources (conftest): v3.0 has 12+15+10+8 = 45 frames, v2.1 12+15+10 = 37, image 6 rows
 
@@ -30,7 +30,7 @@ def _limited(limit: int) -> dict[str, str]:
 
 def _refused(res: subprocess.CompletedProcess, frames: int, limit: int) -> str:
     assert res.returncode == int(ExitCode.INVALID_SPEC) and is_permanent(res.returncode), res.stderr[-2000:]
-    lines = [line for line in res.stderr.splitlines() if line.startswith(ERROR_LINE_PREFIX + "[")]
+    lines = error_lines(res.stderr)
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
     found = find_error_line(lines[0])
     assert (found.code, found.name) == (15, "invalid_spec")

@@ -34,7 +34,11 @@ def test_throttled_but_phase_changes_and_forced_reports_always_go_out():
     assert r.update("uploading", output_dataset_id="file:///x", force=True)
     assert [s["phase"] for s in sent] == ["downloading", "augmenting", "augmenting", "uploading"]
     lines = [json.loads(l) for l in out.getvalue().splitlines()]
-    assert lines == [{"event": "progress", **s} for s in sent]
+    # each a job-log line (roboaug.api.joblogs): ts, level, msg, then the report as fields
+    assert [{k: v for k, v in line.items() if k not in ("ts", "level", "msg")} for line in lines] == \
+        [{"event": "progress", **s} for s in sent]
+    assert [(line["level"], line["ts"][:19]) for line in lines] == [("info", s["updated_at"][:19]) for s in sent]
+    assert lines[2]["msg"] == "augmenting: 2/4 episodes"
     assert sent[-1]["output_dataset_id"] == "file:///x"
     assert sent[2]["episodes_done"] == 2 and sent[2]["episodes_total"] == 4
 

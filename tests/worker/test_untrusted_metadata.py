@@ -18,17 +18,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from roboaug.api.contract import ERROR_LINE_PREFIX, find_error_line, is_permanent
+from roboaug.api.contract import find_error_line, is_permanent
 from roboaug.worker import dataset_bounds as bounds
 from roboaug.worker.errors import ExitCode, WorkerError
 from roboaug.worker.png import decode_png
-from tests.worker.helpers import make_spec, run_worker
+from tests.worker.helpers import error_lines, make_spec, run_worker
 
 
 def _refused(res, *needles: str) -> str:
     assert res.returncode == int(ExitCode.UNSUPPORTED_FORMAT) and is_permanent(res.returncode), res.stderr[-2000:]
     assert "Traceback" not in res.stderr, res.stderr[-2000:]
-    lines = [line for line in res.stderr.splitlines() if line.startswith(ERROR_LINE_PREFIX + "[")]
+    lines = error_lines(res.stderr)
     assert len(lines) == 1, res.stderr[-2000:]
     cause = find_error_line(lines[0]).cause
     for needle in needles:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Mapping, Optional
 
+from roboaug.api import joblogs
 from roboaug.api.models.spec import SecretKeyRef
 from roboaug.api.models.status import (
     PHASE_ORDER,
@@ -248,14 +249,17 @@ class ErrorLine:
 
 
 def error_line(code: ExitCode, cause: str) -> str:
-    """The line the worker prints last when it fails (its container's termination message)."""
+    """The text the worker prints last when it fails (its container's termination message), as
+    the `msg` of a JSON log line (`roboaug.api.joblogs.render`)."""
     code = ExitCode(code)
     return ErrorLine(int(code), code.name.lower(), cause).text
 
 
 def find_error_line(line: str) -> Optional[ErrorLine]:
-    """The error line within `line` (a log line may carry a prefix), or None."""
-    m = _ERROR_LINE.search(line)
+    """The error line within `line` (a log line may carry a prefix), or None. The worker writes
+    it as the `msg` of a JSON log line (`roboaug.api.joblogs`); a plain line is read as well."""
+    obj = joblogs.parse(line)
+    m = _ERROR_LINE.search(obj["msg"] if obj is not None else line)
     if m is None:
         return None
     return ErrorLine(int(m.group("code")), m.group("name"), m.group("cause"))

@@ -14,8 +14,9 @@ each pod the scheduler binds to it:
   ``/var/run/secrets/kubernetes.io/serviceaccount`` locally, so in-cluster config is not
   available: programs should fall back to ``KUBECONFIG``), so the SA's RBAC is really exercised,
 * writes output (stdout+stderr) to ``<work-dir>/pods/<ns>_<name>_<uid>/output.log`` and puts that
-  path in the pod annotation ``roboaug.dev/node-agent-log`` (``kubectl logs`` cannot work: there
-  is no kubelet server to stream from); ``roboaug.dev/node-agent-pid`` holds the process id,
+  path in the pod annotation ``roboaug.dev/node-agent-log``; ``roboaug.dev/node-agent-pid`` holds
+  the process id. It serves that file as the kubelet's ``/containerLogs`` endpoint
+  (``kubeletlogs.py``), so ``pods/log`` (``kubectl logs [-f]``) works through the apiserver,
 * reports phase Running, then Succeeded/Failed with ``state.terminated.exitCode``; on failure the
   last output lines go into ``terminated.message`` (as terminationMessagePolicy
   FallbackToLogsOnError does),
@@ -26,7 +27,7 @@ emptyDir volumes become per-pod folders and configMap volumes per-pod folders ho
 as files, read-only (env values, args and workingDir under their mount path are rewritten); a
 configMap that is missing fails the pod (a kubelet waits for it). Not supported (dev only): other
 volume kinds, probes, init/sidecar containers, resources,
-images, ``kubectl logs/exec``. Restart policy OnFailure/Always restarts the process in place.
+images, ``kubectl exec``, log options other than ``follow``. Restart policy OnFailure/Always restarts the process in place.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from pathlib import Path
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from . import kubeletlogs
 from .procs import kill_group, set_parent_death_signal
 
 log = logging.getLogger("roboaug.nodeagent")
@@ -115,6 +117,7 @@ class NodeAgent:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.start_queue: list = []
+        self.log_port: int | None = None
 
     # -- node registration and heartbeats ----------------------------------------------------
     def _capacity(self) -> dict:
@@ -154,6 +157,14 @@ class NodeAgent:
                                                   "spec": body["spec"]})
         self.heartbeat(cap)
 
+    def _pod_log(self, ns: str, name: str):
+        """(output file, ended) of a pod this agent runs, for the kubelet log endpoint."""
+        with self.lock:
+            run = next((r for r in self.runs.values() if (r.ns, r.name) == (ns, name)), None)
+        if run is None or getattr(run, "log_path", None) is None:
+            return None
+        return run.log_path, run.done
+
     def heartbeat(self, cap: dict | None = None) -> None:
         status = {"conditions": self._conditions(),
                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
@@ -166,6 +177,8 @@ class NodeAgent:
                                "bootID": ""}}
         if cap:
             status.update(capacity=cap, allocatable=cap)
+        if self.log_port:
+            status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": self.log_port}}
         self.core.patch_node_status(self.node_name, {"status": status})
         self._renew_lease()
 
@@ -495,6 +508,8 @@ class NodeAgent:
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self) -> None:
+        self.log_port = kubeletlogs.serve(self._pod_log, self.work_dir / "kubelet-certs", self.node_name,
+                                          self.stopping)
         self.register()
         threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat").start()
         selector = f"spec.nodeName={self.node_name}"

@@ -19,6 +19,7 @@ from . import handlers, logs, metrics
 from .config import CONFIG_ENV, ConfigError, load_config
 from .controller import Controller
 from .kube import Kube, load_api_client
+from .log_archive import LogArchiver
 from .leader import LeaderElector
 
 log = logging.getLogger("roboaug.operator")
@@ -56,7 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         elector.acquire()
         elector.start_renewing()
 
-    handlers.install(Controller(cfg, kube))
+    handlers.install(Controller(cfg, kube), LogArchiver(kube))
     log.info("watching %s", ", ".join(cfg.namespaces) if cfg.namespaces else "all namespaces")
     try:
         kopf.run(

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 from urllib.parse import urlencode
 
 from kubernetes import client, config
@@ -206,6 +206,36 @@ class Kube:
         except ApiError as e:
             if e.status != 404:
                 raise
+
+    # -- Pod logs (operator/log_archive.py) --------------------------------------------------
+    def pod_log_chunks(self, namespace: str, name: str, container: str,
+                       chunk: int = 64 * 1024) -> Iterator[bytes]:
+        """The container's whole log as it is now (no follow), streamed: the caller keeps only
+        what it needs. The API errors (404: pod gone; 400: its container never ran) are raised
+        before the first chunk."""
+        with self._lock:
+            self.counts["GET pods/log"] += 1
+        API_REQUESTS.labels(verb="GET", resource="pods/log").inc()
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/log?{urlencode({'container': container})}"
+        m, url, hdrs, data, _post = self.api.param_serialize(
+            method="GET", resource_path=path, header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"])
+        # (connect, read) timeouts: a read may wait on a slow kubelet, never forever
+        resp = self.api.call_api(m, url, header_params=hdrs, _request_timeout=(self.timeout, 6 * self.timeout))
+        if not 200 <= resp.status < 300:
+            raw = resp.read()
+            try:
+                payload = json.loads(raw) if raw else None
+            except ValueError:
+                payload = raw
+            raise ApiError(resp.status, resp.reason or "", payload)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from resp.response.stream(chunk)
+            finally:
+                resp.response.release_conn()
+
+        return chunks()
 
     # -- Nodes ------------------------------------------------------------------------------
     def node_labels(self, name: str, ttl: float = 300.0) -> dict:

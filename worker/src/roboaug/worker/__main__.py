@@ -8,7 +8,8 @@ AugmentationJob spec; in the cluster the file the operator mounts from the job's
 --workdir, else env ROBOAUG_WORKDIR, else a temporary folder. Processes: --processes, else env
 ROBOAUG_PROCESSES, else min(2, usable CPUs); ROBOAUG_PIN_WORKERS (auto, 0, 1) holds each process to a CPU
 (auto: when it owns exactly that many). Encoder preset: ROBOAUG_SVTAV1_PRESET. Frame limit:
-ROBOAUG_MAX_FRAMES (the project's limits.max_frames_per_job). Hub token: env HF_TOKEN (never logged). Progress goes to
+ROBOAUG_MAX_FRAMES (the project's limits.max_frames_per_job). Hub token: env HF_TOKEN (never logged: masked in every line). Every line written is a JSON
+log line (roboaug.api.joblogs; worker/log.py). Progress goes to
 stdout as JSON lines and, with ROBOAUG_CR_NAME / ROBOAUG_CR_NAMESPACE set, to the CR's
 status.progress. Every variable, the exit codes and the error line are the worker contract's:
 roboaug.api.contract (VARIABLES, WorkerEnv, ExitCode).
@@ -30,6 +31,7 @@ from pydantic import ValidationError
 from roboaug.api.contract import JOB_ID, SPEC_FILE, ContractError, WorkerEnv
 from roboaug.api.models import AugmentationJobSpec
 
+from . import log
 from .errors import ExitCode, WorkerError
 
 
@@ -121,26 +123,33 @@ def run(argv: Optional[Sequence[str]] = None, env=os.environ) -> int:
     finally:
         if created:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps({"event": "done", "output_dataset_id": summary.output_dataset_id,
-                      "episodes_written": summary.episodes_written, "commit": summary.commit}), flush=True)
+    log.emit("info", f"done: {summary.episodes_written} episodes written to {summary.output_dataset_id}",
+             event="done", output_dataset_id=summary.output_dataset_id,
+             episodes_written=summary.episodes_written, commit=summary.commit)
     return 0
 
 
+def _fail(exc: WorkerError) -> int:
+    """The error line (the contract's text as the `msg` of a JSON line) last on stderr."""
+    log.emit("error", exc.line(), stream=sys.stderr, event="error", exit_code=int(exc.code),
+             error=exc.code.name.lower())
+    return int(exc.code)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    log.setup()
     try:
         code = run(argv)
     except WorkerError as exc:
-        print(exc.line(), file=sys.stderr, flush=True)
-        code = int(exc.code)
+        code = _fail(exc)
     except MemoryError:
-        print(WorkerError(ExitCode.OUT_OF_MEMORY, "out of memory").line(), file=sys.stderr, flush=True)
-        code = int(ExitCode.OUT_OF_MEMORY)
+        code = _fail(WorkerError(ExitCode.OUT_OF_MEMORY, "out of memory"))
     except KeyboardInterrupt:
         code = 130
-    except Exception as exc:  # a bug: the traceback first, then the one line
-        traceback.print_exc(file=sys.stderr)
-        print(WorkerError(ExitCode.INTERNAL, f"unexpected {type(exc).__name__}: {exc}").line(), file=sys.stderr, flush=True)
-        code = int(ExitCode.INTERNAL)
+    except Exception as exc:  # a bug: the traceback first (one line, field `exc`), then the error line
+        log.emit("error", f"Traceback: unexpected {type(exc).__name__}", stream=sys.stderr,
+                 exc=traceback.format_exc())
+        code = _fail(WorkerError(ExitCode.INTERNAL, f"unexpected {type(exc).__name__}: {exc}"))
     return code
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import lerobot_writer, provenance
+from . import log, lerobot_writer, provenance
 from .dataset_card import read_card_yaml
 from .episode_task import CameraSource, EpisodeResult, EpisodeTask, run_episode
 from .errors import ExitCode, WorkerError
@@ -126,7 +126,7 @@ def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
     results = {r.out_index: r for r in results_list}
     warnings = lerobot_writer.write(ds, stage, spec.augment_dataset_mode, planned, results)
     for message in warnings:  # input inconsistencies: they become warning events of the job
-        print(json.dumps({"event": "warning", "message": message}), flush=True)
+        log.emit("warning", message, event="warning", message=message)
         reporter.warn(message)
     if warnings:
         reporter.update("augmenting", episodes_done=len(tasks), episodes_total=len(tasks), frames_done=frames_total,

@@ -9,17 +9,27 @@ are logged and the next update tries again.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 import time
 from typing import Any, Callable, Optional
 
 from roboaug.api.contract import WorkerEnv
+from roboaug.api.joblogs import now_ts
 from roboaug.api.models import GROUP, PLURAL, VERSION, Progress
 from roboaug.api.models.status import MAX_WARNING_CHARS, MAX_WARNINGS
 
+from . import log
+
 MIN_INTERVAL_S = 2.0
+
+
+def progress_text(body: dict) -> str:
+    """The line a person reads: `augmenting: 3/8 episodes, 120/320 frames`."""
+    parts = [f"{body[d]}/{body[t]} {unit}" for d, t, unit in (
+        ("episodes_done", "episodes_total", "episodes"), ("frames_done", "frames_total", "frames")) if body.get(t)]
+    text = f"{body['phase']}: {', '.join(parts)}" if parts else str(body["phase"])
+    return f"{text} ({body['message']})" if body.get("message") else text
 
 
 def _kube_patcher(name: str, namespace: str) -> Callable[[dict], None]:
@@ -89,8 +99,8 @@ class ProgressReporter:
             try:
                 patch = _kube_patcher(env.cr_name, env.cr_namespace)
             except Exception as exc:  # no kubeconfig: progress still goes to stdout
-                print(json.dumps({"event": "progress_patch_unavailable", "error": type(exc).__name__ + ": " + str(exc)}),
-                      file=sys.stderr)
+                log.emit("warning", "progress goes to stdout only: no Kubernetes access", stream=sys.stderr,
+                         event="progress_patch_unavailable", error=type(exc).__name__ + ": " + str(exc))
         return cls(patch=patch, attempt=env.attempt, pod=env.pod_name, **kw)
 
     def update(
@@ -132,13 +142,14 @@ class ProgressReporter:
         )
         body: dict[str, Any] = progress.model_dump(mode="json", exclude_none=True)
         self.reports.append(body)
-        print(json.dumps({"event": "progress", **body}), file=self._stream, flush=True)
+        log.emit("info", progress_text(body), stream=self._stream, ts=now_ts(wall), event="progress", **body)
         if self._patch is not None:
             try:
                 self._patch(body)
             except Exception as exc:  # apiserver away: keep working, try again next time
                 self.patch_failures += 1
-                print(json.dumps({"event": "progress_patch_failed", "error": type(exc).__name__}), file=sys.stderr, flush=True)
+                log.emit("warning", "progress not written to the job's status; trying again with the next report",
+                         stream=sys.stderr, event="progress_patch_failed", error=type(exc).__name__)
         return True
 
     def warn(self, message: str) -> None:

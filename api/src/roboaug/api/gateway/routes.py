@@ -19,7 +19,7 @@ from roboaug.api.models import (
     SecretKeyRef,
 )
 
-from . import preview, service
+from . import logs, preview, service
 from .deps import PrincipalDep, SettingsDep, StoreDep, require_principal
 from .schemas import AugmentationJobPage
 
@@ -148,5 +148,6 @@ def build_router(max_limit: int, default_limit: int) -> APIRouter:
             raise HTTPException(404, f"augmentation job {job_id} not found")
         return service.cancel_job(store, obj)
 
+    logs.add_routes(router)  # GET /v1/augmentation/{job_id}/logs
     preview.add_routes(router)  # POST /v1/augmentation/preview
     return router
