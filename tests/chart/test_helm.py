@@ -219,12 +219,13 @@ def test_operator_rbac_is_least_privilege(render):
         ("roboaug.dev", "augmentationprojects"): {"get"},  # the job's project policy (steps.validate)
         ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
         ("", "pods"): {"get", "list", "watch"},
+        ("", "pods/log"): {"get"},  # each ended attempt's log tail (operator/log_archive.py)
         ("", "events"): {"create"},
         # each job's worker identity (operator/access.py); the garbage collector deletes it
         ("", "serviceaccounts"): {"create", "get"},
         ("rbac.authorization.k8s.io", "roles"): {"create", "get"},
         ("rbac.authorization.k8s.io", "rolebindings"): {"create", "get"},
-        ("", "configmaps"): {"create", "get"},  # each job's spec, immutable, owned by the CR
+        ("", "configmaps"): {"create", "get"},  # each job's spec and log archives, immutable, owned by the CR
     }
     assert rules_of(docs.get("ClusterRole", "roboaug-operator-cluster-read")) == {
         ("", "nodes"): {"get"},
@@ -248,7 +249,11 @@ def test_gateway_rbac_is_least_privilege_and_no_worker_role_is_shared(render):
     assert rules_of(docs.get("Role", "roboaug-gateway")) == {
         ("roboaug.dev", "augmentationjobs"): {"create", "get", "list", "patch"},
         ("roboaug.dev", "augmentationprojects"): {"get", "list"},
-    }  # no ConfigMaps: an Idempotency-Key's record is its job's CR
+        # GET .../logs: a job's pods by label, their logs, then the operator's archives by name
+        ("", "pods"): {"list"},
+        ("", "pods/log"): {"get"},
+        ("", "configmaps"): {"get"},
+    }  # no ConfigMap written or listed: an Idempotency-Key's record is its job's CR
     # Workers get a Role per job from the operator (operator/access.py), none from the chart.
     assert not [d for d in docs.of("Role") + docs.of("ServiceAccount") if "worker" in d["metadata"]["name"]]
     # No role anywhere grants secrets, wildcards or escalation verbs.
