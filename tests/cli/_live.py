@@ -60,7 +60,8 @@ def progress_status(job_id: str, phase: str, frames_done: int, frames_total: int
              "events": [{"status": "progress", "timestamp": t, "message": f"{frames_done}/{frames_total} frames",
                          "data": {"phase": phase, **counts}}]},
         ],
-        "progress": {"phase": phase, **counts, "updated_at": t, "pod": "w-0"},
+        "progress": {"phase": phase, **counts, "updated_at": t, "pod": "w-0",
+                     "phases": [{"name": phase, "started_at": now(-9)}]},
     }
 
 

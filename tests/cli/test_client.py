@@ -134,8 +134,12 @@ def test_wait_times_out_with_the_last_answer(client):
 
 def test_progress_of_reads_the_history_when_the_answer_has_no_progress(client, store):
     job = client.submit(REQUEST).job_id
-    set_status(store, str(job), progress_status(str(job), "augmenting", 90, 270, 1, 3))
-    view = progress_of(client.get(job))
+    status = progress_status(str(job), "augmenting", 90, 270, 1, 3)
+    del status["progress"]  # no worker report: the answer's progress is null
+    set_status(store, str(job), status)
+    answer = client.get(job)
+    assert getattr(answer, "progress", None) is None
+    view = progress_of(answer)
     assert (view.phase, view.frames_done, view.frames_total, view.episodes_done, view.episodes_total) == \
         ("augmenting", 90, 270, 1, 3)
     assert round(view.percent) == 33
@@ -199,3 +203,14 @@ def test_preview_checks_the_picks_before_sending(fake):
     with Client(url, ADMIN_KEY) as c, pytest.raises(Exception) as e:
         c.preview(REQUEST, episodes=[1, 1])
     assert "episodes" in str(e.value) and len(contract.seen) == before
+
+
+def test_progress_of_takes_the_answers_progress(client, store):
+    job = client.submit(REQUEST).job_id
+    set_status(store, str(job), progress_status(str(job), "augmenting", 135, 270, 1, 3))
+    answer = client.get(job)
+    assert answer.progress.frames_done == 135
+    view = progress_of(answer)
+    assert (view.frames_done, view.frames_total, view.percent) == (135, 270, answer.progress.percent)
+    assert answer.progress.eta_seconds is not None  # the gateway's estimate (9 s for half): the bar shows it
+    assert view.eta_seconds == answer.progress.eta_seconds
