@@ -53,8 +53,12 @@ def test_defaults_render_the_documented_objects(render):
         ("ClusterRole", "roboaug-operator-cluster-read"),
         ("ClusterRole", "roboaug-project-admin"),   # people's access to projects (rbac-projects.yaml)
         ("ClusterRole", "roboaug-project-viewer"),
+        ("ClusterRole", "roboaug-job-editor"),   # people's access to jobs, aggregated (rbac-jobs.yaml)
+        ("ClusterRole", "roboaug-job-viewer"),
+        ("ClusterRole", "roboaug-operator-webhook-secrets"),   # webhook signing secrets by name
         ("ClusterRoleBinding", "roboaug-operator"),
         ("ClusterRoleBinding", "roboaug-operator-cluster-read"),
+        ("ClusterRoleBinding", "roboaug-operator-webhook-secrets"),
         ("ConfigMap", "roboaug-operator"),
         ("CustomResourceDefinition", "augmentationjobs.roboaug.dev"),
         ("CustomResourceDefinition", "augmentationprojects.roboaug.dev"),
@@ -256,9 +260,13 @@ def test_gateway_rbac_is_least_privilege_and_no_worker_role_is_shared(render):
     }  # no ConfigMap written or listed: an Idempotency-Key's record is its job's CR
     # Workers get a Role per job from the operator (operator/access.py), none from the chart.
     assert not [d for d in docs.of("Role") + docs.of("ServiceAccount") if "worker" in d["metadata"]["name"]]
-    # No role anywhere grants secrets, wildcards or escalation verbs.
+    # No role grants secrets (but the operator's `get` of the webhook Secret names listed in
+    # values, tests/chart/test_chart_webhooks.py), wildcards or escalation verbs.
     for role in docs.of("Role") + docs.of("ClusterRole"):
         for (group, res), verbs in rules_of(role).items():
+            if role["metadata"]["name"] == "roboaug-operator-webhook-secrets":
+                assert (res, verbs) == ("secrets#roboaug-webhook", {"get"})
+                continue
             assert "secrets" not in res and "*" not in res and "*" not in verbs and "*" != group
             assert not verbs & {"escalate", "bind", "impersonate"}
 

@@ -170,6 +170,14 @@ jobs_without_project:
   default_project: {{ with .Values.projects.jobsWithoutProject.defaultProject }}{{ lower . | quote }}{{ else }}null{{ end }}
 worker_env: {{ toJson (default (dict) .Values.jobs.env) }}
 scratch_size_limit: {{ if .Values.jobs.scratchSizeLimit }}{{ .Values.jobs.scratchSizeLimit | quote }}{{ else }}null{{ end }}
+webhooks:
+  enabled: {{ .Values.webhooks.enabled }}
+  secret_names: {{ toJson .Values.webhooks.secretNames }}
+  allow_http_hosts: {{ toJson .Values.webhooks.allowHttpHosts }}
+  max_attempts: {{ int .Values.webhooks.maxAttempts }}
+  backoff_seconds: {{ .Values.webhooks.backoffSeconds }}
+  max_backoff_seconds: {{ .Values.webhooks.maxBackoffSeconds }}
+  timeout_seconds: {{ .Values.webhooks.timeoutSeconds }}
 leader_election:
   enabled: {{ .Values.operator.leaderElection.enabled }}
   lease_name: {{ include "roboaug.operator.fullname" . | quote }}
