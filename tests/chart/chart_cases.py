@@ -45,6 +45,14 @@ def _no_gateway(docs, ns):
     assert all("gateway" not in n for kind in ("Deployment", "Service", "Role", "RoleBinding",
                                               "ServiceAccount", "PodDisruptionBudget")
                for n in _names(docs, kind))
+    # the preview service's one client is the gateway
+    assert not [d for d in docs if "preview" in d["metadata"]["name"]]
+
+
+def _no_preview(docs, ns):
+    assert not [d for d in docs if "preview" in d["metadata"]["name"]]
+    env = {e["name"] for e in _pod_spec(docs, "roboaug-gateway")["containers"][0]["env"]}
+    assert not {"ROBOAUG_GATEWAY_PREVIEW_URL", "ROBOAUG_GATEWAY_PREVIEW_TIMEOUT_SECONDS"} & env
 
 
 def _ingress(docs, ns):
@@ -62,7 +70,8 @@ def _no_pdbs(docs, ns):
 
 def _netpols(docs, ns):
     names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs.of("NetworkPolicy")}
-    assert names == {(ns, "roboaug-operator"), (ns, "roboaug-gateway"), (ns, "roboaug-worker")}
+    assert names == {(ns, "roboaug-operator"), (ns, "roboaug-gateway"), (ns, "roboaug-worker"),
+                     (ns, "roboaug-preview"), (ns, "roboaug-gateway-to-preview")}  # preview-networkpolicy.yaml
     worker = docs.get("NetworkPolicy", "roboaug-worker")
     assert worker["spec"]["ingress"] == []
     assert worker["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "roboaug-worker"
@@ -120,6 +129,7 @@ def _digests(docs, ns):
         assert _pod_spec(docs, name)["containers"][0]["image"] == f"ghcr.io/roboaug/roboaug@{DIGEST}"
     pools = _config(docs)["pools"]
     assert pools["cpu"]["image"] == f"ghcr.io/roboaug/worker@{DIGEST}"
+    assert _pod_spec(docs, "roboaug-preview")["containers"][0]["image"] == f"ghcr.io/roboaug/worker@{DIGEST}"
 
 
 def _pull_secrets(docs, ns):
@@ -132,6 +142,7 @@ def _no_service_accounts(docs, ns):
     assert docs.of("ServiceAccount") == []
     # RBAC still binds to the names the pods use.
     assert _pod_spec(docs, "roboaug-operator")["serviceAccountName"] == "ops-sa"
+    assert _pod_spec(docs, "roboaug-preview")["serviceAccountName"] == "preview-sa"
     crb = docs.get("ClusterRoleBinding", "roboaug-operator")
     assert crb["subjects"][0]["name"] == "ops-sa"
 
@@ -181,6 +192,7 @@ TOGGLES = [
     Toggle("crds-off", {"crds": {"install": False}}, _no_crd),
     Toggle("crds-not-kept", {"crds": {"keep": False}}, _crd_not_kept),
     Toggle("gateway-off", {"gateway": {"enabled": False}}, _no_gateway),
+    Toggle("preview-off", {"preview": {"enabled": False}}, _no_preview),
     Toggle("ingress-on", {"gateway": {"ingress": {
         "enabled": True, "className": "nginx",
         "hosts": [{"host": "aug.example.org", "paths": [{"path": "/", "pathType": "Prefix"}]}],
@@ -202,7 +214,8 @@ TOGGLES = [
     Toggle("pull-secrets", {"imagePullSecrets": [{"name": "regcred"}]}, _pull_secrets),
     Toggle("external-service-accounts", {
         "operator": {"serviceAccount": {"create": False, "name": "ops-sa"}},
-        "gateway": {"serviceAccount": {"create": False, "name": "gw-sa"}}}, _no_service_accounts),
+        "gateway": {"serviceAccount": {"create": False, "name": "gw-sa"}},
+        "preview": {"serviceAccount": {"create": False, "name": "preview-sa"}}}, _no_service_accounts),
     Toggle("job-knobs", {"jobs": {"ttlSecondsAfterFinished": None, "activeDeadlineSeconds": 7200,
                                   "backoffLimit": 1, "pendingTimeoutSeconds": 120,
                                   "env": {"HF_ENDPOINT": "https://hf-mirror.example.org"},

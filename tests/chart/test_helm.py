@@ -64,6 +64,8 @@ def test_defaults_render_the_documented_objects(render):
         ("CustomResourceDefinition", "augmentationprojects.roboaug.dev"),
         ("Deployment", "roboaug-gateway"),
         ("Deployment", "roboaug-operator"),
+        ("Deployment", "roboaug-preview"),   # the preview service (preview-*.yaml), with the gateway
+        ("NetworkPolicy", "roboaug-preview"),  # its ingress from gateway pods only, whatever networkPolicy.enabled
         ("PodDisruptionBudget", "roboaug-gateway"),
         ("PodDisruptionBudget", "roboaug-operator"),
         ("Role", "roboaug-gateway"),
@@ -73,8 +75,10 @@ def test_defaults_render_the_documented_objects(render):
         ("Service", "roboaug-gateway"),
         ("Service", "roboaug-gateway-metrics"),   # metrics off the API Service (and Ingress)
         ("Service", "roboaug-operator-metrics"),
+        ("Service", "roboaug-preview"),
         ("ServiceAccount", "roboaug-gateway"),
         ("ServiceAccount", "roboaug-operator"),
+        ("ServiceAccount", "roboaug-preview"),
         ("ValidatingAdmissionPolicy", "roboaug-project-policy"),   # the apiserver's door of projects
         ("ValidatingAdmissionPolicyBinding", "roboaug-project-policy"),
     ])
@@ -138,7 +142,7 @@ def _pod_specs(docs):
 def test_every_pod_is_locked_down(render):
     docs = render({"networkPolicy": {"enabled": True}, "gateway": {"ingress": {"enabled": True}}})
     specs = dict(_pod_specs(docs))
-    assert set(specs) == {"roboaug-operator", "roboaug-gateway"}
+    assert set(specs) == {"roboaug-operator", "roboaug-gateway", "roboaug-preview"}
     for name, spec in specs.items():
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0, name
