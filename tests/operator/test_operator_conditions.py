@@ -153,6 +153,11 @@ def test_decide_keeps_progress_percent_to_the_current_pods_report():
     st = decide(Observed(cr=cr(status={**first.new_status, "progress": {**report, "pod": "p2"}}), job=job(),
                          pods=[runner], now=at(6)), CFG).new_status
     assert st["progress_percent"] == 50
+    # a decision that ends before steps.progress (the Job failed) still reads only the current pod's
+    gone = pod(name="p2", phase="Failed", node="cpu-0", exit_code=10)
+    st = decide(Observed(cr=cr(status={**first.new_status, "progress": report}), job=job(failed=1), pods=[gone],
+                         now=at(6)), CFG).new_status
+    assert st["status"] == "failed" and "progress_percent" not in st
 
 
 def test_human_duration_reads_like_kubectl():
