@@ -8,7 +8,10 @@
 * the local Hub test server holding the sample dataset as `lerobot/pusht`, and a Secret with a
   write token for it (referenced by the operator's config, never copied into a CR),
 * the operator (`python -m roboaug.operator`) routing deterministic jobs to pool `local`,
-* the gateway (`python -m roboaug.api.gateway`) on a free port with a generated API key.
+* the preview service (`python -m roboaug.worker.preview_server`) reading the local Hub without a
+  token, as in the chart (no credential at all),
+* the gateway (`python -m roboaug.api.gateway`) on a free port with a generated API key, calling
+  that preview service.
 
 Each component is a real process with its log in `<work_dir>/logs/`.
 """
@@ -67,6 +70,8 @@ class DevStack:
         self.operator: Proc | None = None
         self.gateway: Proc | None = None
         self.gateway_url: str | None = None
+        self.preview: Proc | None = None
+        self.preview_url: str | None = None
         self.api_key = "rk_" + secrets.token_hex(16)
         self.timings: dict[str, float] = {}
         self._log = log or (lambda s: print(f"[stack] {s}", file=sys.stderr, flush=True))
@@ -88,6 +93,7 @@ class DevStack:
             self._install_cluster_objects()
             self._start_hub()
             self._start_operator()
+            self._start_preview()
             self._start_gateway()
         except BaseException:
             self.stop(failed=True)
@@ -97,10 +103,10 @@ class DevStack:
         return self
 
     def stop(self, failed: bool = False) -> None:
-        for proc in (self.gateway, self.operator):
+        for proc in (self.gateway, self.preview, self.operator):
             if proc is not None:
                 proc.terminate()
-        self.gateway = self.operator = None
+        self.gateway = self.preview = self.operator = None
         if self.hub is not None:
             self.hub.stop()
             self.hub = None
@@ -192,6 +198,35 @@ class DevStack:
         self._start_operator()
         return old.pid
 
+    def _start_preview(self) -> None:
+        # No Hub token by any route (variables, a saved token under HF_HOME): as in the chart, a
+        # preview reads sources without one, so a private source here fails as it would there.
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+        port = free_port()
+        env.update({"HF_ENDPOINT": self.hub.endpoint, "HF_HOME": str(self.work_dir / "preview-hf"),
+                    "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                    "NO_PROXY": "127.0.0.1,localhost", "ROBOAUG_PREVIEW_HOST": "127.0.0.1",
+                    "ROBOAUG_PREVIEW_PORT": str(port)})
+        self.preview = Proc("preview", [sys.executable, "-m", "roboaug.worker.preview_server"], self.log_dir, env=env)
+        self.preview_url = f"http://127.0.0.1:{port}"
+        self._wait_ready(self.preview, self.preview_url + "/healthz")
+
+    def _wait_ready(self, proc: Proc, url: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for p in (proc, self.operator):
+                if not p.alive():
+                    raise StackError(f"{p.name} exited:\n{p.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"{proc.name} not ready after {timeout:.0f}s:\n{proc.tail()}")
+            time.sleep(0.3)
+
     def _start_gateway(self) -> None:
         keys = self.work_dir / "api-keys"
         keys.write_text(f"# generated for the dev stack\n{self.api_key}\n")
@@ -205,24 +240,11 @@ class DevStack:
                "ROBOAUG_GATEWAY_PORT": str(port),
                "ROBOAUG_GATEWAY_METRICS_PORT": str(free_port()),  # not 9090: the operator's may be there
                "ROBOAUG_GATEWAY_HUB_TOKEN_SECRET_NAME": HUB_TOKEN_SECRET,
-               "ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT": "allow"}  # as the operator (operator_config)
+               "ROBOAUG_GATEWAY_JOBS_WITHOUT_PROJECT": "allow",  # as the operator (operator_config)
+               "ROBOAUG_GATEWAY_PREVIEW_URL": self.preview_url}
         self.gateway = Proc("gateway", [sys.executable, "-m", "roboaug.api.gateway"], self.log_dir, env=env)
         self.gateway_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            if not self.gateway.alive():
-                raise StackError(f"gateway exited:\n{self.gateway.tail()}")
-            if not self.operator.alive():
-                raise StackError(f"operator exited:\n{self.operator.tail()}")
-            try:
-                with urllib.request.urlopen(self.gateway_url + "/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise StackError(f"gateway not ready after 90s:\n{self.gateway.tail()}")
-            time.sleep(0.3)
+        self._wait_ready(self.gateway, self.gateway_url + "/readyz")
 
     # -- what the demo and the tests do with it ----------------------------------------------
     def get_job(self, name: str) -> dict:
