@@ -79,7 +79,7 @@ def test_large_outputs_are_written_in_bounded_row_groups_with_the_same_rows(tmp_
     (tmp_path / "b").mkdir()
     small1, _ = run_case(tmp_path / "a", name)
     small2, _ = run_case(tmp_path / "b", name, processes=2)
-    rel = "data/train-00000-of-00001-roboaug.parquet"
+    rel = "data/train-00000-of-00001.roboaug.parquet"
     meta = pq.ParquetFile(small1 / rel).metadata
     assert meta.num_rows == 600 and meta.num_row_groups > 5  # 600 images of several KB each
     assert pq.ParquetFile(one / rel).metadata.num_row_groups == 1

@@ -115,7 +115,7 @@ def test_image_dataset(sources, tmp_path, mode):
     checker.check_image_dataset(out, rows)
     if mode == "copy":
         assert tree_digest(out)["data/train-00000-of-00001.parquet"] == tree_digest(src)["data/train-00000-of-00001.parquet"]
-        assert (out / "data/train-00000-of-00001-roboaug.parquet").is_file()
+        assert (out / "data/train-00000-of-00001.roboaug.parquet").is_file()
     prov = json.loads((out / "meta/augmentation.json").read_text())
     assert len(prov["episodes"]) == (12 if mode == "copy" else 6)
     assert "num_examples: %d" % rows in (out / "README.md").read_text()
@@ -136,8 +136,8 @@ def test_image_card_listing_files_by_name_reaches_the_augmented_files(tmp_path):
     out = tmp_path / "out"
     card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
     assert card["configs"][0]["data_files"] == [
-        {"split": "train", "path": ["data/train-00000-of-00001.parquet", "data/train-00000-of-00001-roboaug.parquet"]},
-        {"split": "test", "path": ["data/test-00000-of-00001.parquet", "data/test-00000-of-00001-roboaug.parquet"]},
+        {"split": "train", "path": ["data/train-00000-of-00001.parquet", "data/train-00000-of-00001.roboaug.parquet"]},
+        {"split": "test", "path": ["data/test-00000-of-00001.parquet", "data/test-00000-of-00001.roboaug.parquet"]},
     ]
     loaded = datasets.load_dataset(str(out))  # verifies the recorded split sizes against the rows
     assert {k: len(v) for k, v in loaded.items()} == {"train": 8, "test": 6}

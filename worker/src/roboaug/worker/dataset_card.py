@@ -25,23 +25,6 @@ def read_card_yaml(root: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def scale_split_counts(card: dict, factor: int) -> dict:
-    """`dataset_info` split sizes after every row got `factor - 1` augmented copies.
-
-    `datasets` compares recorded num_examples with what it reads, so they must follow the rows;
-    byte sizes are dropped rather than guessed.
-    """
-    infos = card.get("dataset_info")
-    for info in infos if isinstance(infos, list) else [infos] if isinstance(infos, dict) else []:
-        for split in info.get("splits", []) or []:
-            if "num_examples" in split:
-                split["num_examples"] = int(split["num_examples"]) * factor
-            split.pop("num_bytes", None)
-        info.pop("dataset_size", None)
-        info.pop("download_size", None)
-    return card
-
-
 def _glob_regex(pattern: str) -> "re.Pattern[str]":
     """A data_files pattern as `datasets` resolves it (fsspec glob, relative to the repo root):
     `**` spans folders, `*` and `?` stay within one, `[...]` is a class."""
@@ -73,36 +56,100 @@ def _glob_regex(pattern: str) -> "re.Pattern[str]":
     return re.compile("".join(out) + r"\Z")
 
 
-def _extend_paths(paths, added: dict[str, str]):
-    """`paths` (one pattern or a list) plus every augmented file whose source file they match
-    but which they do not match themselves (explicit file lists; globs that exclude the suffix)."""
-    patterns = [paths] if isinstance(paths, str) else list(paths)
-    regexes = [_glob_regex(p.removeprefix("./")) for p in patterns if isinstance(p, str)]
-    extra = [aug for src, aug in added.items()
-             if any(r.match(src) for r in regexes) and not any(r.match(aug) for r in regexes)]
-    if not extra:
-        return paths
-    return patterns + extra
+# datasets' split inference for a card without `configs` (datasets/data_files.py): a sharded
+# `data/{split}-NNNNN-of-NNNNN*.*` layout first, else split keywords in folder or file names
+_SHARDED = re.compile(r"data/(\w+)-\d{5}-of-\d{5}[^/]*\.[^/]*\Z")
+SPLIT_KEYWORDS = {"train": ["train", "training"], "validation": ["validation", "valid", "dev", "val"],
+                  "test": ["test", "testing", "eval", "evaluation"]}
+_SEP = r"[-._ 0-9]"
 
 
-def extend_data_files(card: dict, added: dict[str, str]) -> dict:
-    """The card's `configs[].data_files` reaching the augmented files `added` (source -> new file).
+def _keyword_split(rel: str) -> str | None:
+    for split, words in SPLIT_KEYWORDS.items():
+        for w in words:
+            if re.search(rf"(?:^|/|{_SEP}){w}(?:/|{_SEP})", rel):
+                return split
+    return None
 
-    A card that names its files one by one (or whose globs leave our suffix out) would otherwise
-    load only the original rows, while the split sizes we record count the augmented ones too.
-    Accepts every form the Hub's card metadata allows: a pattern, a list of patterns, a list of
-    {split, path} entries (path a pattern or a list), and a {split: paths} mapping.
-    """
+
+def infer_splits(files: list[str]) -> dict[str, list[str]]:
+    """Split -> files (sorted) as `datasets` infers them for a card without `configs`."""
+    sharded = {f: m.group(1) for f in files if (m := _SHARDED.match(f))}
+    out: dict[str, list[str]] = {}
+    if sharded:
+        for f, split in sharded.items():
+            out.setdefault(split, []).append(f)
+    else:
+        for f in files:
+            out.setdefault(_keyword_split(f) or "train", []).append(f)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _resolve(paths, files: list[str]) -> list[str]:
+    """The files of `files` that `paths` (one pattern or a list) match, in the order `datasets`
+    loads them: pattern after pattern, each pattern's matches sorted."""
+    out = []
+    for p in [paths] if isinstance(paths, str) else list(paths):
+        if isinstance(p, str):
+            r = _glob_regex(p.removeprefix("./"))
+            out.extend(f for f in files if r.match(f))
+    return out
+
+
+def config_splits(card: dict, files: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Config name -> split -> its data files, in `datasets`' load order. Accepts every
+    `data_files` form a Hub card allows: a pattern, a list of patterns, a list of {split, path}
+    entries (path a pattern or a list), a {split: paths} mapping; none: datasets' inference."""
+    files = sorted(files)
+    out: dict[str, dict[str, list[str]]] = {}
     for cfg in card.get("configs") or []:
         if not isinstance(cfg, dict) or "data_files" not in cfg:
             continue
-        files = cfg["data_files"]
-        if isinstance(files, dict):
-            cfg["data_files"] = {split: _extend_paths(p, added) for split, p in files.items()}
-        elif isinstance(files, list) and any(isinstance(e, dict) for e in files):
-            for entry in files:
-                if isinstance(entry, dict) and "path" in entry:
-                    entry["path"] = _extend_paths(entry["path"], added)
+        name, data_files = str(cfg.get("config_name", "default")), cfg["data_files"]
+        if isinstance(data_files, dict):
+            out[name] = {str(k): _resolve(v, files) for k, v in data_files.items()}
+        elif isinstance(data_files, list) and any(isinstance(e, dict) for e in data_files):
+            out[name] = {str(e.get("split", "train")): _resolve(e.get("path", []), files)
+                         for e in data_files if isinstance(e, dict)}
         else:
-            cfg["data_files"] = _extend_paths(files, added)
+            out[name] = {"train": _resolve(data_files, files)}
+    return out or {"default": infer_splits(files)}
+
+
+def with_data_files(card: dict, splits: dict[str, dict[str, list[str]]]) -> dict:
+    """The card with each config's `data_files` the explicit, ordered lists of `splits`: `datasets`
+    then loads exactly those files in that order (originals before augmented rows), whatever the
+    file names sort as."""
+    card = dict(card)
+    configs = [dict(c) for c in card.get("configs") or [] if isinstance(c, dict)]
+    by_name = {str(c.get("config_name", "default")): c for c in configs}
+    for name, per_split in splits.items():
+        cfg = by_name.get(name)
+        if cfg is None:
+            cfg = {"config_name": name}
+            configs.append(cfg)
+        cfg["data_files"] = [{"split": split, "path": list(paths)} for split, paths in per_split.items()]
+    card["configs"] = configs
+    return card
+
+
+def with_split_sizes(card: dict, sizes: dict[str, dict[str, tuple[int, int, int]]]) -> dict:
+    """`dataset_info` split sizes made true: config -> split -> (num_examples, num_bytes, file
+    bytes), num_bytes being the split's Arrow size as `datasets` counts it; `dataset_size` their
+    sum and `download_size` the data files' bytes. A card without `dataset_info` gets none."""
+    infos = card.get("dataset_info")
+    entries = infos if isinstance(infos, list) else [infos] if isinstance(infos, dict) else []
+    for info in entries:
+        name = str(info.get("config_name", "default"))
+        known = sizes.get(name) or (next(iter(sizes.values())) if len(sizes) == 1 else {})
+        total = download = 0
+        for split in info.get("splits", []) or []:
+            if split.get("name") in known:
+                n, nbytes, file_bytes = known[split["name"]]
+                split["num_bytes"], split["num_examples"] = int(nbytes), int(n)
+                total += int(nbytes)
+                download += int(file_bytes)
+        if info.get("splits"):
+            info["download_size"] = download
+            info["dataset_size"] = total
     return card

@@ -1,10 +1,15 @@
 """Plain `datasets` image datasets: parquet files with Image columns (struct<bytes, path>).
 
 Every row is treated as a one-frame episode: its global row number (files in sorted order) keys
-the sampled parameters, the image column's position is the camera. Output keeps the layout:
-copy mode keeps each source file byte for byte and writes `<stem>-roboaug.parquet` beside it
-(same split prefix, so `datasets`' split patterns pick it up) holding the augmented copies in
-plan order; inplace mode rewrites each file with the same rows and augmented images.
+the sampled parameters, the image column's position is the camera. Images are read as `datasets`
+shows them (EXIF orientation applied) and written in their source's encoding and mode
+(image_codec.py). Output keeps the layout: copy mode keeps each source file byte for byte and
+writes `<stem>.roboaug.parquet` beside it holding the augmented copies in plan order; inplace mode
+rewrites each file with the same rows and augmented images. The card's `configs` list every
+split's files explicitly, originals first, so `load_dataset` returns the original rows at their
+indices and the augmented ones after them; its split sizes are recounted.
+Undecodable images fail the job, or with `on_bad_sample: skip` are left out (copy) or kept as
+they were (inplace) and listed under `skipped` in the provenance file.
 `augment` is the one entry (see handler.py).
 """
 
@@ -22,15 +27,24 @@ import pyarrow.parquet as pq
 from roboaug.worker.transforms import apply_clip, sample_copy_params
 
 from . import provenance
-from .dataset_card import extend_data_files, read_card_yaml, scale_split_counts
+from .dataset_card import config_splits, read_card_yaml, with_data_files, with_split_sizes
 from .errors import ExitCode, WorkerError
 from .files import copy_tree
 from .handler import PREVIEW_ROWS, Augmented, FormatJob
-from .png import decode_png, png_bytes
+from .image_codec import decode_image, encode_image
 from .pool import iter_tasks
 
-AUGMENTED_SUFFIX = "-roboaug"
+AUGMENTED_SUFFIX = ".roboaug"
 ROWS_PER_TASK = 256
+TASK_SOURCE_BYTES = 16 * 1024 * 1024
+"""A task holds at most ROWS_PER_TASK rows and, beyond one row, about this many bytes of source
+images (by the parquet footer's sizes): 256 thumbnails or a few 12 MP photos, so memory per task
+does not grow with the images' size."""
+READ_BATCH_ROWS = 16
+"""Source rows are read in batches of this many, not whole row groups (those of `datasets`' image
+parquet hold 100 rows: 400 MB of 12 MP photos)."""
+PREVIEW_MAX_HEIGHT = 480
+"""Preview pairs are kept at most this tall (the grid's tiles are smaller): not 12 MP each."""
 ROW_GROUP_BYTES = 64 * 1024 * 1024
 """An output file's row group is written once its images reach this many bytes (memory: one
 row group per output file being written)."""
@@ -125,32 +139,56 @@ class ImageTask:
     rows: tuple[RowJob, ...]
     spec: Any
     preview: int = 0  # how many rows to keep original/augmented previews for
+    inplace: bool = False
 
 
 @dataclass
 class ImageResult:
+    """The task's output rows: one per RowJob, but for skipped rows in copy mode (`kept` says
+    which); a skipped row in inplace mode is kept with its source cells."""
+
     task_index: int
     images: dict[str, list[bytes]] = field(default_factory=dict)
     paths: dict[str, list[Optional[str]]] = field(default_factory=dict)  # each source cell's `path`
-    params: list[dict[str, dict]] = field(default_factory=list)
+    params: list[Optional[dict[str, dict]]] = field(default_factory=list)  # None: a skipped row
+    kept: list[int] = field(default_factory=list)  # indices into task.rows of the output rows
+    skipped: list[dict] = field(default_factory=list)  # {row, column, error} of each skipped row
     preview: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     frames: int = 0
 
 
+def _bad_sample(task: ImageTask, job: RowJob, col: str, exc: WorkerError) -> WorkerError:
+    return WorkerError(exc.code, f"{Path(task.path).name}: row {job.row_in_file} of {col!r}: {exc.message}"
+                       + (" (on_bad_sample: skip leaves such images out)" if exc.code == ExitCode.CORRUPT_VIDEO else ""))
+
+
+def _preview_copy(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if h <= PREVIEW_MAX_HEIGHT:
+        return rgb
+    import cv2
+
+    return cv2.resize(rgb, (max(1, round(w * PREVIEW_MAX_HEIGHT / h)), PREVIEW_MAX_HEIGHT), interpolation=cv2.INTER_AREA)
+
+
 def read_rows(path: str, columns: list[str], rows: set[int]) -> dict[int, dict[str, Any]]:
-    """Cells of `columns` in `rows` of a parquet file, reading only the row groups that hold them:
-    a task holds the images it needs, not its whole source file."""
-    pf = pq.ParquetFile(path)
+    """Cells of `columns` in `rows` of a parquet file, read in batches of READ_BATCH_ROWS from the
+    row groups that hold them: a task holds the images it needs, not its whole source file."""
+    pf = pq.ParquetFile(path, buffer_size=1 << 20)
     cells: dict[int, dict[str, Any]] = {}
     first = 0
     for g in range(pf.metadata.num_row_groups):
         n = pf.metadata.row_group(g).num_rows
         wanted = sorted(r for r in rows if first <= r < first + n)
         if wanted:
-            group = pf.read_row_group(g, columns=columns)
-            for r in wanted:
-                cells[r] = {c: group.column(c)[r - first].as_py() for c in columns}
-            del group
+            start = first
+            for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=[g], columns=columns):
+                for r in wanted:
+                    if start <= r < start + batch.num_rows:
+                        cells[r] = {c: batch.column(c)[r - start].as_py() for c in columns}
+                start += batch.num_rows
+                if start > wanted[-1]:
+                    break
         first += n
     return cells
 
@@ -158,30 +196,49 @@ def read_rows(path: str, columns: list[str], rows: set[int]) -> dict[int, dict[s
 def run_image_task(task: ImageTask) -> ImageResult:
     cells = read_rows(task.path, list(task.columns), {job.row_in_file for job in task.rows})
     res = ImageResult(task_index=task.task_index, images={c: [] for c in task.columns}, paths={c: [] for c in task.columns})
-    for job in task.rows:
+    policy = getattr(task.spec, "on_bad_sample", "fail")
+    skip = getattr(policy, "value", policy) == "skip"
+    for i, job in enumerate(task.rows):
+        row = cells[job.row_in_file]
+        decoded = {}
+        try:
+            for col in task.columns:
+                cell = row[col]
+                if not cell or cell.get("bytes") is None:
+                    raise _bad_sample(task, job, col, WorkerError(ExitCode.CORRUPT_VIDEO, "no image bytes"))
+                try:
+                    decoded[col] = decode_image(cell["bytes"])
+                except WorkerError as exc:
+                    # the code decode_image chose: undecodable (corrupt) or over the size limit (invalid)
+                    raise _bad_sample(task, job, col, exc) from exc
+        except WorkerError as exc:
+            if not skip or exc.code != ExitCode.CORRUPT_VIDEO:
+                raise
+            res.skipped.append({"row": job.row_in_file, "column": col, "error": exc.message})
+            if task.inplace:  # the row stays, as it was
+                for c in task.columns:
+                    res.images[c].append((row[c] or {}).get("bytes"))
+                    res.paths[c].append((row[c] or {}).get("path"))
+                res.params.append(None)
+                res.kept.append(i)
+            continue
         row_params = {}
         for cam, col in enumerate(task.columns):
-            cell = cells[job.row_in_file][col]
-            if not cell or cell.get("bytes") is None:
-                raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"{Path(task.path).name}: row {job.row_in_file} of {col!r} has no image bytes")
-            try:
-                rgb = decode_png(cell["bytes"])
-            except WorkerError as exc:
-                # the code decode_png chose: undecodable (corrupt) or over the size limit (invalid)
-                raise WorkerError(exc.code, f"{Path(task.path).name}: row {job.row_in_file} of {col!r}: {exc.message}") from exc
-            h, w = rgb.shape[:2]
+            img = decoded[col]
+            h, w = img.rgb.shape[:2]
             params = sample_copy_params(
                 task.spec, job.transforms, seed=int(task.spec.augment_seed), episode=job.global_row,
                 copy=job.copy, camera=cam, width=w, height=h,
             )
-            out = apply_clip(rgb[None], params, np.zeros(1, dtype=np.int64))[0]
-            res.images[col].append(png_bytes(out))
-            res.paths[col].append(cell.get("path"))
+            out = apply_clip(img.rgb[None], params, np.zeros(1, dtype=np.int64))[0]
+            res.images[col].append(encode_image(out, img.alpha, img.source))
+            res.paths[col].append(row[col].get("path"))
             row_params[col] = params.to_dict()
             if cam == 0 and len(res.preview) < task.preview:
-                res.preview.append((rgb, out))
+                res.preview.append((_preview_copy(img.rgb), _preview_copy(out)))
             res.frames += 1
         res.params.append(row_params)
+        res.kept.append(i)
     return res
 
 
@@ -207,6 +264,7 @@ class OutputFile:
         self._rows: list[int] = []
         self._cells: dict[str, list[dict]] = {c: [] for c in ds.columns}
         self._bytes = 0
+        self.rows = 0
 
     def add(self, row_sources: list[int], images: dict[str, list[bytes]], paths: dict[str, list[Optional[str]]]) -> None:
         for i, r in enumerate(row_sources):  # row by row: where a row group ends depends on the bytes alone
@@ -232,6 +290,7 @@ class OutputFile:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self.target, self.schema)
         self._writer.write_table(table)
+        self.rows += table.num_rows
         self._rows, self._bytes = [], 0
         self._cells = {c: [] for c in self.columns}
 
@@ -240,22 +299,61 @@ class OutputFile:
         self._writer.close()
 
 
+def _rows_per_task(path: Path) -> int:
+    meta = pq.ParquetFile(path).metadata
+    rows = max(1, meta.num_rows)
+    per_row = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)) / rows
+    return int(max(1, min(ROWS_PER_TASK, TASK_SOURCE_BYTES // max(1.0, per_row))))
+
+
 def plan_tasks(ds: ImageDataset, spec, source: Path) -> Iterator[ImageTask]:
     """The tasks in output order: per source file, its output rows (copy: every row once per
-    transform set, copy after copy; inplace: each row once) in chunks of ROWS_PER_TASK."""
+    transform set, copy after copy; inplace: each row once) in chunks of `_rows_per_task`."""
     sets = spec.copies_plan()
     copy_mode = spec.augment_dataset_mode == "copy"
-    offset, index = 0, 0
+    offset, index, planned = 0, 0, 0
     for rel, n_rows in zip(ds.files, ds.rows_per_file):
         if copy_mode:
             jobs = [RowJob(r, offset + r, j, ts) for j, ts in enumerate(sets) for r in range(n_rows)]
         else:
             jobs = [RowJob(r, offset + r, 0, sets[(offset + r) % len(sets)]) for r in range(n_rows)]
-        for start in range(0, len(jobs), ROWS_PER_TASK):
-            yield ImageTask(index, str(source / rel), tuple(ds.columns), tuple(jobs[start:start + ROWS_PER_TASK]),
-                            spec, preview=PREVIEW_ROWS if index == 0 else 0)
+        step = _rows_per_task(source / rel) if jobs else 1
+        for start in range(0, len(jobs), step):
+            yield ImageTask(index, str(source / rel), tuple(ds.columns), tuple(jobs[start:start + step]),
+                            spec, preview=max(0, PREVIEW_ROWS - planned), inplace=not copy_mode)
+            planned += len(jobs[start:start + step])
             index += 1
         offset += n_rows
+
+
+def arrow_size(path: Path) -> tuple[int, int]:
+    """(rows, Arrow bytes) of a parquet file as `datasets` counts a split's num_bytes (the tables it
+    reads back; the tables written can differ by validity buffers), a row group at a time."""
+    pf = pq.ParquetFile(path)
+    total = 0
+    for g in range(pf.metadata.num_row_groups):
+        total += pf.read_row_group(g).nbytes
+    return pf.metadata.num_rows, total
+
+
+def card_for(source: Path, ds: ImageDataset, copy_mode: bool, stage: Path) -> dict:
+    """The output's card YAML: every config's splits listing their files explicitly (originals,
+    then their augmented files), and split sizes recounted from the files written."""
+    card = read_card_yaml(source)
+    splits = config_splits(card, ds.files)
+    out_splits: dict[str, dict[str, list[str]]] = {}
+    sizes: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for cfg, per_split in splits.items():
+        out_splits[cfg], sizes[cfg] = {}, {}
+        for split, files in per_split.items():
+            listed = list(files) + ([augmented_name(f) for f in files] if copy_mode else [])
+            out_splits[cfg][split] = listed
+            n = nbytes = file_bytes = 0
+            for f in listed:
+                rows, arrow = arrow_size(stage / f)
+                n, nbytes, file_bytes = n + rows, nbytes + arrow, file_bytes + (stage / f).stat().st_size
+            sizes[cfg][split] = (n, nbytes, file_bytes)
+    return with_split_sizes(with_data_files(card, out_splits), sizes)
 
 
 def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
@@ -281,8 +379,16 @@ def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
     spool = job.workdir / "image-provenance.jsonl"
     spool.parent.mkdir(parents=True, exist_ok=True)
     preview: list = []
+    skipped: dict[tuple[str, int, str], str] = {}  # (file, row, column) -> error, first seen
+    written: dict[str, int] = {}  # output file -> rows
+    augmented = 0
     out: Optional[OutputFile] = None
     out_rel, row = "", 0
+
+    def close(f: OutputFile, rel: str) -> None:
+        f.close()
+        written[rel] = f.rows
+
     try:
         with spool.open("w") as entries:
             for task, res in zip(tasks, iter_tasks(run_image_task, tasks, job.processes, on_done,
@@ -290,32 +396,46 @@ def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
                 rel = file_of[task.path]
                 if out is None or out.rel != rel:
                     if out is not None:
-                        out.close()
+                        close(out, out_rel)
                     out_rel, row = (augmented_name(rel) if copy_mode else rel), 0
                     out = OutputFile(ds, rel, stage / out_rel)
-                out.add([j.row_in_file for j in task.rows], res.images, res.paths)
-                for row_job, p in zip(task.rows, res.params):
-                    entries.write(json.dumps({"file": out_rel, "row": row, "source_file": rel,
-                                              "source_row": row_job.row_in_file, "copy": row_job.copy,
-                                              "transforms": list(row_job.transforms), "params": p}) + "\n")
+                out.add([task.rows[i].row_in_file for i in res.kept], res.images, res.paths)
+                for i, p in zip(res.kept, res.params):
+                    row_job = task.rows[i]
+                    if p is not None:
+                        augmented += 1
+                        entries.write(json.dumps({"file": out_rel, "row": row, "source_file": rel,
+                                                  "source_row": row_job.row_in_file, "copy": row_job.copy,
+                                                  "transforms": list(row_job.transforms), "params": p}) + "\n")
                     row += 1
+                for s in res.skipped:
+                    key = (rel, s["row"], s["column"])
+                    if key not in skipped:
+                        skipped[key] = s["error"]
+                        reporter.warn(f"skipped an undecodable image: {s['error']}")
                 preview.extend(res.preview)
             if out is not None:
-                out.close()
+                close(out, out_rel)
         for rel, n_rows in zip(ds.files, ds.rows_per_file):
-            if n_rows == 0:  # no task: its output file holds no rows, as the source does
-                OutputFile(ds, rel, stage / (augmented_name(rel) if copy_mode else rel)).close()
+            target = augmented_name(rel) if copy_mode else rel
+            if target not in written:  # no task or no row kept: an (empty) output file as the source has
+                close(OutputFile(ds, rel, stage / target), target)
+        skipped_list = [{"file": f, "row": r, "column": c, "error": e} for (f, r, c), e in skipped.items()]
         with spool.open() as entries:
             provenance.write_provenance(stage, spec=spec, source=job.source_id, fmt="datasets-image",
-                                        entries=(json.loads(line) for line in entries))
+                                        entries=(json.loads(line) for line in entries),
+                                        skipped=skipped_list if skipped_list else None)
     finally:
         spool.unlink(missing_ok=True)
+    if skipped:
+        reporter.update("augmenting", episodes_done=done["rows"], episodes_total=total, frames_done=done["rows"],
+                        frames_total=total, message=f"{len(skipped)} undecodable image(s) skipped", force=True)
     provenance.write_preview(stage, preview[:PREVIEW_ROWS])
-    card = read_card_yaml(source)
-    if copy_mode:
-        card = scale_split_counts(card, 1 + len(sets))
-        card = extend_data_files(card, {rel: augmented_name(rel) for rel in ds.files})
+    card = card_for(source, ds, copy_mode, stage)
+    counts = {"rows": sum(written.values()) + (ds.total_rows if copy_mode else 0),
+              "augmented rows": augmented}
+    if skipped:
+        counts["skipped images"] = len(skipped)
     provenance.write_card(stage, spec=spec, source=job.source_id, fmt="datasets image dataset", base_yaml=card,
-                          counts={"rows": ds.total_rows * ((1 + len(sets)) if copy_mode else 1), "augmented rows": total},
-                          cameras=ds.columns)
-    return Augmented("image", total, total)
+                          counts=counts, cameras=ds.columns)
+    return Augmented("image", augmented, augmented)

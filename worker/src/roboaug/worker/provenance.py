@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import cv2
 import numpy as np
@@ -40,9 +40,11 @@ def spec_summary(spec) -> dict[str, Any]:
     }
 
 
-def write_provenance(out: Path, *, spec, source: str, fmt: str, entries: Iterable[dict[str, Any]]) -> None:
+def write_provenance(out: Path, *, spec, source: str, fmt: str, entries: Iterable[dict[str, Any]],
+                     skipped: Optional[list[dict[str, Any]]] = None) -> None:
     """meta/augmentation.json: the bytes of `json.dumps(doc, indent=2)`, written entry by entry so
-    that `entries` (one per output episode or row) may be a generator and never all be held."""
+    that `entries` (one per output episode or row) may be a generator and never all be held.
+    `skipped`: the source items left out (on_bad_sample: skip), listed before the entries."""
     doc = {
         "generator": GENERATOR,
         "format": fmt,
@@ -52,6 +54,7 @@ def write_provenance(out: Path, *, spec, source: str, fmt: str, entries: Iterabl
         "augment_dataset_mode": spec.augment_dataset_mode,
         "transforms": spec.transforms,
         "spec": spec_summary(spec),
+        **({"skipped": skipped} if skipped is not None else {}),
         "episodes": [],
     }
     path = out / PROVENANCE_PATH
@@ -89,17 +92,25 @@ def _label(text: str, width: int) -> np.ndarray:
 
 
 def preview_grid(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Rows of (original | augmented) tiles under a header, one row per sampled episode."""
-    rows = []
+    """Rows of (original | augmented) tiles under a header, one row per sampled episode. Every tile
+    is scaled to TILE_HEIGHT; images of different shapes give tiles of different widths, so each
+    column is as wide as its widest tile and narrower tiles are padded white on their right: each
+    augmented tile starts under the "augmented" label, beside its own original."""
+    tiles = []
     for orig, aug in pairs:
         a, b = _tile(orig), _tile(aug)
         if a.shape != b.shape:
             b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
-        rows.append(np.concatenate([a, np.full((TILE_HEIGHT, 4, 3), 255, np.uint8), b], axis=1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    half = (width - 4) // 2
-    header = np.concatenate([_label("original", half), _label("augmented", width - half)], axis=1)
+        tiles.append((a, b))
+    left = max(a.shape[1] for a, _ in tiles)
+    right = max(b.shape[1] for _, b in tiles)
+
+    def pad(t: np.ndarray, width: int) -> np.ndarray:
+        return np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=255)
+
+    rows = [np.pad(np.concatenate([pad(a, left), np.full((TILE_HEIGHT, 4, 3), 255, np.uint8), pad(b, right)], axis=1),
+                   ((0, 4), (0, 0), (0, 0)), constant_values=255) for a, b in tiles]
+    header = np.concatenate([_label("original", left), _label("augmented", right + 4)], axis=1)
     return np.concatenate([header, *rows], axis=0)
 
 

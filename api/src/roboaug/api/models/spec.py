@@ -129,6 +129,11 @@ class OutputVisibility(str, Enum):
     source = "source"
 
 
+class BadSample(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
 class NoiseType(str, Enum):
     gaussian = "gaussian"
     shot = "shot"
@@ -382,6 +387,15 @@ class AugmentationJobCreateRequest(BaseModel):
             "Visibility of the output repo when the worker creates it on the Hub: 'private', 'public', or "
             "'source' (the same as the source repo; private for a file:// source). An existing output repo "
             "keeps its own."
+        ),
+    )
+    on_bad_sample: BadSample = Field(
+        BadSample.fail,
+        description=(
+            "What to do with a source image that cannot be decoded (image datasets): 'fail' fails the job "
+            "naming the file, row and column; 'skip' leaves it out of the augmented rows (copy mode) or keeps "
+            "it unchanged (inplace mode), lists it under `skipped` in meta/augmentation.json and reports it "
+            "as a warning in the job's events and status."
         ),
     )
     pending_timeout_seconds: Optional[int] = Field(
