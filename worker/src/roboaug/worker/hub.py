@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -44,7 +45,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from roboaug.api.models import DatasetRef
 
@@ -220,49 +221,242 @@ def upload(folder: Path, repo_id: str, token: Optional[str], message: str, *, pr
     that `folder` lacks are deleted in the same commit (`.gitattributes` kept), so `main` holds
     exactly this dataset afterwards; `tag`, when given, ends up on that commit.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise WorkerError(ExitCode.INTERNAL, f"nothing to upload: {folder} is not a folder")
     files = _local_files(folder)
     if not files:
         raise WorkerError(ExitCode.INTERNAL, f"nothing to upload: {folder} is empty")
-    what = f"dataset {repo_id}"
-    api = HfApi(endpoint=_endpoint(), token=_auth(token))
+    api = _api(token)
     created = False
     try:
-        try:
-            api.create_repo(repo_id, repo_type=REPO_TYPE, exist_ok=False, private=private)
-            created = True
-        except HfHubHTTPError as exc:
-            if exc.response is None or exc.response.status_code != 409:  # 409: it exists already
-                raise
-        head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision="main").sha
-        remote = api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head)
-        if not created:
-            _check_ours(api, repo_id, head, remote, token)
-        keep = set(files) | {".gitattributes"}
-        ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files]
-        ops += [CommitOperationDelete(path_in_repo=p) for p in sorted(remote) if p not in keep]
-        with _transfer_protocol(api, repo_id, token):
-            info = api.create_commit(
-                repo_id,
-                operations=ops,
-                commit_message=message,
-                repo_type=REPO_TYPE,
-                revision="main",
-                parent_commit=head,  # refuse to overwrite a commit that landed meanwhile
-            )
-        if tag:
-            _move_tag(api, repo_id, tag, info.oid)
-        return info.oid
+        created = _ensure_repo(api, repo_id, private)
+        return _commit_main(api, repo_id, token, message, adds={rel: folder / rel for rel in files},
+                            tag=tag, checked=created)
     except Exception as exc:
         if created:
             with contextlib.suppress(Exception):
                 api.delete_repo(repo_id, repo_type=REPO_TYPE)
+        _reraise(exc, f"dataset {repo_id}", token)
+
+
+def _api(token: Optional[str]):
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=_endpoint(), token=_auth(token))
+
+
+def _ensure_repo(api, repo_id: str, private: bool) -> bool:
+    """Create dataset repo `repo_id` unless it exists; whether this call created it."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.create_repo(repo_id, repo_type=REPO_TYPE, exist_ok=False, private=private)
+        return True
+    except HfHubHTTPError as exc:
+        if exc.response is None or exc.response.status_code != 409:  # 409: it exists already
+            raise
+        return False
+
+
+def _commit_main(api, repo_id: str, token: Optional[str], message: str, *, adds: dict[str, Path],
+                 copies: Iterable[str] = (), src_revision: Optional[str] = None, tag: Optional[str] = None,
+                 checked: bool = False) -> str:
+    """THE one commit on main that publishes a dataset, for `upload` and `publish` alike: `adds`
+    uploaded from local files, `copies` copied server-side from `src_revision` (the Hub copies an
+    LFS file by its sha256: nothing is uploaded again), every other file main holds deleted
+    (`.gitattributes` kept), against the head read here (`parent_commit`: a commit that landed
+    meanwhile makes this one fail rather than be overwritten); then `tag` on it. `checked`: the
+    repo was just created, so the ownership check has nothing to look at."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationCopy, CommitOperationDelete
+
+    copies = sorted(set(copies))
+    overlap = set(copies) & set(adds)
+    if overlap:
+        raise WorkerError(ExitCode.INTERNAL, f"publish: {sorted(overlap)[0]} is both copied and added")
+    head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision="main").sha
+    remote = api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head)
+    if not checked:
+        _check_ours(api, repo_id, head, remote, token)
+    keep = set(adds) | set(copies) | {".gitattributes"}
+    ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(adds[rel])) for rel in sorted(adds)]
+    ops += [CommitOperationCopy(src_path_in_repo=p, path_in_repo=p, src_revision=src_revision) for p in copies]
+    ops += [CommitOperationDelete(path_in_repo=p) for p in sorted(remote) if p not in keep]
+    with _transfer_protocol(api, repo_id, token):
+        info = api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=REPO_TYPE,
+                                 revision="main", parent_commit=head)
+    if tag:
+        _move_tag(api, repo_id, tag, info.oid)
+    return info.oid
+
+
+# -- staging: shards commit to a branch, one commit publishes to main ---------------------------
+STAGING_PREFIX = "roboaug-staging-"
+STAGING_DIR = ".roboaug"  # the branch's bookkeeping and shard results; never copied to main
+_STAGING_META = f"{STAGING_DIR}/staging.json"
+_BRANCH_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def staging_branch(job_id: str) -> str:
+    """The staging branch of job `job_id`: `roboaug-staging-<job_id>` (the issue 16 contract)."""
+    name = f"{STAGING_PREFIX}{job_id}"
+    if not _BRANCH_SAFE.match(name) or ".." in name or name.endswith((".", ".lock")):
+        raise WorkerError(ExitCode.INTERNAL, f"job id {job_id!r} does not make a valid branch name")
+    return name
+
+
+def shard_manifest_path(shard_index: int) -> str:
+    """Where a shard's list of its own files lives on the staging branch."""
+    return f"{STAGING_DIR}/shards/{int(shard_index)}.files.json"
+
+
+def open_staging(repo_id: str, job_id: str, token: Optional[str], *, private: bool = True) -> str:
+    """Create (idempotently) the staging branch of job `job_id` in output repo `repo_id`; its name.
+
+    The repo is created when missing (`private`: its visibility) and refused (INVALID_SPEC) when
+    it holds a dataset roboaug did not make, before any shard works. The branch starts at main's
+    head, so it carries main's `.gitattributes` (which decides what goes through LFS). A branch
+    that already exists (a retried pod) is kept as it is. Whether this call created the repo is
+    recorded on the branch, so that `drop_staging` can remove a repo left empty.
+    """
+    from huggingface_hub import CommitOperationAdd
+
+    branch = staging_branch(job_id)
+    api = _api(token)
+    try:
+        created = _ensure_repo(api, repo_id, private)
+        head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision="main").sha
+        if not created:
+            _check_ours(api, repo_id, head, api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head), token)
+        branches = {b.name for b in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).branches}
+        if branch not in branches:
+            api.create_branch(repo_id, branch=branch, revision=head, repo_type=REPO_TYPE, exist_ok=True)
+            meta = json.dumps({"job_id": job_id, "created_repo": created}, sort_keys=True).encode()
+            api.create_commit(repo_id, operations=[CommitOperationAdd(_STAGING_META, meta)],
+                              commit_message=f"roboaug: open staging for job {job_id}", repo_type=REPO_TYPE,
+                              revision=branch)
+    except Exception as exc:
+        _reraise(exc, f"dataset {repo_id} (staging branch {branch})", token)
+    return branch
+
+
+def commit_shard(repo_id: str, branch: str, shard_index: int, files: dict[str, Path], token: Optional[str]) -> str:
+    """One commit on `branch` with shard `shard_index`'s files (path in repo -> local file); its sha.
+
+    The shard's manifest (`shard_manifest_path`) lists what it committed; files an earlier attempt
+    of the same shard committed and this one lacks are deleted in the same commit, so a retried
+    shard replaces exactly its own files and never touches another shard's. Unchanged files are
+    not uploaded again (the client skips what the branch already holds).
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    manifest = shard_manifest_path(shard_index)
+    bad = [p for p in files if p == manifest or p == _STAGING_META or not p or p.startswith("/")]
+    if bad:
+        raise WorkerError(ExitCode.INTERNAL, f"shard {shard_index}: {bad[0]!r} is not a path a shard may commit")
+    api = _api(token)
+    what = f"dataset {repo_id} (staging branch {branch}, shard {shard_index})"
+    try:
+        before = _read_json(api, repo_id, branch, manifest, token) or {"files": []}
+        present = set(api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=branch))
+        now = sorted(files)
+        body = json.dumps({"shard": int(shard_index), "files": now}, sort_keys=True).encode()
+        ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(files[p])) for p in now]
+        ops.append(CommitOperationAdd(path_in_repo=manifest, path_or_fileobj=body))
+        ops += [CommitOperationDelete(path_in_repo=p) for p in sorted(set(before["files"]) - set(now)) if p in present]
+        with _transfer_protocol(api, repo_id, token):
+            info = api.create_commit(repo_id, operations=ops, repo_type=REPO_TYPE, revision=branch,
+                                     commit_message=f"roboaug: shard {shard_index}")
+        return info.oid
+    except Exception as exc:
         _reraise(exc, what, token)
+
+
+def read_staging(repo_id: str, branch: str, path_in_repo: str, token: Optional[str], *,
+                 dest: Optional[Path] = None) -> Path:
+    """Download one file of the staging branch; its local path (under `dest`, default a new
+    temporary folder the caller owns). A missing file is DATASET_NOT_FOUND naming it."""
+    from huggingface_hub import hf_hub_download
+
+    local = Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix="roboaug-staging-"))
+    try:
+        return Path(hf_hub_download(repo_id, path_in_repo, repo_type=REPO_TYPE, revision=branch, local_dir=local,
+                                    token=_auth(token), endpoint=_endpoint()))
+    except Exception as exc:
+        _reraise(exc, f"{path_in_repo} of dataset {repo_id} (staging branch {branch})", token)
+
+
+def staged_files(repo_id: str, branch: str, token: Optional[str]) -> list[str]:
+    """Every file on the staging branch except its bookkeeping (`.roboaug/`) and `.gitattributes`."""
+    try:
+        files = _api(token).list_repo_files(repo_id, repo_type=REPO_TYPE, revision=branch)
+    except Exception as exc:
+        _reraise(exc, f"dataset {repo_id} (staging branch {branch})", token)
+    return sorted(p for p in files if p != ".gitattributes" and not p.startswith(STAGING_DIR + "/"))
+
+
+def publish(repo_id: str, branch: str, copy_paths: list[str], add_files: dict[str, Path], message: str,
+            token: Optional[str], *, tag: Optional[str] = None) -> str:
+    """Publish the job's dataset in ONE commit on main; its sha. Then delete the staging branch.
+
+    `copy_paths` are copied server-side from `branch` (no upload: the Hub references the LFS
+    objects the shards uploaded), `add_files` (path in repo -> local file: the merged metadata)
+    uploaded, everything else main holds deleted and `tag` moved there, exactly as `upload` does.
+    Nothing changes on main before that commit. Run again after a failure it converges: copies
+    and additions main already holds are skipped by the client, so a retry after the commit
+    landed makes no second commit and only finishes the tag and the branch deletion.
+    """
+    bad = [p for p in copy_paths if p.startswith(STAGING_DIR + "/")]
+    if bad:
+        raise WorkerError(ExitCode.INTERNAL, f"publish: {bad[0]} is staging bookkeeping, never copied to main")
+    api = _api(token)
+    what = f"dataset {repo_id} (publishing staging branch {branch})"
+    try:
+        if branch not in {b.name for b in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).branches}:
+            raise WorkerError(ExitCode.INTERNAL, f"{what}: the staging branch does not exist (dropped or published already)")
+        sha = _commit_main(api, repo_id, token, message, adds={p: Path(v) for p, v in add_files.items()},
+                           copies=copy_paths, src_revision=branch, tag=tag)
+        api.delete_branch(repo_id, branch=branch, repo_type=REPO_TYPE)
+        return sha
+    except Exception as exc:
+        _reraise(exc, what, token)
+
+
+def drop_staging(repo_id: str, branch: str, token: Optional[str]) -> None:
+    """Remove the staging branch of a failed or cancelled job (idempotent: a missing branch or repo
+    is fine). A repo that `open_staging` created and whose main still holds nothing is deleted too,
+    as `upload` deletes a repo it created when its commit fails."""
+    from huggingface_hub import errors as E
+
+    api = _api(token)
+    try:
+        try:
+            meta = _read_json(api, repo_id, branch, _STAGING_META, token) or {}
+        except (E.RepositoryNotFoundError, E.RevisionNotFoundError):
+            return
+        with contextlib.suppress(E.RevisionNotFoundError):
+            api.delete_branch(repo_id, branch=branch, repo_type=REPO_TYPE)
+        if meta.get("created_repo"):
+            main = set(api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision="main"))
+            branches = {b.name for b in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).branches}
+            if main <= {".gitattributes"} and branches == {"main"}:
+                api.delete_repo(repo_id, repo_type=REPO_TYPE, missing_ok=True)
+    except Exception as exc:
+        _reraise(exc, f"dataset {repo_id} (dropping staging branch {branch})", token)
+
+
+def _read_json(api, repo_id: str, revision: str, path: str, token: Optional[str]) -> Optional[dict]:
+    """A small JSON file of `revision`, or None when it has none."""
+    from huggingface_hub import errors as E
+    from huggingface_hub import hf_hub_download
+
+    with tempfile.TemporaryDirectory(prefix="roboaug-read-") as tmp:
+        try:
+            local = hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=revision, local_dir=tmp,
+                                    token=_auth(token), endpoint=api.endpoint)
+        except E.RemoteEntryNotFoundError:
+            return None
+        return json.loads(Path(local).read_bytes())
 
 
 def xet_offered(api, repo_id: str, token: Optional[str]) -> bool:

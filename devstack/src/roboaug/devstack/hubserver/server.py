@@ -14,7 +14,9 @@ prefix `datasets/`, `spaces/` or nothing for models):
   POST /api/{t}/{repo}/paths-info/{rev}
   POST /api/{t}/{repo}/preupload/{rev}
   POST /api/{t}/{repo}/commit/{rev}  (NDJSON: header, file, lfsFile, deletedFile, deletedFolder)
-  POST|DELETE /api/{t}/{repo}/branch/{branch}
+  POST|DELETE /api/{t}/{repo}/branch/{branch}   (POST {"startingPoint": rev} or {"emptyBranch": true};
+                                   400 invalid name, 409 existing branch, 404 unknown revision/branch)
+  GET  /api/{t}/{repo}/commits/{rev}   (history, newest first; Link: rel="next")
   GET  /api/{t}/{repo}/xet-{read,write}-token/{rev}   -> 404: Xet is not offered
   POST /{p}{repo}.git/info/lfs/objects/batch          (basic transfer)
   POST /{p}{repo}.git/info/lfs/objects/verify
@@ -33,7 +35,12 @@ the test users' default). A public repo is readable by anyone. A private repo an
 anonymous request and 404 "Repository not found" to a token whose user is not in its namespace,
 exactly what a missing repo answers, so neither learns that it exists. Writing (create, commit,
 branches, tags, delete) needs a write token in the repo's namespace (403 otherwise).
-Revisions are branches, tags or full commit ids (a branch wins over a tag of the same name).
+Revisions are branches, tags or full commit ids (a branch wins over a tag of the same name);
+reads, listings, downloads and commits take any of them (commits: branches only).
+Server-side copies (`CommitOperationCopy`): the client itself reads the source with paths-info
+and sends an LFS file as an `lfsFile` line naming its sha256 (no size, no upload: the store
+refuses one whose object the repo does not hold) and a regular file as its content, downloaded
+from the source revision; so a copy within a repo uploads no LFS bytes, as on the Hub.
 """
 
 from __future__ import annotations
@@ -347,6 +354,8 @@ class LocalHub:
                     return self._commit(request, rtype, repo, rest[1], await request.body())
                 if rest == ["refs"] and method == "GET":
                     return self._refs(request, rtype, repo)
+                if len(rest) == 2 and rest[0] == "commits" and method == "GET":
+                    return self._commits(request, rtype, repo, rest[1])
                 if len(rest) == 2 and rest[0] == "tag" and method in ("POST", "DELETE"):
                     body = await request.body()
                     return self._tag(request, rtype, repo, rest[1], method, json.loads(body) if body else {})
@@ -508,7 +517,7 @@ class LocalHub:
 
     def _commit(self, request: Request, rtype: str, repo: str, rev: str, body: bytes) -> Response:
         self._need_read(request, rtype, repo)
-        self._need_write(request, repo.split("/")[0])
+        user = self._need_write(request, repo.split("/")[0])
         if request.query_params.get("create_pr"):
             raise HubError(400, "pull requests are not supported by the local Hub")
         header, ops = None, []
@@ -534,7 +543,7 @@ class LocalHub:
         if header is None or not header.get("summary"):
             raise HubError(400, "the commit needs a header line with a summary")
         sha = self.store.commit(rtype, repo, rev, ops, header["summary"], header.get("description", ""),
-                                parent=header.get("parentCommit"))
+                                parent=header.get("parentCommit"), author=user["name"])
         return JSONResponse({"success": True, "commitOid": sha, "hookOutput": "", "pullRequestUrl": None,
                              "commitUrl": f"{self.endpoint}/{PREFIX_OF_TYPE[rtype]}{repo}/commit/{sha}"})
 
@@ -544,8 +553,23 @@ class LocalHub:
         if method == "DELETE":
             self.store.delete_branch(rtype, repo, branch)
         else:
-            self.store.create_branch(rtype, repo, branch, body.get("startingPoint"))
+            self.store.create_branch(rtype, repo, branch, body.get("startingPoint"), empty=bool(body.get("emptyBranch")))
         return JSONResponse({})
+
+    def _commits(self, request: Request, rtype: str, repo: str, rev: str) -> Response:
+        """The history of a revision, newest first, paginated like the tree listing (Link: rel="next")."""
+        self._need_read(request, rtype, repo)
+        items = [{"id": c["id"], "title": c["title"], "message": c["message"], "date": c["date"],
+                  "authors": [{"user": c["author"]}] if c.get("author") else []}
+                 for c in self.store.history(rtype, repo, rev)]
+        start = int(request.query_params.get("p", "0") or 0)
+        page = self.tree_page_size
+        headers = {}
+        if (start + 1) * page < len(items):
+            q = {k: v for k, v in request.query_params.items() if k != "p"}
+            q["p"] = str(start + 1)
+            headers["Link"] = f'<{self.endpoint}{request.url.path}?{urlencode(q)}>; rel="next"'
+        return JSONResponse(items[start * page:(start + 1) * page], headers=headers)
 
     def _refs(self, request: Request, rtype: str, repo: str) -> Response:
         self._need_read(request, rtype, repo)

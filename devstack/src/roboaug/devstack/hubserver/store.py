@@ -55,6 +55,16 @@ class StoreError(Exception):
         self.error_code = error_code
 
 
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20~^:?*\[\\\x7f]")
+
+
+def valid_branch_name(name: str) -> bool:
+    """git's ref-name rules (check-ref-format) plus the Hub's: no `refs/` names (pull requests live there)."""
+    return bool(name) and not (
+        name.startswith(("refs/", "/", ".", "-")) or name.endswith(("/", ".", ".lock")) or ".." in name
+        or "//" in name or "@{" in name or name == "@" or _BAD_REF_CHARS.search(name))
+
+
 def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
@@ -140,6 +150,15 @@ class HubStore:
             return revision
         raise StoreError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
 
+    def history(self, repo_type: str, repo_id: str, revision: str) -> list[dict]:
+        """The commits reachable from `revision`, newest first (first parents: there are no merges)."""
+        sha, out = self.resolve(repo_type, repo_id, revision), []
+        while sha:
+            info = self.commit_info(repo_type, repo_id, sha)
+            out.append(info)
+            sha = info["parents"][0] if info["parents"] else None
+        return out
+
     def commit_info(self, repo_type: str, repo_id: str, sha: str) -> dict:
         return json.loads((self.repo_dir(repo_type, repo_id) / "commits" / f"{sha}.json").read_text())
 
@@ -147,11 +166,22 @@ class HubStore:
         sha = self.resolve(repo_type, repo_id, revision)
         return sha, self.commit_info(repo_type, repo_id, sha)["files"]
 
-    def create_branch(self, repo_type: str, repo_id: str, branch: str, starting_point: Optional[str]) -> str:
+    def create_branch(self, repo_type: str, repo_id: str, branch: str, starting_point: Optional[str],
+                      empty: bool = False) -> str:
+        """A new branch at `starting_point` (branch, tag or sha; default main), or `empty`: at a new
+        commit with no parent and no files. An invalid name is a 400, an existing branch a 409, an
+        unknown starting point a RevisionNotFound, as on the Hub."""
+        if not valid_branch_name(branch):
+            raise StoreError(400, f"Invalid reference for a branch: {branch}")
         with self._lock:
             refs = self._refs(repo_type, repo_id)
             if branch in refs["branches"]:
                 raise StoreError(409, f"Reference already exists: refs/heads/{branch}")
+            if empty:
+                if starting_point:
+                    raise StoreError(400, "an empty branch takes no starting point")
+                return self._commit(repo_type, repo_id, branch, [], f"create empty branch {branch}", "",
+                                    create_branch=True)
             sha = self.resolve(repo_type, repo_id, starting_point or "main")
             refs["branches"][branch] = sha
             _atomic_write(self.repo_dir(repo_type, repo_id) / "refs.json", json.dumps(refs).encode())
@@ -160,9 +190,10 @@ class HubStore:
     def delete_branch(self, repo_type: str, repo_id: str, branch: str) -> None:
         with self._lock:
             refs = self._refs(repo_type, repo_id)
-            if branch not in refs["branches"] or branch == "main":
-                raise StoreError(404 if branch != "main" else 403, f"cannot delete branch {branch}",
-                                 "RevisionNotFound" if branch != "main" else None)
+            if branch == "main":
+                raise StoreError(403, "You cannot delete the default branch")
+            if branch not in refs["branches"]:
+                raise StoreError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
             del refs["branches"][branch]
             _atomic_write(self.repo_dir(repo_type, repo_id) / "refs.json", json.dumps(refs).encode())
 
@@ -245,10 +276,11 @@ class HubStore:
 
     # -- commits -----------------------------------------------------------------------------
     def commit(self, repo_type: str, repo_id: str, branch: str, ops: list[Op], title: str, message: str = "",
-               parent: Optional[str] = None) -> str:
-        return self._commit(repo_type, repo_id, branch, ops, title, message, parent=parent)
+               parent: Optional[str] = None, author: Optional[str] = None) -> str:
+        return self._commit(repo_type, repo_id, branch, ops, title, message, parent=parent, author=author)
 
-    def _commit(self, repo_type, repo_id, branch, ops, title, message, parent=None, create_branch=False) -> str:
+    def _commit(self, repo_type, repo_id, branch, ops, title, message, parent=None, create_branch=False,
+                author=None) -> str:
         d = self.repo_dir(repo_type, repo_id)
         with self._lock:
             refs = self._refs(repo_type, repo_id)
@@ -293,7 +325,7 @@ class HubStore:
             for oid, content in new_blobs.items():
                 if not (d / "blobs" / oid).exists():
                     _atomic_write(d / "blobs" / oid, content)
-            record = {"parents": [head] if head else [], "title": title, "message": message,
+            record = {"parents": [head] if head else [], "title": title, "message": message, "author": author,
                       "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "nonce": time.time_ns(),
                       "files": dict(sorted(files.items()))}
             sha = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()
