@@ -191,8 +191,11 @@ def test_the_operator_spells_no_worker_variable():
 
 def test_reserved_names():
     assert RESERVED_ENV == {"ROBOAUG_SPEC_FILE", "ROBOAUG_JOB_ID", "ROBOAUG_CR_NAME", "ROBOAUG_CR_NAMESPACE",
-                            "ROBOAUG_POD_NAME", "ROBOAUG_ATTEMPT", "HF_TOKEN", "ROBOAUG_MAX_FRAMES"}
-    assert {e["name"] for e in rendered(max_frames=10)} - set(LIBRARY_ENV) == RESERVED_ENV
+                            "ROBOAUG_POD_NAME", "ROBOAUG_ATTEMPT", "HF_TOKEN", "ROBOAUG_MAX_FRAMES",
+                            "ROBOAUG_STAGE", "ROBOAUG_SHARDS", "JOB_COMPLETION_INDEX"}
+    sharded = render_env(job_id="j-1", cr_name="aug-x", cr_namespace="ns", hub_token=SecretKeyRef(name="hf", key="t"),
+                         library=LIBRARY_ENV, extra={}, max_frames=10, stage="shard", shards=3)
+    assert {e["name"] for e in sharded} - set(LIBRARY_ENV) == RESERVED_ENV - contract.KUBERNETES_ENV
 
 
 @pytest.mark.parametrize("code", list(ExitCode), ids=lambda c: c.name)
@@ -212,6 +215,9 @@ def test_error_line_parser_ignores_other_lines():
 def test_exit_code_classes():
     assert {c.name for c in ExitCode if c in PERMANENT_EXIT_CODES} == {
         "DATASET_NOT_FOUND", "UNSUPPORTED_FORMAT", "CORRUPT_VIDEO", "NO_CAMERA_FEATURE", "AUTH", "INVALID_SPEC"}
+    # a plan is neither a failure nor retried
+    assert contract.is_shard_plan(ExitCode.SHARD_PLAN) and not contract.is_permanent(ExitCode.SHARD_PLAN)
+    assert not contract.is_shard_plan(0) and not contract.is_shard_plan(None)
     assert contract.is_permanent(10) and not contract.is_permanent(75) and not contract.is_permanent(None)
     assert not contract.is_permanent(137)  # OOM-killed: retried
 

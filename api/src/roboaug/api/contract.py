@@ -15,8 +15,33 @@ last line; the two never import each other, only this module. It holds:
 - the error line `roboaug-worker: error[<code> <name>]: <cause>` (`error_line`) and its parser
   (`find_error_line`);
 - the phase vocabulary (defined with the status model in `roboaug.api.models.status`, re-exported
-  here): `PHASE_ORDER`, the worker's phases and the terminal set.
+  here): `PHASE_ORDER`, the worker's phases and the terminal set;
+- the stages of a sharded job (`STAGE`, `SHARDS`, `COMPLETION_INDEX`, `Stage`) and the plan a
+  one-pod run hands back when the job wants more pods (`ExitCode.SHARD_PLAN`, `ShardPlan`,
+  `plan_line`, `find_shard_plan`).
 
+Sharded jobs. A job's work is a list of units decided from the source's metadata alone (for a
+LeRobot v3.0 source: the output files and the episodes each holds; v2.1: one episode; image
+datasets: one source file); a shard is a contiguous run of units balanced by frames, so which
+shard does what follows from the metadata and the shard count only, and the output's bytes are
+the same for any count. Stages (ROBOAUG_STAGE):
+- `single` (default; today's one-pod Job): plan, run every unit, finalize in the same process.
+  When the spec leaves `shards` unset and the automatic plan wants more than one shard (the
+  source is over the worker's frame threshold), it does no work, writes the plan as its last line
+  (`plan_line`: the termination message, read with `find_shard_plan`) and exits SHARD_PLAN; the
+  operator then creates the Indexed Job with `completions = plan.shards`.
+- `shard`: run the units of shard JOB_COMPLETION_INDEX (set by Kubernetes in Indexed Jobs) out of
+  ROBOAUG_SHARDS and write their files plus the shard's result (`.roboaug/shards/<index>.json`:
+  episode rows, partial statistics with histograms, warnings) to the staging area no reader
+  sees: the hidden folder `<output>/.roboaug-staging-<job_id>/` next to a `file://` output (across
+  nodes it needs ReadWriteMany storage), the branch `roboaug-staging-<job_id>` of a Hub output.
+  A retried shard replaces only its own files.
+- `finalize` (the `<cr>-finalize` Job, after every index succeeded; ROBOAUG_SHARDS set): merge the
+  shards' results (episodes table, tasks, info.json totals, exact statistics, card, provenance)
+  and publish in one step (file://: rename into place; Hub: one commit on main copying the shard
+  files server-side, tagged), then remove the staging area.
+- `cleanup` (a last worker pod after a failed or cancelled sharded job: the operator holds no Hub
+  token): remove the staging area and exit OK; nothing is published.
 How the attempt number reaches the worker: the operator makes ONE Job per AugmentationJob and the
 job controller replaces failed pods. The controller stamps each pod it creates with
 `batch.kubernetes.io/job-index-failure-count` (failures before this pod, node disruptions not
@@ -27,6 +52,7 @@ annotation through the downward API as ROBOAUG_ATTEMPT.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from enum import IntEnum
@@ -73,14 +99,45 @@ WORKDIR = EnvVar("ROBOAUG_WORKDIR", "scratch folder (default: a temporary folder
 PROCESSES = EnvVar("ROBOAUG_PROCESSES", "episode processes (default: min(2, usable CPUs))", False)
 PIN_WORKERS = EnvVar("ROBOAUG_PIN_WORKERS", "auto | 0 | 1: hold each episode process to one CPU", False)
 SVTAV1_PRESET = EnvVar("ROBOAUG_SVTAV1_PRESET", "AV1 encoder preset 0-13 (default: lerobot's)", False)
+STAGE = EnvVar("ROBOAUG_STAGE", "single (default) | shard | finalize | cleanup: which part of a sharded job "
+               "this pod runs (see the module's 'Sharded jobs')", True)
+SHARDS = EnvVar("ROBOAUG_SHARDS", "the job's shard count, an integer >= 1; required by the shard and finalize "
+                "stages, and in a single stage it fixes the plan (no SHARD_PLAN exit)", True)
+COMPLETION_INDEX = EnvVar("JOB_COMPLETION_INDEX", "the shard this pod runs, 0..ROBOAUG_SHARDS-1: set by Kubernetes "
+                          "in an Indexed Job's pods (never rendered by the operator; read by the shard stage)", True)
 MAX_FRAMES = EnvVar("ROBOAUG_MAX_FRAMES", "the project's limits.max_frames_per_job: most frames the job may write "
                     "(policy.frames_written); unset = no limit", True)
 
 VARIABLES: tuple[EnvVar, ...] = (SPEC_FILE, JOB_ID, CR_NAME, CR_NAMESPACE, POD_NAME, ATTEMPT, HF_TOKEN,
-                                 WORKDIR, PROCESSES, PIN_WORKERS, SVTAV1_PRESET, MAX_FRAMES)
+                                 WORKDIR, PROCESSES, PIN_WORKERS, SVTAV1_PRESET, MAX_FRAMES, STAGE, SHARDS,
+                                 COMPLETION_INDEX)
 """Every variable the worker reads itself."""
 RESERVED_ENV: frozenset[str] = frozenset(v.name for v in VARIABLES if v.reserved)
 """Names extra worker env may not set (the chart's values.schema.json repeats them; a test compares)."""
+KUBERNETES_ENV: frozenset[str] = frozenset({COMPLETION_INDEX.name})
+"""Reserved names that Kubernetes sets, not the operator: `render_env` never writes them."""
+
+
+class Stage:
+    """ROBOAUG_STAGE's values."""
+
+    SINGLE = "single"
+    SHARD = "shard"
+    FINALIZE = "finalize"
+    CLEANUP = "cleanup"
+    ALL = (SINGLE, SHARD, FINALIZE, CLEANUP)
+
+
+STAGING_PREFIX = "roboaug-staging-"
+"""The staging area's name before the job id: the Hub branch `roboaug-staging-<job_id>`, the
+hidden folder `.roboaug-staging-<job_id>` next to a file:// output (`staging_name`)."""
+SHARD_RESULTS_DIR = ".roboaug/shards"
+"""Where each shard's result (`<index>.json`) lies in the staging area; never published."""
+
+
+def staging_name(job_id: str) -> str:
+    """The Hub staging branch of job `job_id` (the file:// folder is this name with a leading dot)."""
+    return f"{STAGING_PREFIX}{job_id}"
 LIBRARY_ENV: dict[str, str] = {
     "HF_HOME": "huggingface_hub's cache, on the scratch volume",
     "TMPDIR": "Python's tempfile, on the writable /tmp volume (the root filesystem is read-only)",
@@ -118,11 +175,15 @@ def _field(var: EnvVar, path: str) -> dict:
 
 def render_env(*, job_id: str, cr_name: str, cr_namespace: str,
                hub_token: Optional[SecretKeyRef], library: Mapping[str, str],
-               extra: Mapping[str, str], max_frames: Optional[int] = None) -> list[dict]:
+               extra: Mapping[str, str], max_frames: Optional[int] = None,
+               stage: str = Stage.SINGLE, shards: Optional[int] = None) -> list[dict]:
     """The worker container's `env`: what `WorkerEnv.parse` reads back, then the libraries'
     variables (`library`, names from LIBRARY_ENV), then `extra` sorted by name.
 
-    `max_frames`: the job's project's limits.max_frames_per_job (None: no project or no limit)."""
+    `max_frames`: the job's project's limits.max_frames_per_job (None: no project or no limit).
+    `stage`/`shards`: a sharded job's stage and shard count (the spec's `shards`, or the plan a
+    single stage exited with); a single stage without `shards` renders neither (automatic plan).
+    JOB_COMPLETION_INDEX is Kubernetes' to set in an Indexed Job's pods."""
     unknown = sorted(set(library) - set(LIBRARY_ENV))
     if unknown:
         raise ContractError(f"library env: {', '.join(unknown)} not declared in LIBRARY_ENV")
@@ -139,6 +200,13 @@ def render_env(*, job_id: str, cr_name: str, cr_namespace: str,
     ]
     if max_frames is not None:
         env.append(_value(MAX_FRAMES, str(_max_frames(str(max_frames)))))
+    _stage(stage)
+    if stage != Stage.SINGLE:
+        env.append(_value(STAGE, stage))
+    if shards is not None:
+        env.append(_value(SHARDS, str(_shards(str(shards)))))
+    elif stage in (Stage.SHARD, Stage.FINALIZE):
+        raise ContractError(f"{SHARDS.name} is required by stage {stage!r}")
     env += [{"name": k, "value": v} for k, v in library.items()]
     if hub_token is not None:
         env.append({"name": HF_TOKEN.name,
@@ -171,6 +239,11 @@ class WorkerEnv:
     """Raw: a `--processes` flag overrides it, and the worker checks whichever wins."""
     max_frames: Optional[int] = None
     """The project's limits.max_frames_per_job; None = no limit."""
+    stage: str = Stage.SINGLE
+    shards: Optional[int] = None
+    """ROBOAUG_SHARDS; None = unset (a single stage plans automatically)."""
+    shard_index: Optional[int] = None
+    """JOB_COMPLETION_INDEX, read in the shard stage only (0..shards-1)."""
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> "WorkerEnv":
@@ -182,10 +255,23 @@ class WorkerEnv:
         if not raw_attempt.isdigit():
             raise ContractError(f"{ATTEMPT.name} must be an integer >= 0, got {raw_attempt!r}")
         raw_max_frames = get(MAX_FRAMES)
+        stage = _stage((get(STAGE) or Stage.SINGLE).strip())
+        raw_shards = get(SHARDS)
+        shards = None if raw_shards is None else _shards(raw_shards)
+        if shards is None and stage in (Stage.SHARD, Stage.FINALIZE):
+            raise ContractError(f"{SHARDS.name} is required by {STAGE.name}={stage}")
+        shard_index = None
+        if stage == Stage.SHARD:
+            raw_index = (get(COMPLETION_INDEX) or "").strip()
+            if not raw_index.isdigit() or int(raw_index) >= shards:
+                raise ContractError(f"{COMPLETION_INDEX.name} must be an integer 0..{shards - 1} "
+                                    f"({SHARDS.name}={shards}) in {STAGE.name}=shard, got {raw_index!r}")
+            shard_index = int(raw_index)
         return cls(spec_file=get(SPEC_FILE), job_id=get(JOB_ID), cr_name=get(CR_NAME),
                    cr_namespace=get(CR_NAMESPACE), pod_name=get(POD_NAME), attempt=int(raw_attempt),
                    hub_token=get(HF_TOKEN), workdir=get(WORKDIR), processes=get(PROCESSES),
-                   max_frames=None if raw_max_frames is None else _max_frames(raw_max_frames))
+                   max_frames=None if raw_max_frames is None else _max_frames(raw_max_frames),
+                   stage=stage, shards=shards, shard_index=shard_index)
 
 
 def _max_frames(raw: str) -> int:
@@ -193,6 +279,24 @@ def _max_frames(raw: str) -> int:
     value = raw.strip()
     if not value.isdigit() or int(value) < 1:
         raise ContractError(f"{MAX_FRAMES.name} must be an integer >= 1, got {raw!r}")
+    return int(value)
+
+
+MAX_SHARDS = 10_000
+"""The most shards one job may have (the spec's `shards` has the same bound)."""
+
+
+def _stage(raw: str) -> str:
+    if raw not in Stage.ALL:
+        raise ContractError(f"{STAGE.name} must be one of {', '.join(Stage.ALL)}, got {raw!r}")
+    return raw
+
+
+def _shards(raw: str) -> int:
+    """SHARDS's rule, for both directions: an integer 1..MAX_SHARDS."""
+    value = raw.strip()
+    if not value.isdigit() or not 1 <= int(value) <= MAX_SHARDS:
+        raise ContractError(f"{SHARDS.name} must be an integer 1..{MAX_SHARDS}, got {raw!r}")
     return int(value)
 
 
@@ -210,6 +314,8 @@ class ExitCode(IntEnum):
     NETWORK = 75  # EX_TEMPFAIL: connection errors, timeouts, 5xx / 429 from the Hub
     OUT_OF_MEMORY = 76
     INTERNAL = 70  # EX_SOFTWARE: a bug; retried, since the cause is unknown
+    # neither: a plan, not a failure
+    SHARD_PLAN = 20  # a single stage whose automatic plan wants N > 1 shards; its last line is `plan_line`
 
 
 PERMANENT_EXIT_CODES: frozenset[int] = frozenset(
@@ -228,6 +334,13 @@ including being OOM-killed (137), counts against backoffLimit."""
 
 def is_permanent(code: Optional[int]) -> bool:
     return code is not None and code in PERMANENT_EXIT_CODES
+
+
+def is_shard_plan(code: Optional[int]) -> bool:
+    """SHARD_PLAN: the Job must end at once without retrying (podFailurePolicy FailJob, like a
+    permanent code) but the AugmentationJob has not failed: the operator reads the plan from the
+    termination message (`find_shard_plan`) and runs the Indexed Job with that shard count."""
+    return code is not None and code == ExitCode.SHARD_PLAN
 
 
 # -- the error line ---------------------------------------------------------------------------
@@ -265,6 +378,56 @@ def find_error_line(line: str) -> Optional[ErrorLine]:
     return ErrorLine(int(m.group("code")), m.group("name"), m.group("cause"))
 
 
+# -- the plan line ----------------------------------------------------------------------------
+PLAN_LINE_PREFIX = "roboaug-worker: plan"
+PLAN_FIELD = "plan"
+"""The field of the plan line (a JSON log line) holding `ShardPlan.as_dict()`."""
+_PLAN_LINE = re.compile(re.escape(PLAN_LINE_PREFIX) + r" (?P<body>\{.*\})")
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """What a single stage exiting SHARD_PLAN tells the operator: `shards` to run (>= 2), out of
+    `units` units of work holding `frames` output frames."""
+
+    shards: int
+    units: int
+    frames: int
+
+    def as_dict(self) -> dict:
+        return {"shards": self.shards, "units": self.units, "frames": self.frames}
+
+
+def plan_line(plan: ShardPlan) -> tuple[str, dict]:
+    """(msg, fields) of the worker's last line when it exits SHARD_PLAN: written as a JSON log
+    line (`roboaug.api.joblogs.render(level, msg, **fields)`), the plan in both the msg and the
+    `plan` field, so the container's termination message (FallbackToLogsOnError) carries it."""
+    body = plan.as_dict()
+    return f"{PLAN_LINE_PREFIX} {json.dumps(body, sort_keys=True)}", {PLAN_FIELD: body}
+
+
+def find_shard_plan(message: Optional[str]) -> Optional[ShardPlan]:
+    """The last plan line within `message` (a termination message or log tail), or None."""
+    for line in reversed((message or "").splitlines()):
+        obj = joblogs.parse(line)
+        body = obj.get(PLAN_FIELD) if obj is not None else None
+        if not isinstance(body, dict):
+            m = _PLAN_LINE.search(obj["msg"] if obj is not None else line)
+            if m is None:
+                continue
+            try:
+                body = json.loads(m.group("body"))
+            except ValueError:
+                continue
+        try:
+            values = [body[k] for k in ("shards", "units", "frames")]
+        except (KeyError, TypeError):
+            continue
+        if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values) and values[0] >= 1:
+            return ShardPlan(*values)
+    return None
+
+
 __all__ = [
     "ATTEMPT", "CR_NAME", "CR_NAMESPACE", "ERROR_LINE_PREFIX", "HF_TOKEN", "JOB_ID",
     "JOB_INDEX_FAILURE_COUNT", "LIBRARY_ENV", "MAX_FRAMES", "PERMANENT_EXIT_CODES", "PHASE_ORDER", "PIN_WORKERS", "POD_NAME",
@@ -272,4 +435,7 @@ __all__ = [
     "TERMINAL_STATUSES", "VARIABLES", "WORKDIR", "WORKER_PHASES", "ContractError", "EnvVar", "ErrorLine",
     "ExitCode", "JobStatus", "PhaseName", "WorkerEnv", "error_line", "find_error_line", "is_permanent",
     "job_attempt_fields", "render_env", "spec_volume",
+    "COMPLETION_INDEX", "KUBERNETES_ENV", "MAX_SHARDS", "PLAN_FIELD", "PLAN_LINE_PREFIX", "SHARDS",
+    "SHARD_RESULTS_DIR", "STAGE", "STAGING_PREFIX", "ShardPlan", "Stage", "find_shard_plan", "is_shard_plan",
+    "plan_line", "staging_name",
 ]
