@@ -324,21 +324,29 @@ def create_finished(custom, ns: str, n: int) -> None:
 
 
 def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
-                 sources: dict[str, str | None], settle_s: float = 10.0, trace: int = 0) -> dict:
+                 sources: dict[str, str | None], settle_s: float = 10.0, trace: int = 0,
+                 namespace: str | None = None, look_s: float = 1800) -> dict:
     """Memory with N finished jobs present: for each operator checkout in `sources` (label ->
     directory whose api/src and operator/src go first on PYTHONPATH; None: this one), start the
     operator, wait until it has looked at every job (its API request counter, one project read
     per finished job, Lease renewals aside, stops growing) and read its VmRSS and VmHWM.
     With `trace` > 0 the operator runs under tracemalloc (that many frames) and the run's
-    figures include its top allocation sites once it has looked at every job."""
+    figures include its top allocation sites once it has looked at every job.
+    `namespace`: one that already holds the N finished jobs (an earlier run's, kept), used as
+    it is and kept; else a fresh one is filled and deleted afterwards."""
     from kubernetes import client
 
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    ns = f"bench-mem-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": ns}})
+    ns, keep = namespace or f"bench-mem-{uuid.uuid4().hex[:6]}", namespace is not None
     t0 = time.monotonic()
-    create_finished(custom, ns, n)
-    out: dict = {"n_finished": n, "create_s": round(time.monotonic() - t0, 1), "runs": {}}
+    if keep:
+        have = len(custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"])
+        if have < n:
+            raise SystemExit(f"namespace {ns} holds {have} AugmentationJobs, not {n}")
+    else:
+        core.create_namespace({"metadata": {"name": ns}})
+        create_finished(custom, ns, n)
+    out: dict = {"n_finished": n, "namespace": ns, "create_s": round(time.monotonic() - t0, 1), "runs": {}}
     try:
         for label, src in sources.items():
             metrics_port = free_port()
@@ -365,8 +373,8 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
             url = f"http://127.0.0.1:{metrics_port}/metrics"
             try:
                 t0 = time.monotonic()
-                last, stable_since = -1.0, time.monotonic()
-                while time.monotonic() - t0 < 600:
+                last, stable_since, first = -1.0, time.monotonic(), None
+                while time.monotonic() - t0 < look_s:
                     if proc.poll() is not None:
                         raise RuntimeError(f"operator exited; see {workdir / f'operator-{label}.log'}")
                     try:  # the Lease's renewals go on for ever: not counted
@@ -374,14 +382,20 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
                             scrape(url, "roboaug_api_requests_total", 'resource="leases"')
                     except OSError:
                         count = -1.0
+                    if count > 0 and first is None:
+                        first = time.monotonic() - t0
                     if count != last:
                         last, stable_since = count, time.monotonic()
                     elif count >= n and time.monotonic() - stable_since >= settle_s:
                         break
                     time.sleep(0.5)
                 mem = proc_memory_mb(proc.pid)
+                # first_request_s: kopf hands no event to a handler before every object of the
+                # initial listings is indexed; the operator's first request comes after that.
                 out["runs"][label] = {**mem, "operator_requests": last,
-                                      "seen_all_s": round(time.monotonic() - t0 - settle_s, 1)}
+                                      "first_request_s": round(first, 1) if first is not None else None,
+                                      "seen_all_s": round(time.monotonic() - t0 - settle_s, 1),
+                                      "looked_at_all": last >= n}
                 if trace:
                     os.kill(proc.pid, signal.SIGUSR1)
                     deadline = time.monotonic() + 120
@@ -395,7 +409,8 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
                 stop_operator(proc, log)
     finally:
         try:
-            core.delete_namespace(ns)
+            if not keep:
+                core.delete_namespace(ns)
         except Exception:
             pass
     return out
@@ -569,6 +584,10 @@ def main(argv=None) -> int:
     ap.add_argument("--compare-src", type=Path, metavar="DIR",
                     help="with --finished: also measure the operator of another checkout (e.g. a "
                          "`git worktree` of the previous commit), side by side")
+    ap.add_argument("--namespace", help="with --finished and --kubeconfig: a namespace that already "
+                    "holds the N finished jobs (kept afterwards); default: a fresh one, filled and deleted")
+    ap.add_argument("--look-s", type=float, default=1800,
+                    help="with --finished: longest wait for the operator to look at every job (s)")
     ap.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                     help="with --finished: run the operator under tracemalloc and print its top "
                          "allocation sites (its RSS figures then include tracemalloc's own cost)")
@@ -605,7 +624,8 @@ def main(argv=None) -> int:
                 if args.compare_src:
                     sources = {"other": str(args.compare_src), **sources}
                 result = run_finished(api, Path(kubeconfig), args.finished, workdir, env, sources,
-                                      trace=args.tracemalloc)
+                                      trace=args.tracemalloc, namespace=args.namespace,
+                                      look_s=args.look_s)
             else:
                 result = run_bench(api, Path(kubeconfig), n, args.timeout, workdir, env, args.profile)
     finally:
@@ -616,7 +636,8 @@ def main(argv=None) -> int:
               f"(created in {result['create_s']} s); target VmHWM < 300 MB")
         for label, run in result["runs"].items():
             print(f"  {label:6s} VmRSS {run.get('VmRSS')} MB  VmHWM {run.get('VmHWM')} MB  "
-                  f"(API requests {run['operator_requests']:.0f}, all looked at in {run['seen_all_s']} s)")
+                  f"(API requests {run['operator_requests']:.0f}, first after {run['first_request_s']} s, "
+                  f"all looked at in {run['seen_all_s']} s{'' if run['looked_at_all'] else ': NOT ALL'})")
             for line in run.pop("top_allocations", ()):
                 print(f"    {line}")
         print(json.dumps(result))
