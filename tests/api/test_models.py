@@ -56,7 +56,8 @@ DEFAULTS = {
     "cosmos_control_type": "edge", "cosmos_control_weight": 1, "cosmos_guidance": 3, "cosmos_num_steps": 4,
     "cosmos_seed": 42, "cosmos_model_variant": "edge/distilled", "cosmos_disable_guardrails": False,
     "cosmos_camera_name": None, "augment_seed": 42, "output_dataset_id": None, "pending_timeout_seconds": None,
-    "output_visibility": "private", "notify_url": None,
+    "output_visibility": "private", "notify_url": None, "on_bad_sample": "fail", "shards": None,
+    "max_parallelism": None,
 }
 
 
@@ -65,6 +66,16 @@ def test_every_default():
     assert set(dumped) == {"project_id", "dataset_id", *DEFAULTS}
     for field, value in DEFAULTS.items():
         assert dumped[field] == value, field
+
+
+@pytest.mark.parametrize("field, bad, rule", [
+    ("shards", 0, "greater than or equal to 1"), ("shards", 10001, "less than or equal to 10000"),
+    ("max_parallelism", 0, "greater than or equal to 1"), ("max_parallelism", 1001, "less than or equal to 1000"),
+])
+def test_sharding_fields_are_bounded(field, bad, rule):
+    loc, msg = error_of(**{field: bad})
+    assert loc == (field,) and rule in msg
+    assert getattr(make(**{field: 1}), field) == 1
 
 
 def test_seed_000_body_is_accepted_as_it_stands():

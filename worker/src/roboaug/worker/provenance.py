@@ -29,6 +29,7 @@ TILE_HEIGHT = 120
 _OUTPUT_FIELDS_EXCLUDED = {
     "project_id", "name", "job_id", "cancel_requested", "hub_token_secret", "pending_timeout_seconds",
     "output_dataset_id", "dataset_id", "output_visibility", "notify_url", "notify_secret",
+    "shards", "max_parallelism",  # how the work is split never changes its bytes
 }
 
 

@@ -236,6 +236,10 @@ only bounded: at most one key per transform, MAX_COPIES_KEY_CHARS characters eac
 # character); tests/api/test_spec_bounds.py builds that spec and measures it. The prompts are
 # most of it: MAX_PROMPTS x MAX_PROMPT_CHARS.
 MAX_SPEC_JSON_BYTES = 64 * 1024
+MAX_SHARDS = 10000
+"""Most shards (pods of one Indexed Job) a job may be split into."""
+MAX_PARALLELISM = 1000
+"""Most shards of one job running at once, whatever the pool allows."""
 MAX_PROMPTS = 16
 MAX_PROMPT_CHARS = 2000
 
@@ -397,6 +401,18 @@ class AugmentationJobCreateRequest(BaseModel):
             "it unchanged (inplace mode), lists it under `skipped` in meta/augmentation.json and reports it "
             "as a warning in the job's events and status."
         ),
+    )
+    shards: Optional[int] = Field(
+        None, ge=1, le=MAX_SHARDS,
+        description=(f"Split the job into this many shards (1..{MAX_SHARDS}), each a pod of one Indexed Job "
+                     "(a shard is a set of whole output files, so the output is byte-identical for any count), "
+                     "merged by a finalize pod into one commit. Unset: chosen from the source's size (episodes "
+                     "and frames); small datasets stay one pod."),
+    )
+    max_parallelism: Optional[int] = Field(
+        None, ge=1, le=MAX_PARALLELISM,
+        description=(f"Most shards running at once (1..{MAX_PARALLELISM}); the pool's bound also applies. "
+                     "Unset: the pool's bound."),
     )
     pending_timeout_seconds: Optional[int] = Field(
         None, ge=30, le=7 * 24 * 3600,
