@@ -315,24 +315,30 @@ def open_staging(repo_id: str, job_id: str, token: Optional[str], *, private: bo
 
     The repo is created when missing (`private`: its visibility) and refused (INVALID_SPEC) when
     it holds a dataset roboaug did not make, before any shard works. The branch starts at main's
-    head, so it carries main's `.gitattributes` (which decides what goes through LFS). A branch
+    head with every file but `.gitattributes` (which decides what goes through LFS) deleted, so
+    it holds only what the shards stage; LFS objects main already references are not uploaded
+    again (the Hub's LFS store is per repo). A branch
     that already exists (a retried pod) is kept as it is. Whether this call created the repo is
     recorded on the branch, so that `drop_staging` can remove a repo left empty.
     """
-    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     branch = staging_branch(job_id)
     api = _api(token)
     try:
         created = _ensure_repo(api, repo_id, private)
         head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision="main").sha
+        remote = api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head)
         if not created:
-            _check_ours(api, repo_id, head, api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head), token)
+            _check_ours(api, repo_id, head, remote, token)
         branches = {b.name for b in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).branches}
         if branch not in branches:
             api.create_branch(repo_id, branch=branch, revision=head, repo_type=REPO_TYPE, exist_ok=True)
             meta = json.dumps({"job_id": job_id, "created_repo": created}, sort_keys=True).encode()
-            api.create_commit(repo_id, operations=[CommitOperationAdd(_STAGING_META, meta)],
+            # the branch keeps only main's .gitattributes: what it holds is what the shards staged
+            ops = [CommitOperationAdd(_STAGING_META, meta)]
+            ops += [CommitOperationDelete(p) for p in sorted(remote) if p != ".gitattributes"]
+            api.create_commit(repo_id, operations=ops,
                               commit_message=f"roboaug: open staging for job {job_id}", repo_type=REPO_TYPE,
                               revision=branch)
     except Exception as exc:
