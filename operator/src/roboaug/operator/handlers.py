@@ -2,9 +2,9 @@
 
 - AugmentationJobs: indexed by (namespace, name) as small records (`observe.CrView`: the body
   while the job runs, packed once it has finished); every event pokes that job. The index
-  function leaves kopf's copy of the object with its metadata only (`observe.release_body`),
-  and initial listings come in pages (`watching.chunk_size`): with thousands of jobs kopf
-  otherwise holds every whole body of the listing at once (issue 14 item 8). Jobs and Pods
+  function leaves kopf's copy of the object with its metadata only (`observe.release_body`):
+  with thousands of jobs kopf otherwise holds every whole body of its initial listing until
+  the last one is indexed (issue 14 item 8). Jobs and Pods
   keep their bodies: there are as many as running jobs, and `pod_event` reads the pod's
   status (the log archive).
 - batch/v1 Jobs and Pods labelled `app.kubernetes.io/managed-by=roboaug-operator` (filtered by
@@ -33,7 +33,6 @@ from .jobs import LABEL_MANAGED_BY, MANAGED_BY
 from .observe import cr_name_of, release_body, summarize_cr, summarize_job, summarize_pod
 
 _OURS = {LABEL_MANAGED_BY: MANAGED_BY}
-LIST_PAGE = 200  # objects per page of kopf's initial listings
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -77,9 +76,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True        # one active replica through our Lease (see leader)
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = NoDiffBase()
-    # Pages of the initial listing (the same consistent snapshot): one response of 5,000 jobs
-    # was ~40 MB of JSON parsed at once before any of it could be indexed and released.
-    settings.watching.chunk_size = LIST_PAGE
+    # One LIST, never pages: kopf fetches the next page only once the event loop is free, and
+    # with thousands of objects parked in its workers that took minutes per page; the
+    # apiserver's continue token expired (410 after ~5 min) and kopf stopped the operator
+    # (measured with 5,000 finished jobs, page size 200).
+    settings.watching.chunk_size = None
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     if _controller is not None:
