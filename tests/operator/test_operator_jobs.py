@@ -52,7 +52,8 @@ def test_owner_labels_and_policy():
     assert spec["backoffLimitPerIndex"] == spec["backoffLimit"]
     rules = spec["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "FailJob"
-    assert set(rules[0]["onExitCodes"]["values"]) == {int(c) for c in PERMANENT_EXIT_CODES}
+    # permanent codes, and a one-pod run's shard plan (not retried: the operator runs the plan)
+    assert set(rules[0]["onExitCodes"]["values"]) == {int(c) for c in PERMANENT_EXIT_CODES} | {20}
     assert rules[0]["onExitCodes"]["containerName"] == "worker"
     assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 

@@ -153,6 +153,9 @@ pools:
     {{- with $pool.activeDeadlineSeconds }}
     active_deadline_seconds: {{ int . }}
     {{- end }}
+    {{- with $pool.maxParallelism }}
+    max_parallelism: {{ int . }}
+    {{- end }}
 {{- end }}
 routing: {{ toJson .Values.routing }}
 image_pull_secrets: [{{ range $i, $s := .Values.imagePullSecrets }}{{ if $i }}, {{ end }}{{ $s.name | quote }}{{ end }}]

@@ -77,6 +77,10 @@ class Pool(_Strict):
         None, ge=1,
         description="Hard time limit of this pool's worker Jobs (the whole Job: pending time and every "
                     "attempt), so retries end; unset = the top-level active_deadline_seconds.")
+    max_parallelism: int = Field(
+        16, ge=1, le=1000,
+        description="Most shard pods of one sharded job running at once on this pool (the Indexed Job's "
+                    "parallelism is the least of this, the job's max_parallelism and its shard count).")
 
     @property
     def gpus(self) -> int:
@@ -171,6 +175,10 @@ class OperatorConfig(_Strict):
         description="Evictions (node pressure) and other node disruptions of a job's worker pod that are "
                     "restarted without costing a retry; one more fails the job.")
     pending_timeout_seconds: int = Field(600, ge=1)
+    shard_progress_writes_per_second: float = Field(
+        1.0, gt=0, le=100,
+        description="Most status writes per second per sharded job carrying only its shards' summed progress, "
+                    "whatever the shard count (phase moves, shard completions and the end go at once).")
     ttl_seconds_after_finished: Optional[int] = Field(86400, ge=0)
     active_deadline_seconds: Optional[int] = Field(
         None, ge=1, description="Job deadline of the pools that set none (pools.<name>.active_deadline_seconds).")

@@ -18,16 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional
 
 from roboaug.api.contract import TERMINAL_STATUSES
 from roboaug.api.models.unbound import UnboundAction
 
-from . import metrics
+from . import metrics, shards
 from .config import OperatorConfig
-from .jobs import job_name
+from .jobs import CLEANUP_SUFFIX, FINALIZE_SUFFIX, cleanup_name, finalize_name, job_name
 from .kube import ApiError, Kube
 from .observe import CrView, JobView, PodView, cr_project, owned_pods, summarize_cr, summarize_job
 from .phases import check, parse_ts
@@ -46,6 +46,9 @@ class _KeyState:
     timer: Optional[asyncio.TimerHandle] = None
     failures: int = 0
     inputs: Any = None        # what the last successful pass decided on (see `reconcile`)
+    # a sharded job's: the last progress report of each shard, and its status write budget
+    shard_reports: dict = field(default_factory=dict)
+    budget: Any = None
 
 
 def _one(store: Any) -> Any:
@@ -209,10 +212,48 @@ class Controller:
             self._created.pop(key, None)
         return chosen
 
+    def _named_job(self, key: Key, cr: CrView, name: str) -> Optional[JobView]:
+        """A sharded job's other Job (`<cr>-finalize`, `<cr>-cleanup`), if ours."""
+        seen = next((j for j in (self.jobs.get(key) or ()) if j.name == name), None) \
+            if self.jobs is not None else None
+        return seen if seen is not None and seen.owner_uid == cr.uid else None
+
     def _pods(self, key: Key, job: Optional[JobView]) -> list[PodView]:
         if job is None or self.pods is None:
             return []
         return owned_pods(job, self.pods.get(key) or ())
+
+    # -- sharded jobs (shard_steps.py) ----------------------------------------------------------
+    def _budget(self, key: Key) -> shards.WriteBudget:
+        st = self._keys.setdefault(key, _KeyState())
+        if st.budget is None:
+            st.budget = shards.WriteBudget(self.config.shard_progress_writes_per_second)
+        return st.budget
+
+    def _shard_inputs(self, key: Key, obs: Observed, finalize: Optional[JobView], cleanup: Optional[JobView],
+                      finalize_pods: list[PodView]) -> None:
+        """What the sharded steps read beyond one Job: the finalize and cleanup Jobs, the last
+        report of each shard (each shard pod overwrites status.progress; kept here, per job, as
+        it is seen) and whether the shards' summed progress may be written now."""
+        obs.finalize, obs.cleanup, obs.finalize_pods = finalize, cleanup, finalize_pods
+        if not (obs.cr.get("status") or {}).get("shards"):
+            return
+        st = self._keys.setdefault(key, _KeyState())
+        shards.remember(st.shard_reports, (obs.cr.get("status") or {}).get("progress"), obs.pods)
+        obs.shard_reports = st.shard_reports
+        now = obs.now.timestamp()
+        obs.progress_due, obs.progress_wait = self._budget(key).due(now), self._budget(key).wait(now)
+
+    @staticmethod
+    def _sharded_job_made(obs: Observed, made: JobView) -> bool:
+        """A Job created (or found) for a sharded job's later stage goes into its own slot."""
+        if made.name.endswith(FINALIZE_SUFFIX) and made.stage == "finalize":
+            obs.finalize = made
+            return True
+        if made.name.endswith(CLEANUP_SUFFIX) and made.stage == "cleanup":
+            obs.cleanup = made
+            return True
+        return False
 
     async def _node_labels(self, pods: Iterable[PodView]) -> dict[str, dict]:
         out = {}
@@ -288,7 +329,11 @@ class Controller:
         job = self._job(key, view)
         pods = self._pods(key, job)
         st = self._keys.setdefault(key, _KeyState())
-        inputs = (view.uid, view.resource_version, job, sorted(pods, key=lambda p: p.uid))
+        finalize, cleanup = (self._named_job(key, view, finalize_name(name)),
+                             self._named_job(key, view, cleanup_name(name)))
+        finalize_pods = self._pods(key, finalize)
+        inputs = (view.uid, view.resource_version, job, sorted(pods, key=lambda p: p.uid),
+                  finalize, cleanup, sorted(finalize_pods, key=lambda p: p.uid))
         if not force and st.inputs == inputs:
             return
         st.inputs = None  # set again only once this pass has applied its plan
@@ -302,6 +347,7 @@ class Controller:
         if view.finished:  # owes a webhook? (webhooks.py; nothing unless its status says so)
             self.webhooks.notice(key, cr)
         obs = Observed(cr=cr, job=job, pods=pods, node_labels=node_labels, now=self.clock())
+        self._shard_inputs(key, obs, finalize, cleanup, finalize_pods)
         obs.project, obs.project_default, obs.project_error = project
         if obs.job is None and ((((obs.project or {}).get("spec") or {}).get("limits") or {})
                                 .get("max_running_jobs")):
@@ -346,14 +392,18 @@ class Controller:
                     self._creating -= 1
                     if not self._creating:
                         self._creates_idle.set()
-                obs.job = self._created[key] = summarize_job(created)
+                made = summarize_job(created)
+                if not self._sharded_job_made(obs, made):
+                    obs.job = self._created[key] = made
                 started = parse_ts(cr["metadata"].get("creationTimestamp"))
                 if started:
                     metrics.JOB_CREATE_LATENCY.observe(max(0.0, (self.clock() - started).total_seconds()))
                 log.info("created Job %s", obs.job.name, extra=_obj(cr))
             except ApiError as e:
                 if e.status == 409:  # already there: ours from before a restart, or a clash
-                    obs.job = summarize_job(await self._call(self.kube.get_job, ns, plan.create_job["metadata"]["name"]))
+                    made = summarize_job(await self._call(self.kube.get_job, ns, plan.create_job["metadata"]["name"]))
+                    if not self._sharded_job_made(obs, made):
+                        obs.job = made
                     log.info("adopted existing Job %s", obs.job.name, extra=_obj(cr))
                 elif 400 <= e.status < 500 and e.status != 429:
                     obs.create_error = e.message
@@ -391,9 +441,9 @@ class Controller:
             return
         if not plan.finished:
             await self._yield_to_creates()
-        if plan.delete_job:
-            await self._call(self.kube.delete_job, ns, plan.delete_job)
-            log.info("deleted Job %s (foreground)", plan.delete_job, extra=_obj(cr))
+        for doomed in ([plan.delete_job] if plan.delete_job else []) + plan.delete_also:
+            await self._call(self.kube.delete_job, ns, doomed)
+            log.info("deleted Job %s (foreground)", doomed, extra=_obj(cr))
         rv = cr["metadata"].get("resourceVersion")
         if plan.labels:
             patched = await self._call(self.kube.patch_cr_labels, ns, name, plan.labels)
@@ -413,6 +463,8 @@ class Controller:
                 raise
             self._written[key] = summarize_cr(written)
             cr = written
+            if "shards" in plan.status:  # the shards' progress: within the job's write budget
+                self._budget(key).spent(self.clock().timestamp())
         elif plan.labels:
             self._written[key] = summarize_cr(cr)
         metrics.observe_plan(plan)

@@ -46,6 +46,16 @@ class Observed:
     # created before this one (oldest first, so a burst does not starve its first job).
     project_running: int = 0
     project_ahead: int = 0
+    # A sharded job's other Jobs (`<cr>-finalize`, `<cr>-cleanup`) and the finalize Job's pods;
+    # the last progress report of each shard (index -> report, kept by the controller: each
+    # shard pod overwrites status.progress); whether a progress-only status write may go now
+    # (shards.WriteBudget) and, if not, in how many seconds.
+    finalize: Optional[JobView] = None
+    finalize_pods: list[PodView] = field(default_factory=list)
+    cleanup: Optional[JobView] = None
+    shard_reports: dict = field(default_factory=dict)
+    progress_due: bool = True
+    progress_wait: float = 0.0
 
 
 @dataclass
@@ -55,6 +65,7 @@ class Plan:
     # Objects the Job needs, created (or adopted when ours) before it: its worker's identity.
     create_first: list[dict] = field(default_factory=list)
     delete_job: Optional[str] = None                    # foreground deletion
+    delete_also: list[str] = field(default_factory=list)  # more Jobs to delete (a sharded job's finalize)
     delete_cr: bool = False                             # the finished job's TTL ran out
     labels: dict = field(default_factory=dict)          # CR labels to add
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
@@ -69,7 +80,7 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not (self.status or self.create_job or self.delete_job or self.delete_cr or self.labels
-                    or self.events)
+                    or self.events or self.delete_also)
 
 
 def operator_status(status: Optional[dict]) -> dict:

@@ -11,7 +11,15 @@ import hashlib
 import json
 from typing import Any, Optional
 
-from roboaug.api.contract import SPEC_KEY, PERMANENT_EXIT_CODES, job_attempt_fields, render_env, spec_volume
+from roboaug.api.contract import (
+    PERMANENT_EXIT_CODES,
+    SPEC_KEY,
+    ExitCode,
+    Stage,
+    job_attempt_fields,
+    render_env,
+    spec_volume,
+)
 from roboaug.api.models import (
     GROUP,
     KIND,
@@ -37,22 +45,39 @@ SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 SCRATCH_PATH = "/scratch"
 # A Job's name becomes its pods' `job-name` label value (63 characters at most), and an Indexed
 # Job's pods are named by host name `<job-name>-0` (a DNS label: 63 again).
+# An Indexed Job's pods are named `<job-name>-<index>-<5 random>`, so 10,000 shards need five
+# digits more: 61 characters leaves the pod names (and host names `<job-name>-<index>`) legal.
 _NAME_LIMIT = 61
 _SUFFIX = "-worker"
+FINALIZE_SUFFIX = "-finalize"
+CLEANUP_SUFFIX = "-cleanup"
+LABEL_STAGE = f"{GROUP}/stage"
+"""The worker stage a Job runs (contract.Stage): single, shard, finalize or cleanup."""
 
 
-def job_name(cr_name: str) -> str:
-    """`<cr-name>-worker`, or a truncated name plus a hash of the full one when that is too long.
+def job_name(cr_name: str, suffix: str = _SUFFIX) -> str:
+    """`<cr-name>-worker` (or another `suffix`: `-finalize`, `-cleanup`), or a truncated name
+    plus a hash of the full one when that is too long.
 
     Deterministic (restart safety) and at most 61 characters (the job controller copies it into
     a label value and, with `-0`, into the pods' host name).
     """
-    name = f"{cr_name}{_SUFFIX}"
+    name = f"{cr_name}{suffix}"
     if len(name) <= _NAME_LIMIT:
         return name
     digest = hashlib.sha256(cr_name.encode()).hexdigest()[:8]
-    keep = _NAME_LIMIT - len(_SUFFIX) - len(digest) - 1
-    return f"{cr_name[:keep].rstrip('-.')}-{digest}{_SUFFIX}"
+    keep = _NAME_LIMIT - len(suffix) - len(digest) - 1
+    return f"{cr_name[:keep].rstrip('-.')}-{digest}{suffix}"
+
+
+def finalize_name(cr_name: str) -> str:
+    """The Job that merges a sharded job's shards and publishes them (`<cr-name>-finalize`)."""
+    return job_name(cr_name, FINALIZE_SUFFIX)
+
+
+def cleanup_name(cr_name: str) -> str:
+    """The Job that drops a failed or cancelled sharded job's staging area (`<cr-name>-cleanup`)."""
+    return job_name(cr_name, CLEANUP_SUFFIX)
 
 
 def output_dataset_id(spec: AugmentationJobSpec, job_id: str) -> str:
@@ -101,30 +126,57 @@ def spec_config_map(cr: dict, spec: AugmentationJobSpec, job_id: str) -> dict:
     }
 
 
-def pod_failure_policy() -> dict:
-    """Permanent worker failures fail the Job at once; node disruptions cost no retry."""
+def pod_failure_policy(stage: str = Stage.SINGLE) -> dict:
+    """Permanent worker failures fail the Job at once; node disruptions cost no retry.
+
+    A single stage's SHARD_PLAN exit ends its Job at once too (the plan is not a failure, but
+    running it again would only plan again). In an Indexed Job of shards a permanent code fails
+    that index (FailIndex; with maxFailedIndexes 0 the job controller then stops the others):
+    each index keeps its own retries (backoffLimitPerIndex) for every other code."""
+    codes = set(int(c) for c in PERMANENT_EXIT_CODES)
+    if stage == Stage.SINGLE:
+        codes.add(int(ExitCode.SHARD_PLAN))
     return {
         "rules": [
-            {"action": "FailJob",
-             "onExitCodes": {"containerName": CONTAINER, "operator": "In",
-                             "values": sorted(int(c) for c in PERMANENT_EXIT_CODES)}},
+            {"action": "FailIndex" if stage == Stage.SHARD else "FailJob",
+             "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": sorted(codes)}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]
     }
 
 
+def parallelism(shards: int, spec: AugmentationJobSpec, choice: PoolChoice) -> int:
+    """Shard pods running at once: the least of the shard count, the job's max_parallelism and
+    the pool's bound."""
+    return max(1, min(shards, spec.max_parallelism or shards, choice.pool.max_parallelism))
+
+
+def stage_fields(stage: str, shards: Optional[int], spec: AugmentationJobSpec, choice: PoolChoice,
+                 backoff_limit: int) -> dict:
+    """The Job spec fields that make it run `stage`: every Job is Indexed (so each pod learns its
+    attempt, `job_attempt_fields`); the shard stage's has one index per shard, each with its own
+    retries, and fails as soon as one index has failed for good (maxFailedIndexes 0)."""
+    if stage != Stage.SHARD:
+        return {"backoffLimit": backoff_limit, **job_attempt_fields(backoff_limit)}
+    return {"completionMode": "Indexed", "completions": shards,
+            "parallelism": parallelism(shards, spec, choice),
+            "backoffLimitPerIndex": backoff_limit, "maxFailedIndexes": 0}
+
+
 def _env(cr: dict, job_id: str, config: OperatorConfig,
-         token: Optional[SecretKeyRef], max_frames: Optional[int]) -> list[dict]:
+         token: Optional[SecretKeyRef], max_frames: Optional[int],
+         stage: str = Stage.SINGLE, shards: Optional[int] = None) -> list[dict]:
     meta = cr["metadata"]
     return render_env(job_id=job_id, cr_name=meta["name"],
                       cr_namespace=meta["namespace"], hub_token=token,
                       library={"HF_HOME": f"{SCRATCH_PATH}/hf", "TMPDIR": "/tmp"}, extra=config.worker_env,
-                      max_frames=max_frames)
+                      max_frames=max_frames, stage=stage, shards=shards)
 
 
 def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
                choice: PoolChoice, project_token: Optional[SecretKeyRef] = None,
-               max_frames: Optional[int] = None) -> dict:
+               max_frames: Optional[int] = None, *, stage: str = Stage.SINGLE,
+               shards: Optional[int] = None) -> dict:
     """The worker Job for CR `cr` (a dict with metadata name/namespace/uid) on pool `choice`.
 
     The Hub token mounted is the project's (`project_token`, its AugmentationProject's
@@ -134,7 +186,12 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     size, so it enforces the limit (ROBOAUG_MAX_FRAMES).
 
     The spec is not in it: the pod mounts it from `spec_config_map(cr, spec, job_id)`, which the
-    operator creates first."""
+    operator creates first.
+
+    `stage` (contract.Stage) and `shards`: a single stage (`shards` None: it plans itself, and
+    may exit SHARD_PLAN) is `<cr>-worker` with one pod, as is the shard stage with one index
+    per shard (`stage_fields`); finalize and cleanup are `<cr>-finalize` / `<cr>-cleanup`, one
+    pod each, same image, identity and Hub token."""
     meta = cr["metadata"]
     pool = choice.pool
     labels = {
@@ -144,6 +201,8 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         LABEL_PROJECT_ID: str(spec.project_id),
         LABEL_POOL: choice.name,
     }
+    if stage != Stage.SINGLE or shards is not None:
+        labels[LABEL_STAGE] = stage
     annotations = {ANNOTATION_CR_NAME: meta["name"]}
     token = project_token or spec.hub_token_secret or config.hub_token_secret
     resources: dict[str, Any] = {}
@@ -163,7 +222,7 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         "image": pool.image,
         "imagePullPolicy": pool.image_pull_policy,
         "command": ["python", "-m", "roboaug.worker"],
-        "env": _env(cr, job_id, config, token, max_frames),
+        "env": _env(cr, job_id, config, token, max_frames, stage, shards),
         "resources": resources,
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_PATH},
                          {"name": "tmp", "mountPath": "/tmp"}, spec_mount],
@@ -198,10 +257,9 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     if config.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in config.image_pull_secrets]
     job_spec: dict[str, Any] = {
-        "backoffLimit": config.backoff_limit,
         # so that each pod learns its attempt number (the worker contract's ROBOAUG_ATTEMPT)
-        **job_attempt_fields(config.backoff_limit),
-        "podFailurePolicy": pod_failure_policy(),
+        **stage_fields(stage, shards, spec, choice, config.backoff_limit),
+        "podFailurePolicy": pod_failure_policy(stage),
         "template": {
             "metadata": {"labels": {**pool.pod_labels, **labels},
                          "annotations": {**pool.pod_annotations, **annotations}},
@@ -217,7 +275,7 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(meta["name"]),
+            "name": {Stage.FINALIZE: finalize_name, Stage.CLEANUP: cleanup_name}.get(stage, job_name)(meta["name"]),
             "namespace": meta["namespace"],
             "labels": labels,
             "annotations": annotations,

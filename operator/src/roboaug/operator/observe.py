@@ -123,6 +123,7 @@ class JobView:
     succeeded: int
     complete: bool
     failed_condition: Optional[dict]  # {"reason", "message"} once the Job is Failed
+    stage: Optional[str] = None  # its worker stage label (jobs.LABEL_STAGE); None: a single stage
 
     @property
     def finished(self) -> bool:
@@ -151,6 +152,8 @@ class PodView:
     waiting_message: Optional[str] = field(default=None)
     # Why it was evicted or disrupted (the DisruptionTarget condition's words, else status.message).
     disruption: Optional[str] = field(default=None)
+    # The shard it runs: an Indexed Job's completion index (None for a pod of no Indexed Job).
+    index: Optional[int] = field(default=None)
 
     @property
     def lost(self) -> bool:
@@ -192,6 +195,7 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
         failed=int(status.get("failed") or 0),
         succeeded=int(status.get("succeeded") or 0),
         complete=bool(complete and complete.get("status") == "True"),
+        stage=(meta.get("labels") or {}).get("roboaug.dev/stage"),
         failed_condition=({"reason": failed.get("reason"), "message": failed.get("message")}
                           if failed and failed.get("status") == "True" else None),
     )
@@ -243,7 +247,13 @@ def summarize_pod(body: Mapping[str, Any]) -> PodView:
         waiting_reason=waiting_reason,
         waiting_message=waiting_message,
         disruption=_disruption_words(disruption, status),
+        index=_index(meta),
     )
+
+
+def _index(meta: Mapping[str, Any]) -> Optional[int]:
+    raw = (meta.get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
 
 
 def _disruption_words(condition: Optional[dict], status: Mapping[str, Any]) -> Optional[str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import steps
+from . import shard_steps, steps
 from .config import OperatorConfig
 from .decision import Decision, Observed, Plan
 
@@ -30,6 +30,7 @@ from .decision import Decision, Observed, Plan
 STEPS: tuple[Callable[[Decision], bool], ...] = (
     steps.label,            # CR labels a kubectl-made CR lacks
     steps.expire,           # a finished job past its project's TTL is deleted
+    shard_steps.cleanup,    # a failed/cancelled sharded job's staging area: the cleanup pod
     steps.settle,           # a finished job stays put (`finish` still stops a running Job)
     steps.accept,           # first sight: the history starts at `queued`
     steps.validate,         # the spec parses, else failed, naming the field
@@ -37,12 +38,16 @@ STEPS: tuple[Callable[[Decision], bool], ...] = (
     steps.route,            # generative refused; the pool of the augmentation type
     steps.project_slot,     # the project's max_running_jobs is full: wait `queued`
     steps.ensure_job,       # create, adopt (-> scheduling) or wait for a Job being deleted
+    shard_steps.replan,     # a one-pod run planned shards: replaced by the Indexed Job
     steps.placement,        # node facts of the pod that runs the work
     steps.disruptions,      # evictions and node disruptions: noted, not attempts; capped
+    shard_steps.shard_failed,  # one shard failed for good: the job fails naming it
     steps.failed,           # the Job failed, or a pod exited with a permanent code
     steps.retries,          # every other failed pod is a retry
     steps.started,          # the pod runs on a node: `downloading`
+    shard_steps.shard_progress,  # the shards' progress, summed, written within a budget
     steps.progress,         # the worker's report moves the phase and adds progress events
+    shard_steps.finalize,   # every shard done: the finalize Job; completed when it is
     steps.completion,       # the Job completed: `completed`
     steps.pending_timeout,  # a pod that does not start in time fails the job
 )
@@ -72,6 +77,7 @@ def finish(d: Decision) -> Plan:
     null), the whole new status, one Event per phase entered, and the final status if this
     decision reached it."""
     h, plan, before = d.h, d.plan, d.before
+    shard_steps.stop_sharded(d)  # before the status diff: it marks the staging area for cleanup
     h.derive(d.meta.get("generation"), d.own_progress, d.now)  # conditions, observedGeneration, columns
     after = h.status
     plan.status = {k: v for k, v in after.items() if before.get(k) != v}

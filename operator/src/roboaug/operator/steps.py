@@ -31,7 +31,8 @@ from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, UnboundAction
 from .decision import Decision, failure_of
 from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
 from .access import worker_access
-from .jobs import output_dataset_id, render_job, spec_config_map
+from . import shard_steps
+from .jobs import output_dataset_id, spec_config_map
 from .observe import JobView, PodView
 from .phases import QUEUED_PHASES, camel, parse_ts
 from .pools import NoPoolError, select_pool
@@ -338,9 +339,8 @@ def ensure_job(d: Decision) -> bool:
         d.plan.create_first += worker_access(d.obs.cr)
         # the spec, as the file the pod mounts (not an env var: one over 128 KiB stops the pod)
         d.plan.create_first.append(spec_config_map(d.obs.cr, d.spec, d.job_id))
-        d.plan.create_job = render_job(d.obs.cr, d.spec, d.job_id, d.config, d.choice,
-                                       d.project.hub_token_secret if d.project else None,
-                                       d.project.limits.max_frames_per_job if d.project else None)
+        # one pod, or a sharded job's Indexed Job (shard_steps: the spec's shards, or the plan)
+        d.plan.create_job = shard_steps.worker_job(d)
         return True
     if not d.ours:
         if job.deleting:  # the Job of an earlier CR with the same name, on its way out

@@ -216,6 +216,22 @@ class Condition(BaseModel):
         None, ge=0, description="metadata.generation the condition was set for.")
 
 
+class ShardsStatus(BaseModel):
+    """A sharded job's split and how far its shards are (operator-written)."""
+
+    count: int = Field(ge=1, description="Shards of the job's Indexed Job.")
+    source: Literal["spec", "auto"] = Field(
+        description="'spec': the request's `shards`; 'auto': the plan a one-pod run made from the source's size.")
+    parallelism: int = Field(1, ge=1, description="Shard pods running at once (least of shards, max_parallelism, the pool's bound).")
+    done: int = Field(0, ge=0, description="Shards that succeeded.")
+    failed: int = Field(0, ge=0, description="Shards that failed for good.")
+    stage: Literal["shard", "finalize"] = Field("shard", description="Running the shards, or merging and publishing them.")
+    frames_done: int = Field(0, ge=0, description="Frames augmented, summed over the shards.")
+    frames_total: int = Field(0, ge=0, description="Frames to augment, summed over the shards that reported.")
+    cleanup: Optional[Literal["pending", "started"]] = Field(
+        None, description="A failed or cancelled sharded job's staging area: its cleanup pod is to start, or started.")
+
+
 class AugmentationJobStatus(AugmentationStatusResponse):
     """`status` of an AugmentationJob CR. Every field is optional until the operator first writes it."""
 
@@ -226,6 +242,7 @@ class AugmentationJobStatus(AugmentationStatusResponse):
     progress: Optional[Progress] = Field(None, description="Latest worker progress (written by the worker).")  # type: ignore[assignment]
     attempt: int = Field(0, ge=0, description="Current retry attempt (0 = first).")
     job_name: Optional[str] = Field(None, description="The batch/v1 Job running the worker.")
+    shards: Optional[ShardsStatus] = Field(None, description="A sharded job's split and its shards' progress.")
     # camelCase, unlike the fields above: kubectl wait and kstatus read exactly these names.
     observedGeneration: Optional[int] = Field(
         None, ge=0, description="metadata.generation the operator last acted on.")

@@ -1,0 +1,220 @@
+"""The steps of `reconcile.decide` that run a sharded job (see `shards.py`): they read and write
+a `Decision` like those of `steps.py`, and do no I/O.
+
+The flow: a job whose spec sets `shards` >= 2 gets the Indexed Job `<cr>-worker` at once
+(`status.shards.source` 'spec'); one that leaves it unset starts as one pod, and when that pod
+exits SHARD_PLAN with a plan (contract `find_shard_plan`) the plan goes into `status.shards`
+('auto') and the one-pod Job is replaced by the Indexed Job (`replan`: not a retry, not a
+failure). Once every index has succeeded, `<cr>-finalize` merges and publishes (`finalize`); the
+job completes when it does. One shard failing for good fails the job naming it
+(`shard_failed`); a failed or cancelled sharded job gets `<cr>-cleanup`, a last worker pod that
+drops the staging area once its other Jobs are gone (`cleanup`: the operator holds no Hub token).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import ValidationError
+
+from roboaug.api.contract import Stage, find_shard_plan, is_shard_plan
+from roboaug.api.models import WORKER_PHASES, AugmentationJobCreateRequest, AugmentationJobSpec
+from roboaug.api.models.project import AugmentationProjectSpec
+
+from .decision import Decision, failure_of
+from .jobs import output_dataset_id, parallelism, render_job
+from .observe import PodView
+from .phases import camel
+from .pools import NoPoolError, select_pool
+from .shards import aggregate
+
+CLUSTER_FIELDS = frozenset(AugmentationJobSpec.model_fields) - frozenset(AugmentationJobCreateRequest.model_fields)
+
+REQUEUE_SECONDS = 2.0
+"""A look again while a replaced or stopped Job goes away."""
+
+
+def sharded(d: Decision) -> Optional[dict]:
+    return d.h.status.get("shards")
+
+
+def _render(d: Decision, stage: str, shards: Optional[int]) -> dict:
+    return render_job(d.obs.cr, d.spec, d.job_id, d.config, d.choice,
+                      d.project.hub_token_secret if d.project else None,
+                      d.project.limits.max_frames_per_job if d.project else None,
+                      stage=stage, shards=shards)
+
+
+def worker_job(d: Decision) -> dict:
+    """The `<cr>-worker` Job to create now: the shards' Indexed Job of a sharded job (a spec
+    asking for 2 or more shards makes it sharded here), else the one-pod single stage (with
+    ROBOAUG_SHARDS=1 when the spec asks for one shard: no automatic plan)."""
+    if sharded(d) is None and (d.spec.shards or 0) >= 2:
+        d.h.status["shards"] = {"count": d.spec.shards, "source": "spec",
+                                "parallelism": parallelism(d.spec.shards, d.spec, d.choice)}
+    plan = sharded(d)
+    if plan is not None:
+        return _render(d, Stage.SHARD, plan["count"])
+    return _render(d, Stage.SINGLE, d.spec.shards)
+
+
+def replan(d: Decision) -> bool:
+    """The one-pod run planned shards: its pod exited SHARD_PLAN with the plan as its last line.
+    The plan goes into status and the Job is deleted (foreground); `ensure_job` creates the
+    Indexed Job once it is gone. A SHARD_PLAN exit without a readable plan fails the job."""
+    job = d.job
+    plan = sharded(d)
+    if plan is not None:
+        if job.stage == Stage.SHARD:
+            return False
+        if not job.deleting:  # the one-pod Job that planned: replaced, whatever it did since
+            d.plan.delete_job = job.name
+        d.plan.requeue_after = REQUEUE_SECONDS
+        return True
+    pod = next((p for p in reversed(d.pods) if p.phase == "Failed" and is_shard_plan(p.exit_code)), None)
+    if pod is None:
+        return False
+    found = find_shard_plan(pod.exit_message)
+    if found is None:
+        return d.fail(f"the worker pod {pod.name} exited SHARD_PLAN without a plan in its termination message",
+                      f"Job {job.name} failed (no shard plan)", failure_of(pod).data(), reason="ShardPlanUnreadable")
+    count = max(1, found.shards)
+    d.h.status["shards"] = {"count": count, "source": "auto",
+                            "parallelism": parallelism(count, d.spec, d.choice)}
+    d.h.event("sharded", d.now, f"the source is large: {found.frames} frames in {found.units} units of work, "
+              f"run as {count} shards", data={**found.as_dict(), "pod": pod.name})
+    d.plan.events.append(("Normal", "Sharded", f"run as {count} shards ({found.frames} frames)"))
+    d.plan.delete_job = job.name
+    d.plan.requeue_after = REQUEUE_SECONDS
+    return True
+
+
+def _index_text(pod: PodView, count: int) -> str:
+    return f"shard {pod.index if pod.index is not None else '?'} of {count}"
+
+
+def shard_failed(d: Decision) -> bool:
+    """A shard failed for good (a permanent exit, or its retries spent: the Job's Failed
+    condition, maxFailedIndexes 0): the job fails with that shard's words, naming its index."""
+    plan = sharded(d)
+    if plan is None or d.job.stage != Stage.SHARD:
+        return False
+    count = plan["count"]
+    permanent = [p for p in d.failed_pods if failure_of(p).permanent]
+    pod = permanent[-1] if permanent else (d.failed_pods[-1] if d.failed_pods else None)
+    if not permanent and d.job.failed_condition is None:
+        return False
+    plan["failed"] = len({p.index for p in (permanent or d.failed_pods)})
+    if pod is None:
+        cond = d.job.failed_condition
+        return d.fail(f"the shards' Job {d.job.name} failed: {cond.get('reason')}: {cond.get('message') or ''}".rstrip(": "),
+                      f"Job {d.job.name} failed", {"job_reason": cond.get("reason")},
+                      reason=camel(cond.get("reason") or "JobFailed"))
+    failure = failure_of(pod)
+    attempts = len([p for p in d.failed_pods if p.index == pod.index])
+    why = "failed for good" if failure.permanent else f"failed {attempts} times"
+    return d.fail(f"{_index_text(pod, count)} {why}: {failure.describe()}",
+                  f"Job {d.job.name} failed ({_index_text(pod, count)})",
+                  {**failure.data(), "shard": pod.index, "shards": count, "attempts": attempts},
+                  reason=camel(failure.data().get("exit_name") or "ShardFailed"))
+
+
+def shard_progress(d: Decision) -> bool:
+    """Progress summed over the shards (`shards.aggregate`) into status.shards and the history:
+    a report of any shard pod moves the phase forward; shard completions are written at once,
+    frame counts at most as often as the controller's write budget allows (`obs.progress_due`)."""
+    plan = sharded(d)
+    if plan is None or d.job.stage != Stage.SHARD:
+        return False
+    agg = aggregate(d.pods, d.obs.shard_reports, d.job.succeeded)
+    plan["done"] = agg.done
+    if d.obs.progress_due:
+        plan["frames_done"], plan["frames_total"] = agg.frames_done, agg.frames_total
+    elif (plan.get("frames_done"), plan.get("frames_total")) != (agg.frames_done, agg.frames_total):
+        d.plan.requeue_after = min(d.plan.requeue_after or d.obs.progress_wait, d.obs.progress_wait) or None
+    report, names = d.progress, {p.name for p in d.pods} | {p.name for p in d.obs.finalize_pods}
+    d.progress = None  # `steps.progress` reads one pod's report; a sharded job's is the sum
+    if report and report.get("pod") in names and report.get("phase") in ("downloading", "augmenting", "uploading"):
+        for p in WORKER_PHASES[: WORKER_PHASES.index(report["phase"]) + 1]:
+            d.h.advance(p, d.now, f"{p} started", data={"pod": report.get("pod")})
+        if d.obs.progress_due and plan.get("frames_total"):
+            d.h.progress({"phase": d.h.phase, "frames_done": plan["frames_done"],
+                          "frames_total": plan["frames_total"], "episodes_done": agg.done,
+                          "episodes_total": plan["count"],
+                          "message": f"{agg.done}/{plan['count']} shards, "
+                                     f"{plan['frames_done']}/{plan['frames_total']} frames"}, d.now)
+    if plan.get("frames_total"):
+        d.h.status["progress_percent"] = min(100, plan["frames_done"] * 100 // plan["frames_total"])
+    return False
+
+
+def finalize(d: Decision) -> bool:
+    """Every shard succeeded: `<cr>-finalize` merges their results and publishes in one commit
+    (created here once; its own retries); the job completes when it succeeds and fails with its
+    words when it fails."""
+    plan = sharded(d)
+    if plan is None or d.job.stage != Stage.SHARD or not d.job.complete:
+        return False
+    plan["stage"], plan["done"] = "finalize", plan["count"]
+    fin = d.obs.finalize
+    if fin is None:
+        d.plan.create_job = _render(d, Stage.FINALIZE, plan["count"])
+        return True
+    if fin.failed_condition is not None:
+        failed = [p for p in d.obs.finalize_pods if p.phase == "Failed" and not p.disrupted]
+        words = failure_of(failed[-1]).describe() if failed else (fin.failed_condition.get("reason") or "failed")
+        return d.fail(f"finalize failed: {words}", f"Job {fin.name} failed (finalize)",
+                      failure_of(failed[-1]).data() if failed else {}, reason="FinalizeFailed")
+    if not fin.complete:
+        return True  # finalizing: the shards' Job is complete, the job is not (`steps.completion` waits)
+    out = output_dataset_id(d.spec, d.job_id)
+    d.h.status["augmented_dataset_id"] = out
+    report = d.obs.cr.get("status", {}).get("progress") or {}
+    if report.get("pod") in {p.name for p in d.obs.finalize_pods}:
+        for key in ("source_revision", "augmented_dataset_revision"):
+            if report.get(key):
+                d.h.status[key] = report[key]
+    plan["frames_done"] = plan.get("frames_total", 0)
+    d.h.complete(d.now, f"augmented dataset: {out}", data={"augmented_dataset_id": out, "shards": plan["count"]})
+    return True
+
+
+def stop_sharded(d: Decision) -> None:
+    """A sharded job that ended other than completed: its finalize Job is deleted with the
+    shards' (`reconcile.stop_worker`), and its staging area is marked for the cleanup pod."""
+    plan = sharded(d)
+    if plan is None or not d.h.terminal or d.h.phase == "completed":
+        return
+    fin = d.obs.finalize
+    if fin is not None and not fin.deleting and not fin.finished:
+        d.plan.delete_also.append(fin.name)
+    if plan.get("cleanup") is None:
+        plan["cleanup"] = "pending"
+
+
+def cleanup(d: Decision) -> bool:
+    """A failed or cancelled sharded job drops its staging area with `<cr>-cleanup` (a last
+    worker pod, ROBOAUG_STAGE=cleanup), once its shards' and finalize Jobs no longer run (no
+    shard may commit after the drop). Runs on a finished job, before `steps.settle`; True while
+    it waits for them or when it creates the cleanup Job."""
+    plan = sharded(d)
+    if plan is None or not d.h.terminal or plan.get("cleanup") != "pending":
+        return False
+    if d.obs.cleanup is not None:
+        plan["cleanup"] = "started"
+        return False
+    running = [j for j in (d.job if d.ours else None, d.obs.finalize) if j is not None and not j.finished]
+    if running:
+        d.plan.requeue_after = REQUEUE_SECONDS
+        return True
+    try:  # the job's settled spec and pool, as its shards ran
+        effective = d.h.status.get("effective_spec") or {}
+        d.spec = AugmentationJobSpec.model_validate(
+            {**effective, **{k: v for k, v in d.spec_raw.items() if k in CLUSTER_FIELDS}})
+        d.choice = select_pool(d.config, d.spec.augmentation_type)
+        if d.obs.project is not None:
+            d.project = AugmentationProjectSpec.model_validate(d.obs.project.get("spec") or {})
+    except (ValidationError, NoPoolError):
+        return False  # nothing the cleanup pod could run under; the staging area stays (documented)
+    d.plan.create_job = _render(d, Stage.CLEANUP, plan["count"])
+    return True
