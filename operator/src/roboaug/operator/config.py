@@ -81,6 +81,12 @@ class Pool(_Strict):
         16, ge=1, le=1000,
         description="Most shard pods of one sharded job running at once on this pool (the Indexed Job's "
                     "parallelism is the least of this, the job's max_parallelism and its shard count).")
+    kueue_queue: Optional[str] = Field(
+        None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="A Kueue LocalQueue (in each job's namespace) that admits this pool's Jobs: they "
+                    "carry kueue.x-k8s.io/queue-name and are created suspended, and a job stays queued "
+                    "with Kueue's reason, never failing on the pending timeout, until Kueue admits it. "
+                    "Unset = no Kueue.")
 
     @property
     def gpus(self) -> int:

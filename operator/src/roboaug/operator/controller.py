@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Optional
 from roboaug.api.contract import TERMINAL_STATUSES
 from roboaug.api.models.unbound import UnboundAction
 
-from . import metrics, shards
+from . import kueue, metrics, shards
 from .config import OperatorConfig
 from .jobs import CLEANUP_SUFFIX, FINALIZE_SUFFIX, cleanup_name, finalize_name, job_name
 from .kube import ApiError, Kube
@@ -295,6 +295,13 @@ class Controller:
             return project, default, e.message
         return project, default, None
 
+    async def _workload(self, ns: str, job: JobView) -> tuple[Optional[kueue.WorkloadView], Optional[str]]:
+        """The Kueue Workload of a suspended Job in a LocalQueue: why Kueue holds it (kueue.py)."""
+        try:
+            return kueue.pick_workload(await self._call(self.kube.job_workloads, ns, job.uid)), None
+        except ApiError as e:
+            return None, e.message
+
     def _project_load(self, cr: dict, project: Optional[str] = None) -> tuple[int, int]:
         """For `limits.max_running_jobs` of `project` (the job's own, or the default project it
         runs under): (the project's other jobs in this namespace whose
@@ -349,6 +356,8 @@ class Controller:
         obs = Observed(cr=cr, job=job, pods=pods, node_labels=node_labels, now=self.clock())
         self._shard_inputs(key, obs, finalize, cleanup, finalize_pods)
         obs.project, obs.project_default, obs.project_error = project
+        if job is not None and job.suspended and job.queue and not view.finished:
+            obs.workload, obs.workload_error = await self._workload(ns, job)
         if obs.job is None and ((((obs.project or {}).get("spec") or {}).get("limits") or {})
                                 .get("max_running_jobs")):
             obs.project_running, obs.project_ahead = self._project_load(

@@ -19,6 +19,7 @@ from roboaug.api.models.project import AugmentationProjectSpec
 
 from .config import OperatorConfig
 from .errors import PodFailure
+from .kueue import WorkloadView
 from .observe import JobView, PodView, owned_pods
 from .phases import History
 from .pools import PoolChoice
@@ -56,6 +57,10 @@ class Observed:
     shard_reports: dict = field(default_factory=dict)
     progress_due: bool = True
     progress_wait: float = 0.0
+    # The Kueue Workload of our Job, read only while the Job is suspended in a LocalQueue
+    # (kueue.py); None with no error: Kueue has not made one yet.
+    workload: Optional[WorkloadView] = None
+    workload_error: Optional[str] = None
 
 
 @dataclass

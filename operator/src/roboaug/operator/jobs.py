@@ -32,6 +32,7 @@ from roboaug.api.models import (
 )
 
 from .config import OperatorConfig
+from .kueue import LABEL_QUEUE_NAME
 from .pools import PoolChoice
 
 CONTAINER = "worker"
@@ -271,13 +272,19 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     deadline = pool.active_deadline_seconds or config.active_deadline_seconds
     if deadline is not None:
         job_spec["activeDeadlineSeconds"] = deadline
+    job_labels = dict(labels)
+    if pool.kueue_queue:
+        # Kueue admits it: created suspended, so no pod starts before its Workload is admitted
+        # (Kueue unsuspends it then); the label names the LocalQueue (kueue.py).
+        job_labels[LABEL_QUEUE_NAME] = pool.kueue_queue
+        job_spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": {Stage.FINALIZE: finalize_name, Stage.CLEANUP: cleanup_name}.get(stage, job_name)(meta["name"]),
             "namespace": meta["namespace"],
-            "labels": labels,
+            "labels": job_labels,
             "annotations": annotations,
             "ownerReferences": [_owner(cr)],
         },

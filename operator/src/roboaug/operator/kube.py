@@ -23,6 +23,7 @@ from kubernetes import client, config
 from roboaug.api.models import GROUP, KIND, PLURAL, VERSION
 from roboaug.api.models.project import PROJECT_PLURAL
 
+from . import kueue
 from .metrics import API_LATENCY, API_REQUESTS
 
 USER_AGENT = "roboaug-operator"
@@ -151,6 +152,13 @@ class Kube:
             if e.status == 404:
                 return None
             raise
+
+    # -- Kueue ----------------------------------------------------------------------------------
+    def job_workloads(self, namespace: str, job_uid: str) -> list[dict]:
+        """The Kueue Workloads of the Job with uid `job_uid` (by Kueue's job-uid label)."""
+        out = self.request("GET", kueue.workloads_path(namespace),
+                           query={"labelSelector": kueue.job_uid_selector(job_uid)}, resource="workloads")
+        return list((out or {}).get("items") or []) if isinstance(out, dict) else []
 
     # -- objects a Job needs (its worker's ServiceAccount, Role, RoleBinding) ----------------
     _PATHS = {"v1": "/api/v1", "rbac.authorization.k8s.io/v1": "/apis/rbac.authorization.k8s.io/v1"}

@@ -18,6 +18,7 @@ from roboaug.api.contract import TERMINAL_STATUSES
 from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT
 
 from .jobs import ANNOTATION_CR_NAME, CONTAINER
+from .kueue import LABEL_QUEUE_NAME
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,10 @@ class JobView:
     complete: bool
     failed_condition: Optional[dict]  # {"reason", "message"} once the Job is Failed
     stage: Optional[str] = None  # its worker stage label (jobs.LABEL_STAGE); None: a single stage
+    # spec.suspend, and the Kueue LocalQueue it names: a suspended Job with a queue waits for
+    # Kueue's admission (kueue.py), not for a node.
+    suspended: bool = False
+    queue: Optional[str] = None
 
     @property
     def finished(self) -> bool:
@@ -198,6 +203,8 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
         stage=(meta.get("labels") or {}).get("roboaug.dev/stage"),
         failed_condition=({"reason": failed.get("reason"), "message": failed.get("message")}
                           if failed and failed.get("status") == "True" else None),
+        suspended=bool((body.get("spec") or {}).get("suspend")),
+        queue=(meta.get("labels") or {}).get(LABEL_QUEUE_NAME),
     )
 
 

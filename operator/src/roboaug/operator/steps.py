@@ -30,6 +30,7 @@ from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, UnboundAction
 
 from .decision import Decision, failure_of
 from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
+from . import kueue
 from .access import worker_access
 from . import shard_steps
 from .jobs import output_dataset_id, spec_config_map
@@ -52,6 +53,9 @@ CANNOT_START_REASONS = frozenset({
 # Per pod. ErrImagePull and ImagePullBackOff alternate, and a pull error can name a different
 # address each time: a bound keeps the CR small (status.error carries the last word anyway).
 MAX_WAITING_EVENTS = 10
+# Kueue's reason for holding a job can change often (quota taken and freed by other jobs): a
+# bound keeps the CR small; the Workload itself has the latest words.
+MAX_ADMISSION_EVENTS = 20
 # A Job still being deleted (ours deleted behind our back, or an earlier CR's of the same name):
 # look again shortly, once it is gone.
 DELETING_REQUEUE_SECONDS = 2.0
@@ -352,11 +356,33 @@ def ensure_job(d: Decision) -> bool:
     if job.deleting:  # deleted behind our back; recreated once it is gone
         d.plan.requeue_after = DELETING_REQUEUE_SECONDS
         return True
+    if job.suspended and job.queue and not job.finished:
+        return held_by_queue(d)
     if d.h.phase == "queued":
         d.h.advance("scheduling", d.now, f"Job {job.name} created on pool {d.choice.name}",
                     data={"job": job.name, "pool": d.choice.name,
                           "instance_type": d.choice.pool.instance_type})
     return False
+
+
+def held_by_queue(d: Decision) -> bool:
+    """Our Job waits, suspended, for Kueue to admit it (its pool names a LocalQueue, kueue.py):
+    the job stays where it is (`queued`, before it ever ran), with Kueue's reason from its
+    Workload as a `waiting_for_admission` event and a Normal Event each time the reason changes
+    (at most MAX_ADMISSION_EVENTS per phase). The decision ends here, so the pending timeout
+    never runs: waiting for quota is the queue's business, not a pod that cannot start. It
+    looks again after kueue.REQUEUE_SECONDS; Kueue's admission unsuspends the Job, and the
+    steps after this one take over (`scheduling`)."""
+    job, wl = d.job, d.obs.workload
+    d.plan.requeue_after = kueue.REQUEUE_SECONDS
+    message = kueue.held_text(job.queue, wl, d.obs.workload_error)
+    said = [e.get("message") for e in d.h.current["events"] if e["status"] == "waiting_for_admission"]
+    if (not said or said[-1] != message) and len(said) < MAX_ADMISSION_EVENTS:
+        d.h.event("waiting_for_admission", d.now, message,
+                  data={"queue": job.queue, "workload": wl.name if wl else None,
+                        "kueue_reason": wl.reason if wl else None})
+        d.plan.events.append(("Normal", "WaitingForAdmission", message))
+    return True
 
 
 # -- the Job's pods -----------------------------------------------------------------------------------

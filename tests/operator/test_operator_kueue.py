@@ -1,0 +1,185 @@
+"""Kueue admission, operator side (no cluster): a pool naming a LocalQueue gets Jobs labelled and
+created suspended; a suspended Job stays `queued` with Kueue's reason from its Workload and never
+fails on the pending timeout; once Kueue unsuspends it, the normal phases go on.
+The same with a real Kueue controller: test_operator_kueue_cluster.py."""
+from dataclasses import replace
+
+import pytest
+
+from roboaug.api.models import AugmentationJobSpec
+from roboaug.operator import kueue
+from roboaug.operator.config import ConfigError, parse_config
+from roboaug.operator.decision import Observed
+from roboaug.operator.jobs import render_job
+from roboaug.operator.observe import summarize_job
+from roboaug.operator.phases import History
+from roboaug.operator.pools import select_pool
+from roboaug.operator.reconcile import decide
+
+from tests.operator._operator_factories import JOB_ID, at, cr, iso, job, pod
+
+QUEUE = "roboaug-cpu"
+CFG = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60,
+                    "pools": {"cpu": {"node_selector": {"roboaug.dev/pool": "cpu"}, "kueue_queue": QUEUE},
+                              "gpu": {}}})
+PLAIN = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60})
+
+PENDING = {"metadata": {"name": "job-aug-demo-worker-1a2b3", "creationTimestamp": iso(1)},
+           "status": {"conditions": [
+               {"type": "QuotaReserved", "status": "False", "reason": "Pending",
+                "message": "couldn't assign flavors to pod set main: insufficient unused quota for cpu "
+                           "in flavor default-flavor, 1 more needed"}]}}
+ADMITTED = {"metadata": {"name": "job-aug-demo-worker-1a2b3", "creationTimestamp": iso(1)},
+            "status": {"conditions": [
+                {"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved", "message": "Quota reserved"},
+                {"type": "Admitted", "status": "True", "reason": "Admitted", "message": "The workload is admitted"}]}}
+
+
+def queued_status():
+    h = History()
+    h.start(JOB_ID, iso(0), at(0))
+    return h.status
+
+
+def held(created=1):
+    return replace(job(created=created, active=0), suspended=True, queue=QUEUE)
+
+
+# -- the Job --------------------------------------------------------------------------------------------
+def rendered(config):
+    c = cr()
+    spec = AugmentationJobSpec.model_validate(c["spec"])
+    return render_job(c, spec, JOB_ID, config, select_pool(config, spec.augmentation_type))
+
+
+def test_a_pool_with_a_local_queue_labels_the_job_and_creates_it_suspended():
+    body = rendered(CFG)
+    assert body["metadata"]["labels"][kueue.LABEL_QUEUE_NAME] == QUEUE
+    assert body["spec"]["suspend"] is True
+    # Kueue reads the Job's label; the pods carry none of it (nothing else selects on it)
+    assert kueue.LABEL_QUEUE_NAME not in body["spec"]["template"]["metadata"]["labels"]
+    view = summarize_job(body)
+    assert view.suspended and view.queue == QUEUE
+
+
+def test_a_pool_without_a_queue_renders_the_job_as_before():
+    body = rendered(PLAIN)
+    assert kueue.LABEL_QUEUE_NAME not in body["metadata"]["labels"]
+    assert "suspend" not in body["spec"]
+    assert not summarize_job(body).suspended
+
+
+@pytest.mark.parametrize("bad", ["Roboaug", "a_b", "-x", "x" * 64])
+def test_a_queue_name_that_is_no_dns_label_is_refused_naming_the_field(bad):
+    with pytest.raises(ConfigError, match=r"pools\.cpu\.kueue_queue"):
+        parse_config({"pools": {"cpu": {"kueue_queue": bad}, "gpu": {}}})
+
+
+# -- what the Workload says -------------------------------------------------------------------------------
+def test_the_workload_summary_gives_kueues_reason():
+    wl = kueue.summarize_workload(PENDING)
+    assert (wl.admitted, wl.reason, wl.name) == (False, "Pending", "job-aug-demo-worker-1a2b3")
+    assert "insufficient unused quota for cpu" in wl.message
+    assert kueue.summarize_workload(ADMITTED).admitted
+    assert kueue.summarize_workload(ADMITTED).message is None
+    evicted = {"status": {"conditions": [*ADMITTED["status"]["conditions"],
+                                         {"type": "Evicted", "status": "True", "reason": "Preempted",
+                                          "message": "Preempted to accommodate a higher priority Workload"}]}}
+    assert kueue.summarize_workload(evicted).reason == "Preempted"
+    checks = {"status": {"conditions": [ADMITTED["status"]["conditions"][0],
+                                        {"type": "Admitted", "status": "False", "reason": "Pending",
+                                         "message": "The workload has not all checks ready"}]}}
+    assert kueue.summarize_workload(checks).message == "The workload has not all checks ready"
+    assert kueue.summarize_workload({}).message == "Kueue has not looked at the Workload yet"
+
+
+def test_the_newest_live_workload_of_the_job_counts():
+    old = {"metadata": {"name": "a", "creationTimestamp": iso(1), "deletionTimestamp": iso(5)}, **ADMITTED}
+    new = {**PENDING, "metadata": {"name": "b", "creationTimestamp": iso(2)}}
+    assert kueue.pick_workload([old, new]).name == "b"
+    assert kueue.pick_workload([]) is None
+
+
+# -- decide() -----------------------------------------------------------------------------------------------
+def test_a_new_job_on_a_queued_pool_creates_its_job_suspended():
+    plan = decide(Observed(cr=cr(), now=at(1)), CFG)
+    assert plan.create_job["spec"]["suspend"] is True
+
+
+def test_a_suspended_job_stays_queued_with_kueues_reason_and_never_times_out():
+    wl = kueue.summarize_workload(PENDING)
+    c = cr(status=queued_status())
+    # far past the 60 s pending timeout, with no pod at all: still queued, not failed
+    plan = decide(Observed(cr=c, job=held(), workload=wl, now=at(3600)), CFG)
+    st = plan.new_status
+    assert (st["status"], st["current_phase"]) == ("queued", "queued") and plan.finished is None
+    said = [e for e in st["phases"][-1]["events"] if e["status"] == "waiting_for_admission"]
+    assert len(said) == 1
+    assert f"LocalQueue {QUEUE}" in said[0]["message"]
+    assert "insufficient unused quota for cpu in flavor default-flavor" in said[0]["message"]
+    assert said[0]["data"] == {"queue": QUEUE, "workload": wl.name, "kueue_reason": "Pending"}
+    assert ("Normal", "WaitingForAdmission", said[0]["message"]) in plan.events
+    assert plan.requeue_after == kueue.REQUEUE_SECONDS
+    assert st["job_name"] == "aug-demo-worker"
+
+    # the same words again: no new event; new words: one more
+    c2 = cr(status=st)
+    again = decide(Observed(cr=c2, job=held(), workload=wl, now=at(3610)), CFG)
+    assert again.events == [] and again.new_status["current_phase"] == "queued"
+    other = replace(wl, message="LocalQueue roboaug-cpu is stopped")
+    changed = decide(Observed(cr=c2, job=held(), workload=other, now=at(3620)), CFG)
+    said = [e for e in changed.new_status["phases"][-1]["events"] if e["status"] == "waiting_for_admission"]
+    assert [e["message"].rsplit(": ", 1)[-1] for e in said] == [wl.message.rsplit(": ", 1)[-1],
+                                                                "LocalQueue roboaug-cpu is stopped"]
+
+
+def test_without_a_workload_yet_or_with_an_unreadable_one_the_job_still_waits():
+    plan = decide(Observed(cr=cr(status=queued_status()), job=held(), now=at(3600)), CFG)
+    assert plan.new_status["current_phase"] == "queued"
+    assert kueue.NO_WORKLOAD in plan.new_status["phases"][-1]["events"][-1]["message"]
+    plan = decide(Observed(cr=cr(status=queued_status()), job=held(), now=at(3600),
+                           workload_error="workloads.kueue.x-k8s.io is forbidden"), CFG)
+    assert plan.new_status["current_phase"] == "queued"
+    assert "is forbidden" in plan.new_status["phases"][-1]["events"][-1]["message"]
+
+
+def test_a_job_without_a_queue_still_fails_on_the_pending_timeout():
+    # the guard: the same observation without Kueue's suspension times out as before
+    plan = decide(Observed(cr=cr(status=queued_status()), job=job(created=1, active=0), now=at(3600)), CFG)
+    assert plan.new_status["status"] == "failed"
+    assert "no node could run the worker within 60s" in plan.new_status["error"]
+
+
+def test_once_kueue_unsuspends_the_job_the_normal_phases_go_on():
+    wl = kueue.summarize_workload(PENDING)
+    st = decide(Observed(cr=cr(status=queued_status()), job=held(), workload=wl, now=at(100)), CFG).new_status
+    admitted = replace(held(), suspended=False)
+    plan = decide(Observed(cr=cr(status=st), job=admitted, pods=[pod(created=110)], now=at(110)), CFG)
+    assert plan.new_status["current_phase"] == "scheduling"
+    # and from now on the pending timeout counts from the pod, as for any job
+    plan = decide(Observed(cr=cr(status=plan.new_status), job=admitted, pods=[pod(created=110)],
+                           now=at(110 + 61)), CFG)
+    assert plan.new_status["status"] == "failed"
+    running = decide(Observed(cr=cr(status=st), job=admitted,
+                              pods=[pod(created=110, phase="Running", node="cpu-0")], now=at(111)), CFG)
+    assert running.new_status["current_phase"] == "downloading"
+
+
+def test_a_cancel_of_a_held_job_deletes_its_job():
+    c = cr(spec={"cancel_requested": True}, status=queued_status())
+    plan = decide(Observed(cr=c, job=held(), workload=kueue.summarize_workload(PENDING), now=at(5)), CFG)
+    assert plan.new_status["status"] == "cancelled" and plan.delete_job == "aug-demo-worker"
+
+
+def test_admission_events_are_bounded():
+    st = queued_status()
+    for i in range(40):
+        wl = kueue.WorkloadView(name="w", admitted=False, reason="Pending", message=f"{i} more needed")
+        st = decide(Observed(cr=cr(status=st), job=held(), workload=wl, now=at(10 + i)), CFG).new_status
+    said = [e for e in st["phases"][-1]["events"] if e["status"] == "waiting_for_admission"]
+    assert len(said) == 20  # steps.MAX_ADMISSION_EVENTS
+
+
+def test_the_held_text_for_an_admitted_workload_still_suspended():
+    wl = kueue.summarize_workload(ADMITTED)
+    assert "waiting for Kueue to unsuspend" in kueue.held_text(QUEUE, wl)
