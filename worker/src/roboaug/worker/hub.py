@@ -4,14 +4,21 @@ Sources are read at one commit: `resolve` turns the requested revision (default 
 a tag or a sha) into the commit sha, and the download asks for exactly that sha, so a branch
 moving mid-download cannot mix two trees, and provenance can name what was read.
 
-Publishing is ONE commit on `main` (`HfApi.create_commit` with every file of the folder, plus
-deletions of files an earlier dataset left in the repo). The Hub applies a commit atomically and
-only after every LFS object it references was uploaded, so readers of `main` see the previous
-tree or the complete new one, never a part. A staging branch would add a second moment where
-`main` changes (the Hub cannot fast-forward a branch; a merge is another commit) without making
-the first any safer. `upload_folder` is avoided on purpose: with hf_xet installed it splits
-large folders over several commits. A failed upload into a repo this call created deletes that
-repo again (best effort), so no empty dataset repo is left behind either.
+Publishing is ONE commit on `main` (`_commit_main`: `HfApi.create_commit` with every file of the
+dataset, plus deletions of files an earlier dataset left in the repo). The Hub applies a commit
+atomically and only after every LFS object it references was uploaded, so readers of `main` see
+the previous tree or the complete new one, never a part. `upload_folder` is avoided on purpose:
+with hf_xet installed it splits large folders over several commits. A failed upload into a repo
+this call created deletes that repo again (best effort), so no empty dataset repo is left behind.
+
+Sharded jobs (issue 16) publish through the same commit: `open_staging` makes the job's branch
+`roboaug-staging-<job_id>` (holding only `.gitattributes` and what shards stage), each shard
+`commit_shard`s its files there (its manifest `.roboaug/shards/<i>.files.json` lets a retry
+replace exactly its own files), the finalize pod `read_staging`s the shards' results and
+`publish`es: the one commit on main copies the shards' files from the branch server-side
+(`CommitOperationCopy`: an LFS file is referenced by its sha256, nothing is uploaded again), adds
+the merged metadata, prunes and tags as `upload` does; then the branch is deleted. `main` does
+not change before that commit. `drop_staging` removes the branch of a failed or cancelled job.
 
 Ownership: the worker creates a missing output repo with the requested visibility, and writes
 into an existing one only when it holds nothing (at most `.gitattributes`: e.g. left by an
