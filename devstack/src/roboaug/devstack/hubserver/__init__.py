@@ -2,8 +2,9 @@
 
 `LocalHub` (server.py) runs a FastAPI app under uvicorn on 127.0.0.1 in a thread, over a
 git-less store (store.py) of files per commit. `fixtures.py` holds the pytest fixtures.
-Refs (branches, tags), tag create/delete and private repos answer as on the Hub (server.py
-says who sees what). It speaks the classic protocol only (preupload, LFS batch with basic transfer, NDJSON commit,
+Refs (branches, tags), branch and tag create/delete, commits and reads at any branch or sha, history,
+server-side copies (CommitOperationCopy) and private repos answer as on the Hub (server.py says
+who sees what and which status each refusal gets). It speaks the classic protocol only (preupload, LFS batch with basic transfer, NDJSON commit,
 resolve with a CDN-style redirect for LFS files); it does not offer Xet, so its xet token
 routes answer 404.
 """
