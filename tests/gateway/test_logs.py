@@ -14,6 +14,7 @@ from tests.gateway.gateway_helpers import BOUND_KEY, OTHER_PROJECT, minimal_body
 from roboaug.api import joblogs
 from roboaug.api.gateway import logs
 from roboaug.api.gateway.logs import NotStarted, PodGone, PodRef
+from roboaug.api.gateway.store import Unavailable
 from roboaug.api.models import cr_name
 
 
@@ -29,6 +30,8 @@ class FakeLogSource:
         self.pod_lists: dict[str, list[list[PodRef]]] = {}
         self.logs: dict[str, list[bytes]] = {}
         self.not_started: dict[str, int] = {}  # pod -> reads answered NotStarted first
+        self.failing: set[str] = set()
+        self.cut: dict[str, int] = {}  # pod -> chunks the next read ends after (a read that ends early)
         self.archives: dict[str, dict] = {}
         self.reads: list[tuple[str, bool]] = []
         self.closed: list[str] = []
@@ -44,9 +47,14 @@ class FakeLogSource:
         if self.not_started.get(pod):
             self.not_started[pod] -= 1
             raise NotStarted(pod)
+        if pod in self.failing:
+            raise Unavailable("500 Internal Server Error: dial tcp 10.1.2.3:10250")
         if pod not in self.logs:
             raise PodGone(pod)
-        return iter(list(self.logs[pod]))
+        chunks = list(self.logs[pod])
+        if pod in self.cut:
+            chunks = chunks[:self.cut.pop(pod)]
+        return iter(chunks)
 
     def archive(self, name: str) -> Optional[dict]:
         return self.archives.get(name)
@@ -151,17 +159,30 @@ def test_an_attempt_with_a_replaced_pod_serves_the_archive_then_the_live_pod(cli
 
 def test_follow_waits_for_the_pod_and_its_container_then_streams_to_the_end(client, store, source):
     job_id, cr = new_job(client, store)
-    # no pod yet, then a pod whose container has not started, then it runs
-    source.pod_lists[job_id] = [[], [], [pod("p0")]]
+    # no pod yet, then a pod whose container has not started (twice), then it has ended
+    source.pod_lists[job_id] = [[], [pod("p0")], [pod("p0")], [pod("p0", ended=True)]]
     source.not_started["p0"] = 2
     source.logs["p0"] = [line("downloading"), line("done")]
     out = got(client.get(f"/v1/augmentation/{job_id}/logs?follow=true"))
     assert [x["msg"] for x in out] == ["downloading", "done"]
-    assert source.reads == [("p0", True)] * 3  # followed, after two reads found it not started
+    assert source.reads == [("p0", True), ("p0", True), ("p0", False)]
     # without follow, a pod not started yet is an empty answer, at once
     source.pod_lists[job_id] = [[pod("p0")]]
     source.not_started["p0"] = 1
     assert got(client.get(f"/v1/augmentation/{job_id}/logs")) == []
+
+
+def test_a_followed_read_that_ends_early_is_made_again_without_repeating_lines(client, store, source):
+    """The apiserver answers an empty log for a pod not on a node yet, and a read may end before
+    the pod does: following goes on until a listing shows the pod ended, each line once."""
+    job_id, _ = new_job(client, store)
+    source.pod_lists[job_id] = [[pod("p0")], [pod("p0")], [pod("p0", ended=True)]]
+    b = line("b")
+    source.logs["p0"] = [line("a") + b[:5], b[5:], line("c")]
+    source.cut["p0"] = 1  # the first read ends within line b
+    out = got(client.get(f"/v1/augmentation/{job_id}/logs?follow=true"))
+    assert [x["msg"] for x in out] == ["a", "b", "c"]
+    assert source.reads == [("p0", True), ("p0", True), ("p0", False)]
 
 
 def test_follow_of_an_ended_pod_or_a_finished_job_without_pods_ends(client, store, source):
@@ -181,6 +202,16 @@ def test_the_store_being_unavailable_is_503(client, store, source):
     assert client.get(f"/v1/augmentation/{job_id}/logs").status_code == 503
 
 
+def test_the_apiserver_failing_mid_answer_ends_it_with_one_error_line_and_no_details(client, store, source):
+    job_id, _ = new_job(client, store)
+    source.pod_lists[job_id] = [[pod("p0", ended=True), pod("p1", created="2025-03-01T10:05:00Z", ended=True)]]
+    source.logs["p0"] = [line("from p0")]
+    source.failing.add("p1")
+    out = got(client.get(f"/v1/augmentation/{job_id}/logs"))
+    assert [x["msg"] for x in out[:1]] == ["from p0"] and len(out) == 2
+    assert out[1]["level"] == "error" and out[1]["event"] == "log_unavailable" and "10.1.2.3" not in out[1]["msg"]
+
+
 def test_pod_ref_ignores_pods_no_job_controls_and_reads_the_attempt():
     base = {"metadata": {"name": "p", "uid": "u", "creationTimestamp": "t",
                          "annotations": {"batch.kubernetes.io/job-index-failure-count": "2"},
@@ -194,3 +225,21 @@ def test_the_route_is_in_the_openapi_document(app):
     op = app.openapi()["paths"]["/v1/augmentation/{job_id}/logs"]["get"]
     assert {p["name"] for p in op["parameters"]} >= {"job_id", "follow", "attempt"}
     assert joblogs.MEDIA_TYPE in op["responses"]["200"]["content"]
+
+
+def test_a_kubernetes_stream_cut_short_ends_a_followed_read_and_fails_another():
+    """A followed read that times out (a quiet worker) is made again by `lines`; a plain read cut
+    short is the apiserver failing."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    class Resp:
+        def stream(self, size):
+            yield b"a\n"
+            raise ReadTimeoutError(None, "/log", "read timed out")
+
+        def close(self):
+            pass
+
+    assert list(logs._Stream(Resp(), follow=True)) == [b"a\n"]
+    with pytest.raises(Unavailable):
+        list(logs._Stream(Resp(), follow=False))

@@ -110,8 +110,11 @@ class LocalCluster:
                  node_agent: bool = False, k8s_version: str = _build.K8S_VERSION,
                  bin_dir: str | Path | None = None, build: bool = True,
                  controllers: list[str] | None = None, keep_work_dir: bool | None = None,
-                 node_agent_args: list[str] | None = None, timeout: float = 180, log=None):
+                 node_agent_args: list[str] | None = None, timeout: float = 180, log=None,
+                 kueue: bool = False):
         self.k8s_version = k8s_version
+        self.kueue = kueue  # also start Kueue's manager (devstack/kueue.py); see start_kueue
+        self.kueue_manager = None
         self.nodes = copy.deepcopy(DEFAULT_NODES if nodes is None else nodes)
         self.node_agent = node_agent
         self.node_agent_args = list(node_agent_args or [])
@@ -266,6 +269,9 @@ class LocalCluster:
             "--requestheader-group-headers=X-Remote-Group",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             "--authorization-mode=RBAC",
+            # pods/log reaches the dev node agent's kubelet endpoint (kubeletlogs.py) at the
+            # Node's InternalIP; its Hostname (local-0) resolves nowhere.
+            "--kubelet-preferred-address-types=InternalIP",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={p.sa_pub}",
             f"--service-account-signing-key-file={p.sa_key}",
@@ -309,6 +315,18 @@ class LocalCluster:
                 *self.node_agent_args])
         self.wait_nodes_ready(timeout=self.timeout)
         self._wait_default_sa("default", self.timeout)
+        if self.kueue:
+            self.start_kueue()
+
+    def start_kueue(self):
+        """Install Kueue's CRDs and run its manager (built by :mod:`.kueue`, cached) with this
+        cluster; it stops with the cluster, or earlier with ``kueue_manager.stop()``."""
+        from .kueue import KueueManager
+
+        if self.kueue_manager is None or "kueue" not in self.procs:
+            self.kueue_manager = KueueManager(self, timeout=self.timeout).start()
+            self._log(f"kueue up in {self.kueue_manager.start_seconds}s")
+        return self.kueue_manager
 
     def stop(self, keep_work_dir: bool | None = None) -> None:
         """Stop every component (node agent first, etcd last); drop the work dir if clean."""

@@ -21,14 +21,26 @@ from roboaug.api.joblogs import JsonLineFormatter, Redactor, render
 _redact = Redactor()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record comes (a test may swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup(token: Optional[str] = None, level: int = logging.INFO) -> None:
     """JSON lines for `logging` and `warnings`; `token` (default: the HF_TOKEN variable) masked."""
     global _redact
     _redact = Redactor([token if token is not None else os.environ.get(HF_TOKEN.name)])
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonLineFormatter(_redact))
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:  # setup() again: ours only
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

@@ -22,6 +22,7 @@ RBAC (chart `rbac-gateway.yaml`): pods get/list, pods/log get, configmaps get (n
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, AsyncIterator, Iterator, Optional, Protocol
@@ -38,9 +39,12 @@ from . import service
 from .deps import PrincipalDep, StoreDep
 from .store import NotFound, StoreError, Unavailable
 
+log = logging.getLogger(__name__)
 CONTAINER = "worker"
 """The worker's container name in the operator's Job (operator/jobs.py CONTAINER)."""
 POLL_SECONDS = 1.0
+FOLLOW_READ_SECONDS = 60.0
+"""A followed read quiet this long is made again (the client's read timeout must be finite)."""
 _CHUNK = 16 * 1024
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
 
@@ -137,12 +141,11 @@ class KubernetesLogSource:
         try:
             resp = self._call(self.core.read_namespaced_pod_log, pod, self.namespace, container=CONTAINER,
                               follow=follow, _preload_content=False,
-                              # a followed log may be quiet for minutes: no read timeout; the pod's
-                              # end closes it, and a client that leaves closes it (`close`)
-                              _request_timeout=(self.timeout, None if follow else 6 * self.timeout))
+                              _request_timeout=(float(self.timeout), FOLLOW_READ_SECONDS if follow
+                                                else 6.0 * self.timeout))
         except NotFound as e:
             raise PodGone(str(e)) from None
-        return _Stream(resp)
+        return _Stream(resp, follow)
 
     def archive(self, name: str) -> Optional[dict]:
         try:
@@ -160,17 +163,29 @@ class KubernetesLogSource:
 
 
 class _Stream:
-    """A urllib3 response read chunk by chunk; `close` (from any thread) ends a blocked read."""
+    """A urllib3 response read chunk by chunk; `close` (from any thread) ends a blocked read.
 
-    def __init__(self, resp):
+    A followed log quiet for FOLLOW_READ_SECONDS (or a connection the apiserver cut) just ends
+    this read: `lines` reads again from where it stopped until a listing shows the pod ended.
+    Any other read cut short is the apiserver being unavailable."""
+
+    def __init__(self, resp, follow: bool = False):
         self.resp = resp
+        self.follow = follow
         self._it = resp.stream(_CHUNK)
 
     def __iter__(self):
         return self
 
     def __next__(self) -> bytes:
-        return next(self._it)
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise
+        except Exception as e:  # urllib3 read timeout, protocol error
+            if self.follow:
+                raise StopIteration from None
+            raise Unavailable(f"{type(e).__name__}: {e}") from None
 
     def close(self) -> None:
         try:
@@ -241,47 +256,75 @@ class _Lines:
         return out
 
 
-async def _stream_pod(source: LogSource, pod: str, follow: bool, lines: _Lines) -> AsyncIterator[bytes]:
+async def _stream_pod(source: LogSource, pod: str, follow: bool, lines: _Lines,
+                      consumed: dict[str, int]) -> AsyncIterator[bytes]:
+    """One read of the pod's log, from its start, skipping the `consumed[pod]` bytes an earlier
+    read already served (a container's log only grows), so a followed read that ended early
+    (the apiserver answers an empty log for a pod not yet on a node) can be made again."""
     stream = await run_in_threadpool(source.read, pod, follow)
     try:
+        skip = consumed.get(pod, 0)
         while True:
             chunk = await run_in_threadpool(next, stream, b"")
             if not chunk:
                 break
+            if skip:
+                chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+                if not chunk:
+                    continue
+            consumed[pod] = consumed.get(pod, 0) + len(chunk)
             for line in lines.feed(chunk):
                 yield line
-        for line in lines.end():
-            yield line
     finally:
         source.close(stream)  # a client that left mid-stream: the blocked read ends too
 
 
 async def serve(source: LogSource, store, cr: dict, job_id: str, pods: list[PodRef], attempt: Optional[int],
                 follow: bool) -> AsyncIterator[bytes]:
+    """`lines` of the attempt; the answer has begun, so an apiserver failure on the way ends it
+    with one error line (the details go to the gateway's log, not to the caller)."""
+    try:
+        async for line in lines(source, store, cr, job_id, pods, attempt, follow):
+            yield line
+    except StoreError as e:
+        log.warning("log stream of job %s ended early: %s", job_id, e)
+        yield (joblogs.render("error", "the log could not be read further: the Kubernetes API is unavailable; "
+                                       "ask again", event="log_unavailable") + "\n").encode()
+
+
+async def lines(source: LogSource, store, cr: dict, job_id: str, pods: list[PodRef], attempt: Optional[int],
+                follow: bool) -> AsyncIterator[bytes]:
     """The lines of one attempt: archives of its vanished pods, then its pods (see the module).
-    `pods`: the job's pods as listed just before."""
-    lines = _Lines()
+    `pods`: the job's pods as listed just before.
+
+    Following, a pod is done only once a listing shows it ended and its log has been read to the
+    end after that: a followed read may end before (the pod not started yet, or not yet on a
+    node), and is then made again after the next listing, from where it stopped."""
+    out = _Lines()
     want = latest_attempt(cr, pods) if attempt is None else attempt
     served: set[str] = set()
+    consumed: dict[str, int] = {}
     archives_served = False
     while True:
         mine = sorted((p for p in pods if p.attempt == want), key=lambda p: (p.created, p.name))
         if not archives_served:
             archives_served = True
             for text in await run_in_threadpool(archived_parts, source, cr, want, {p.name for p in mine}):
-                for line in lines.feed(text.encode()) + lines.end():
+                for line in out.feed(text.encode()) + out.end():
                     yield line
         for pod in [p for p in mine if p.name not in served]:
-            last = pod is mine[-1]
+            live = follow and pod is mine[-1] and not pod.ended
             try:
-                async for line in _stream_pod(source, pod.name, follow and last and not pod.ended, lines):
+                async for line in _stream_pod(source, pod.name, live, out, consumed):
                     yield line
-                served.add(pod.name)
-            except NotStarted:
-                if not (follow and last):
-                    served.add(pod.name)
-            except PodGone:
-                served.add(pod.name)  # deleted between the list and the read
+                done = not live
+            except (NotStarted, PodGone):  # not yet started; or deleted since the listing
+                done = not live
+            if not done:
+                break
+            served.add(pod.name)
+            for line in out.end():
+                yield line
         if not follow:
             return
         # following: done once the newest pod of the attempt has been read to its end, or the
