@@ -17,6 +17,7 @@ import numpy as np
 
 from roboaug.worker.transforms import CopyParams, apply_clip, sample_copy_params
 
+from .errors import ExitCode, WorkerError
 from .png import decode_png, png_bytes
 from .stats import CameraStatsAccumulator
 from .video import SegmentEncoder, iter_frames
@@ -68,6 +69,7 @@ class EpisodeResult:
     # encoder's included) for the whole episode and "augment_cpu": CPU seconds in the kernels
     timings: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "augment": 0.0, "encode": 0.0, "stats": 0.0,
                                                                "cpu": 0.0, "augment_cpu": 0.0})
+    skipped: str | None = None  # run_episode_or_skip: why the source episode could not be decoded
 
 
 def _timed(timings: dict[str, float], key: str, it):
@@ -182,3 +184,14 @@ def run_episode(task: EpisodeTask) -> EpisodeResult:
             result.source_stats[cam.key] = src_acc.result(task.with_quantiles.get(cam.key, False))
     tm["cpu"] += time.process_time() - cpu0
     return result
+
+
+def run_episode_or_skip(task: EpisodeTask) -> EpisodeResult:
+    """run_episode, but an undecodable source episode (on_bad_sample: skip) gives an empty result
+    saying why instead of failing the job; other errors still fail it."""
+    try:
+        return run_episode(task)
+    except WorkerError as exc:
+        if exc.code != ExitCode.CORRUPT_VIDEO:
+            raise
+        return EpisodeResult(out_index=task.out_index, skipped=f"episode {task.source_index}: {exc.message}")

@@ -6,8 +6,8 @@ Reading is lerobot_dataset.py, one episode's work episode_task.py, writing lerob
 
 from __future__ import annotations
 
+import dataclasses
 import json
-
 import shutil
 import time
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 
 from . import log, lerobot_writer, provenance
 from .dataset_card import read_card_yaml
-from .episode_task import CameraSource, EpisodeResult, EpisodeTask, run_episode
+from .episode_task import CameraSource, EpisodeResult, EpisodeTask, run_episode, run_episode_or_skip
 from .errors import ExitCode, WorkerError
 from .files import fresh_dir
 from .handler import PREVIEW_ROWS, Augmented, FormatJob, check_frame_limit
@@ -64,7 +64,11 @@ def plan(ds: LeRobotDataset, spec) -> list[OutputEpisode]:
     return [OutputEpisode(ep.index, ep, 0, sets[ep.index % len(sets)]) for ep in ds.episodes]
 
 
-def episode_tasks(ds: LeRobotDataset, planned: list[OutputEpisode], spec, seg_dir: Path) -> list[EpisodeTask]:
+def episode_tasks(ds: LeRobotDataset, planned: list[OutputEpisode], spec, seg_dir: Path,
+                  bad: dict[int, str] | None = None) -> list[EpisodeTask]:
+    """One task per planned episode. `bad` given (on_bad_sample: skip): a source episode whose video
+    file cannot be probed or whose first image cannot be decoded gets no task and is recorded
+    there (source index -> why) instead of failing the job."""
     probes: dict[str, Any] = {}
     quantiles = {k: "q01" in ds.episodes[0].stats.get(k, {}) for k in ds.camera_keys} if ds.episodes else {}
     step = max(1, len(planned) // PREVIEW_ROWS)
@@ -72,21 +76,34 @@ def episode_tasks(ds: LeRobotDataset, planned: list[OutputEpisode], spec, seg_di
     cache: dict = {}
     tasks = []
     for i, oe in enumerate(planned):
+        if bad is not None and oe.source.index in bad:
+            continue
         cams = []
         rows = ds.read_episode_rows(oe.source, cache) if ds.image_keys else None
-        for cam_idx, key in enumerate(ds.camera_keys):
-            if ds.features[key]["dtype"] == "video":
-                rel, start = oe.source.videos[key]
-                if rel not in probes:
-                    probes[rel] = probe(ds.root / rel)
-                p = probes[rel]
-                cams.append(CameraSource(key, cam_idx, "video", p.width, p.height, str(ds.root / rel), start, p.codec, p.pix_fmt))
-            else:
-                cells = rows.column(key).to_pylist()
-                images = tuple(c["bytes"] for c in cells)
-                # size from the pixels: feature shapes are (h, w, c) or (c, h, w) depending on the writer
-                h, w = decode_png(images[0]).shape[:2]
-                cams.append(CameraSource(key, cam_idx, "image", int(w), int(h), images=images))
+        try:
+            for cam_idx, key in enumerate(ds.camera_keys):
+                if ds.features[key]["dtype"] == "video":
+                    rel, start = oe.source.videos[key]
+                    if rel not in probes:
+                        try:
+                            probes[rel] = probe(ds.root / rel)
+                        except WorkerError as exc:
+                            probes[rel] = exc  # every episode in the file: the same error, probed once
+                    p = probes[rel]
+                    if isinstance(p, WorkerError):
+                        raise p
+                    cams.append(CameraSource(key, cam_idx, "video", p.width, p.height, str(ds.root / rel), start, p.codec, p.pix_fmt))
+                else:
+                    cells = rows.column(key).to_pylist()
+                    images = tuple(c["bytes"] for c in cells)
+                    # size from the pixels: feature shapes are (h, w, c) or (c, h, w) depending on the writer
+                    h, w = decode_png(images[0]).shape[:2]
+                    cams.append(CameraSource(key, cam_idx, "image", int(w), int(h), images=images))
+        except WorkerError as exc:
+            if bad is None or exc.code != ExitCode.CORRUPT_VIDEO:
+                raise
+            bad[oe.source.index] = f"episode {oe.source.index}: {exc.message}"
+            continue
         tasks.append(EpisodeTask(
             oe.out_index, oe.source.index, oe.copy, oe.transforms, oe.source.length, ds.fps, tuple(cams),
             str(seg_dir), spec, quantiles, preview=i in preview_at,
@@ -96,10 +113,32 @@ def episode_tasks(ds: LeRobotDataset, planned: list[OutputEpisode], spec, seg_di
     keys = ds.video_keys
     if keys:  # all files of one key must share codec, pix_fmt, size (invariant 6): refuse mixed sources
         for key in keys:
-            seen = {(p.codec, p.pix_fmt, p.width, p.height) for rel, p in probes.items() if f"/{key}/" in f"/{rel}"}
+            seen = {(p.codec, p.pix_fmt, p.width, p.height) for rel, p in probes.items()
+                    if f"/{key}/" in f"/{rel}" and not isinstance(p, WorkerError)}
             if len(seen) > 1:
                 raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"video files of {key!r} differ in codec/pix_fmt/size: {sorted(seen)}")
     return tasks
+
+
+def _without_bad(planned: list[OutputEpisode], results: dict[int, EpisodeResult], bad: dict[int, str],
+                 mode: str, first_index: int) -> tuple[list[OutputEpisode], dict[int, EpisodeResult]]:
+    """The plan and results less the copies of undecodable source episodes (on_bad_sample: skip),
+    the copies left renumbered in order so that episode indices stay contiguous. Copy mode only:
+    inplace mode rewrites every episode and has no decodable pixels to write for a bad one."""
+    if mode != "copy":
+        first = bad[min(bad)]
+        raise WorkerError(ExitCode.CORRUPT_VIDEO,
+                          f"{first} (on_bad_sample: skip leaves undecodable episodes out of augmented copies; "
+                          f"augment_dataset_mode inplace rewrites every episode, so it cannot skip one)")
+    n = first_index  # copies are numbered after the originals
+    kept = [oe for oe in planned if oe.source.index not in bad]
+    if not kept:
+        raise WorkerError(ExitCode.CORRUPT_VIDEO, f"every source episode is undecodable (first: {bad[min(bad)]})")
+    new_plan, new_results = [], {}
+    for k, oe in enumerate(kept):
+        new_plan.append(dataclasses.replace(oe, out_index=n + k))
+        new_results[n + k] = dataclasses.replace(results[oe.out_index], out_index=n + k)
+    return new_plan, new_results
 
 
 def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
@@ -109,7 +148,9 @@ def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
     check_frame_limit(spec, sum(ep.length for ep in ds.episodes), job.max_frames)
     planned = plan(ds, spec)
     seg_dir = fresh_dir(job.workdir / "segments")
-    tasks = episode_tasks(ds, planned, spec, seg_dir)
+    skip = getattr(spec.on_bad_sample, "value", spec.on_bad_sample) == "skip"
+    bad: dict[int, str] | None = {} if skip else None  # source episode -> why it cannot be decoded
+    tasks = episode_tasks(ds, planned, spec, seg_dir, bad)
     frames_total = sum(t.length for t in tasks)
     done = {"episodes": 0, "frames": 0}
     reporter.update("augmenting", episodes_total=len(tasks), frames_total=frames_total, force=True)
@@ -121,9 +162,23 @@ def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
                         frames_done=done["frames"], frames_total=frames_total)
 
     t0 = time.perf_counter()
-    results_list = run_tasks(run_episode, tasks, job.processes, on_done)
+    results_list = run_tasks(run_episode_or_skip if skip else run_episode, tasks, job.processes, on_done)
     t1 = time.perf_counter()
     results = {r.out_index: r for r in results_list}
+    if bad is not None:
+        for task, r in zip(tasks, results_list):
+            if r.skipped is not None:
+                bad.setdefault(task.source_index, r.skipped)
+        results_list = [r for r in results_list if r.skipped is None]
+    if bad:
+        planned, results = _without_bad(planned, results, bad, spec.augment_dataset_mode, len(ds.episodes))
+        for index in sorted(bad):
+            message = f"skipped an undecodable episode: {bad[index]}"
+            log.emit("warning", message, event="warning", message=message)
+            reporter.warn(message)
+        frames_total = sum(oe.source.length for oe in planned)
+        reporter.update("augmenting", episodes_done=len(planned), episodes_total=len(planned), frames_done=frames_total,
+                        frames_total=frames_total, message=f"{len(bad)} undecodable episode(s) skipped", force=True)
     warnings = lerobot_writer.write(ds, stage, spec.augment_dataset_mode, planned, results)
     for message in warnings:  # input inconsistencies: they become warning events of the job
         log.emit("warning", message, event="warning", message=message)
@@ -136,14 +191,19 @@ def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
          "transforms": list(oe.transforms), "params": results[oe.out_index].params}
         for oe in planned
     ]
-    provenance.write_provenance(stage, spec=spec, source=job.source_id, fmt=f"lerobot {ds.version}", entries=entries)
+    skipped = [{"episode_index": i, "error": bad[i]} for i in sorted(bad)] if bad else None
+    provenance.write_provenance(stage, spec=spec, source=job.source_id, fmt=f"lerobot {ds.version}", entries=entries,
+                                skipped=skipped)
     key = ds.camera_keys[0]
     pairs = [r.preview[key] for r in results_list if key in r.preview]
     provenance.write_preview(stage, pairs)
     base = read_card_yaml(source) or default_card_yaml()
     out_eps = len(ds.episodes) + (len(planned) if spec.augment_dataset_mode == "copy" else 0)
+    counts = {"episodes": out_eps, "augmented episodes": len(planned)}
+    if bad:
+        counts["skipped episodes"] = len(bad)
     provenance.write_card(stage, spec=spec, source=job.source_id, fmt=f"LeRobot {ds.version}", base_yaml=base,
-                          counts={"episodes": out_eps, "augmented episodes": len(planned)}, cameras=ds.camera_keys)
+                          counts=counts, cameras=ds.camera_keys)
     shutil.rmtree(seg_dir, ignore_errors=True)
     timings = {k: sum(r.timings[k] for r in results_list) for k in ("decode", "augment", "encode", "stats", "cpu", "augment_cpu")}
     timings.update(augment_wall=t1 - t0, write_wall=time.perf_counter() - t1)

@@ -92,7 +92,10 @@ class _Stats:
 
     def original(self, ep: Episode, table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
         """Stats of an original episode from its rows and decoded frames, checked against the input's."""
-        stats = {**self.numeric(table), **self.source_cameras.get(ep.index, {})}
+        # an episode left out as undecodable (on_bad_sample: skip) keeps the input's camera stats
+        cameras = self.source_cameras.get(ep.index) or {
+            k: {s: np.asarray(v) for s, v in ep.stats[k].items()} for k in self.ds.camera_keys if k in ep.stats}
+        stats = {**self.numeric(table), **cameras}
         self.warnings.check(ep.index, ep.stats, stats, set(self.ds.camera_keys))
         return stats
 

@@ -7,6 +7,7 @@ frame lives in the tests (tests/worker/checker.py).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,11 +15,21 @@ import pyarrow.parquet as pq
 
 from . import image_dataset, lerobot_dataset
 from .errors import ExitCode, WorkerError
+from .provenance import PROVENANCE_PATH
 from .video import probe
 
 
 def _fail(msg: str) -> WorkerError:
     return WorkerError(ExitCode.INTERNAL, f"output self-check failed: {msg}")
+
+
+def _skipped_episodes(root: Path) -> set[int]:
+    """Source episodes left out as undecodable (on_bad_sample: skip), from the provenance file."""
+    try:
+        doc = json.loads((root / PROVENANCE_PATH).read_text())
+    except (OSError, ValueError):
+        return set()
+    return {int(s["episode_index"]) for s in doc.get("skipped") or [] if "episode_index" in s}
 
 
 def check_output(root: Path) -> None:
@@ -40,7 +51,11 @@ def check_output(root: Path) -> None:
     for ep in ds.episodes:
         for rel, _ in ep.videos.values():
             per_file[rel] += ep.length
+    # a skipped episode's original is the source's file, copied as it was: it does not probe
+    unreadable = {rel for i in _skipped_episodes(root) if i < len(ds.episodes) for rel, _ in ds.episodes[i].videos.values()}
     for rel, frames in per_file.items():
+        if rel in unreadable:
+            continue
         got = probe(root / rel).frames
         if got != frames:
             raise _fail(f"{rel} has {got} frames, its episodes {frames}")
