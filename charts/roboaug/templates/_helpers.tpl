@@ -118,6 +118,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/* The operator configuration file (schema: operator/config.py, OperatorConfig). */}}
+{{/* "true" when any pool names a Kueue LocalQueue (then the operator reads Workloads), else "". */}}
+{{- define "roboaug.kueueEnabled" -}}
+{{- range $_, $pool := .Values.pools }}{{ if $pool.kueueQueue }}true{{ break }}{{ end }}{{ end }}
+{{- end }}
+
 {{- define "roboaug.operatorConfig" -}}
 {{- $root := . -}}
 namespaces: {{ toJson .Values.watchNamespaces }}
@@ -155,6 +160,9 @@ pools:
     {{- end }}
     {{- with $pool.maxParallelism }}
     max_parallelism: {{ int . }}
+    {{- end }}
+    {{- with $pool.kueueQueue }}
+    kueue_queue: {{ . | quote }}
     {{- end }}
 {{- end }}
 routing: {{ toJson .Values.routing }}
