@@ -75,7 +75,8 @@ def test_logs_stream_while_the_job_runs_and_come_from_the_archive_after_the_pod_
         assert followed and all({"ts", "level", "msg"} <= set(x) for x in followed)
         own = [x for x in followed if not x.get("raw")]
         phases = [x["phase"] for x in own if x.get("event") == "progress"]
-        assert phases[0] == "downloading" and "augmenting" in phases and phases[-1] == "uploading"
+        assert phases and phases[0] == "downloading" and "augmenting" in phases and phases[-1] == "uploading", \
+            followed[:5]
         assert own[-1]["event"] == "done", own[-1]
 
         cr_name = f"aug-{job_id}"
@@ -83,9 +84,12 @@ def test_logs_stream_while_the_job_runs_and_come_from_the_archive_after_the_pod_
         assert final["status"] == "completed", final.get("error")
 
         # the operator archives the ended pod's log, owned by the CR
-        archives = _wait(lambda: _names(stack, "configmap", f"roboaug.dev/job-id={job_id},"
-                                                           "app.kubernetes.io/name=roboaug-worker-log"),
-                         60, "the operator's log archive")
+        try:
+            archives = _wait(lambda: _names(stack, "configmap", f"roboaug.dev/job-id={job_id},"
+                                                               "app.kubernetes.io/name=roboaug-worker-log"),
+                             60, "the operator's log archive")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\noperator log:\n{stack.operator.tail()}") from None
         cr = stack.get_job(cr_name)
         assert archives == [joblogs.archive_name(cr_name, cr["metadata"]["uid"], 0)]
         cm = json.loads(stack.kubectl("get", "-n", stack.namespace, "configmap", archives[0], "-o", "json").stdout)

@@ -226,7 +226,8 @@ class Kube:
         API_REQUESTS.labels(verb="GET", resource="pods/log").inc()
         path = f"/api/v1/namespaces/{namespace}/pods/{name}/log?{urlencode({'container': container})}"
         m, url, hdrs, data, _post = self.api.param_serialize(
-            method="GET", resource_path=path, header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"])
+            # the apiserver negotiates pods/log like any resource: text/plain alone is refused (406)
+            method="GET", resource_path=path, header_params={"Accept": "*/*"}, auth_settings=["BearerToken"])
         # (connect, read) timeouts: a read may wait on a slow kubelet, never forever
         resp = self.api.call_api(m, url, header_params=hdrs, _request_timeout=(self.timeout, 6 * self.timeout))
         if not 200 <= resp.status < 300:
