@@ -38,9 +38,10 @@ def env(j):
     return {e["name"]: e.get("value") for e in j["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
-def shard_job(complete=False, succeeded=0, failed=0, failed_condition=None, stage="shard", name="aug-demo-worker"):
-    return dataclasses.replace(job(name=name, complete=complete, failed=failed, failed_condition=failed_condition),
-                               succeeded=succeeded, stage=stage)
+def shard_job(complete=False, succeeded=0, failed=0, failed_condition=None, stage="shard", name="aug-demo-worker",
+              active=1):
+    return dataclasses.replace(job(name=name, complete=complete, failed=failed, failed_condition=failed_condition,
+                                   active=active), succeeded=succeeded, stage=stage)
 
 
 def spod(index, phase="Running", created=2, exit_code=None, exit_message=None, attempt="abcde", job_uid="job-uid-1"):
@@ -81,6 +82,14 @@ def test_spec_shards_make_an_indexed_job_bounded_by_the_job_and_the_pool():
     assert run(cr(spec={"shards": 3})).create_job["spec"]["parallelism"] == 3
 
 
+def test_the_decision_after_the_job_was_created_writes_the_spec_shards_too():
+    # the controller decides again with the Job it made; that decision's status is written
+    plan = run(cr(spec={"shards": 3}), job=shard_job(active=0), pods=[])
+    s = plan.new_status["shards"]
+    assert (s["count"], s["source"], s["parallelism"], s["done"]) == (3, "spec", 3, 0)
+    assert not plan.delete_job and plan.new_status["current_phase"] == "scheduling"
+
+
 def test_unset_shards_is_one_pod_that_may_plan_and_one_shard_is_one_pod_that_may_not():
     j = run(cr()).create_job
     assert (j["spec"]["completions"], j["spec"]["parallelism"]) == (1, 1)
@@ -107,6 +116,9 @@ def test_a_shard_plan_exit_replaces_the_one_pod_job_by_the_indexed_job():
     assert plan.new_status["status"] != "failed" and plan.new_status.get("attempt", 0) == 0
     assert not plan.create_job
     c = applied(c, plan)
+    # the delete did not happen (the operator restarted): the one-pod Job is deleted again
+    again = run(c, job=single, pods=[planned])
+    assert again.delete_job == "aug-demo-worker" and not again.create_job and again.finished is None
     # the one-pod Job on its way out: wait; once gone, the Indexed Job with the plan's count
     waiting = run(c, job=dataclasses.replace(single, deleting=True), pods=[planned])
     assert waiting.requeue_after and not waiting.create_job and not waiting.delete_job
@@ -250,3 +262,76 @@ def test_the_write_budget_bounds_writes_per_second_whatever_the_report_rate():
             written += 1
     assert written == 20
     assert budget.wait(9.9995) > 0 and budget.wait(10.5) == 0
+
+
+def test_the_controller_keeps_each_shards_last_report_from_its_own_pods_only():
+    from roboaug.operator.shards import remember
+    pods = [spod(0), spod(1)]
+    kept: dict = {}
+    assert remember(kept, report(pods[1], 5, 50), pods)
+    assert not remember(kept, {"pod": "someone-else", "frames_done": 9}, pods)
+    assert not remember(kept, None, pods)
+    assert kept == {1: {"pod": pods[1].name, "frames_done": 5, "frames_total": 50}}
+
+
+class _Kube:
+    """Just what the controller calls for a running sharded job; counts status writes."""
+
+    def __init__(self):
+        self.writes: list[dict] = []
+        self.rv = 200
+
+    def patch_cr_status(self, ns, name, status, rv):
+        self.writes.append(status)
+        self.rv += 1
+        body = copy.deepcopy(self.body)
+        body["metadata"]["resourceVersion"] = str(self.rv)
+        body["status"] = {**body["status"], **{k: v for k, v in status.items() if v is not None}}
+        self.body = body
+        return body
+
+    def post_event(self, *a):
+        pass
+
+    def node_labels(self, name):
+        return CPU_NODE["cpu-0"]
+
+    def get_project(self, ns, name):
+        return None
+
+
+def test_the_controller_writes_the_shards_progress_at_most_once_a_second_per_job():
+    import asyncio
+
+    from roboaug.operator.controller import Controller
+    from roboaug.operator.observe import summarize_cr
+
+    clock = {"t": 10.0}
+    kube = _Kube()
+    ctl = Controller(CFG, kube, clock=lambda: at(clock["t"]))
+    ctl.bind({}, {}, {})
+    key = ("ns1", "aug-demo")
+    pods = [spod(i) for i in range(20)]
+    c = sharded(20)
+    kube.body = c
+    ctl.jobs[key] = [shard_job()]
+    ctl.pods[key] = pods
+
+    async def scenario():
+        # 20 shards each report every 0.1 s for 5 s: 1,000 reports, each a CR watch event
+        for tick in range(50):
+            for i, p in enumerate(pods):
+                body = copy.deepcopy(kube.body)
+                kube.rv += 1
+                body["metadata"]["resourceVersion"] = str(kube.rv)
+                body["status"]["progress"] = report(p, tick + 1, 100)
+                kube.body = body
+                ctl.crs[key] = [summarize_cr(body)]
+                await ctl.poke(key)
+            clock["t"] += 0.1
+
+    asyncio.run(scenario())
+    frame_writes = [w for w in kube.writes if "frames_done" in (w.get("shards") or {})]
+    assert 1 <= len(frame_writes) <= 6, len(frame_writes)  # 5 s at 1 write/s (+ the first)
+    assert len(kube.writes) <= 8, [sorted(w) for w in kube.writes]
+    assert kube.body["status"]["shards"]["frames_total"] == 2000

@@ -45,14 +45,21 @@ def _render(d: Decision, stage: str, shards: Optional[int]) -> dict:
                       stage=stage, shards=shards)
 
 
+def spec_shards(d: Decision) -> Optional[dict]:
+    """status.shards, first set from a spec asking for 2 or more shards. Written by whichever
+    decision sees it missing: the one that creates the Job is decided again by the controller
+    with the Job it made, and that second decision's status is the one written."""
+    if sharded(d) is None and (d.spec.shards or 0) >= 2:
+        d.h.status["shards"] = {"count": d.spec.shards, "source": "spec",
+                                "parallelism": parallelism(d.spec.shards, d.spec, d.choice)}
+    return sharded(d)
+
+
 def worker_job(d: Decision) -> dict:
     """The `<cr>-worker` Job to create now: the shards' Indexed Job of a sharded job (a spec
     asking for 2 or more shards makes it sharded here), else the one-pod single stage (with
     ROBOAUG_SHARDS=1 when the spec asks for one shard: no automatic plan)."""
-    if sharded(d) is None and (d.spec.shards or 0) >= 2:
-        d.h.status["shards"] = {"count": d.spec.shards, "source": "spec",
-                                "parallelism": parallelism(d.spec.shards, d.spec, d.choice)}
-    plan = sharded(d)
+    plan = spec_shards(d)
     if plan is not None:
         return _render(d, Stage.SHARD, plan["count"])
     return _render(d, Stage.SINGLE, d.spec.shards)
@@ -63,7 +70,7 @@ def replan(d: Decision) -> bool:
     The plan goes into status and the Job is deleted (foreground); `ensure_job` creates the
     Indexed Job once it is gone. A SHARD_PLAN exit without a readable plan fails the job."""
     job = d.job
-    plan = sharded(d)
+    plan = spec_shards(d)
     if plan is not None:
         if job.stage == Stage.SHARD:
             return False

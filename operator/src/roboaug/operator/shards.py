@@ -74,7 +74,8 @@ def remember(reports: dict[int, dict], report: Optional[dict], pods: Iterable[Po
     pod = next((p for p in pods if p.name == report["pod"] and p.index is not None), None)
     if pod is None:
         return False
-    reports[pod.index] = dict(report)
+    # only what `aggregate` reads: 10,000 shards keep 10,000 small dicts, not whole reports
+    reports[pod.index] = {k: report.get(k) for k in ("pod", "frames_done", "frames_total")}
     return True
 
 

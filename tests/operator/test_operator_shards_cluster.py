@@ -1,0 +1,74 @@
+"""A sharded job against a real control plane (apiserver, job controller, GC) with kwok nodes:
+the Indexed Job of 3 shards, then the finalize Job, then `completed` (issue 16 items 1 and 4).
+kwok makes every pod succeed after its delay (`_cluster_helpers`)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.operator._cluster_helpers import (OperatorProcess, assert_consistent, base_config, create_cr, final,
+                                             jobs_of, pods_of, wait_cr)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+def operator(cluster, crd, namespace, k8s, tmp_path):
+    k8s.core.create_namespaced_service_account(namespace, {"metadata": {"name": "roboaug-worker"}})
+    started: list[OperatorProcess] = []
+
+    def start(**over) -> OperatorProcess:
+        op = OperatorProcess(cluster, base_config(namespace, **over), tmp_path).start()
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+        print(f"--- operator log ({op.log}) ---\n{op.tail(60)}")
+
+
+def _env(job) -> dict:
+    return {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+
+
+def test_three_shards_then_finalize_then_completed(operator, cluster, k8s, namespace):
+    op = operator(cpu={"max_parallelism": 2})
+    create_cr(k8s, namespace, "sh", shards=3)
+    cr = wait_cr(cluster, k8s, namespace, "sh", final, "final status", op=op)
+    st = cr["status"]
+    assert st["status"] == "completed", st
+    assert_consistent(st)
+    assert st["shards"]["count"] == 3 and st["shards"]["source"] == "spec"
+    assert (st["shards"]["done"], st["shards"]["stage"], st["shards"]["parallelism"]) == (3, "finalize", 2)
+    jobs = {j.metadata.name: j for j in jobs_of(k8s, namespace)}
+    assert set(jobs) == {"sh-worker", "sh-finalize"}
+    shards, fin = jobs["sh-worker"], jobs["sh-finalize"]
+    assert (shards.spec.completion_mode, shards.spec.completions, shards.spec.parallelism) == ("Indexed", 3, 2)
+    assert shards.status.succeeded == 3 and fin.status.succeeded == 1
+    assert _env(shards)["ROBOAUG_STAGE"] == "shard" and _env(fin)["ROBOAUG_STAGE"] == "finalize"
+    assert _env(fin)["ROBOAUG_SHARDS"] == "3"
+    # the finalize pod started only after every shard pod had succeeded
+    pods = pods_of(k8s, namespace)
+    shard_ends = [p.status.container_statuses[0].state.terminated.finished_at for p in pods
+                  if p.metadata.labels.get("job-name") == "sh-worker"]
+    [fin_pod] = [p for p in pods if p.metadata.labels.get("job-name") == "sh-finalize"]
+    assert len(shard_ends) == 3 and fin_pod.metadata.creation_timestamp >= max(shard_ends)
+    assert fin_pod.spec.service_account_name == shards.spec.template.spec.service_account_name
+
+
+def test_cancel_stops_the_shards_and_starts_the_cleanup_pod(operator, cluster, k8s, namespace):
+    op = operator(cpu={"pod_annotations": {"roboaug.dev/kwok-delay": "600s"}})
+    create_cr(k8s, namespace, "shc", shards=2)
+    cluster.wait_for(lambda: len([p for p in pods_of(k8s, namespace)
+                                  if p.metadata.labels.get("job-name") == "shc-worker"]) == 2, 120,
+                     what="two shard pods")
+    k8s.custom.patch_namespaced_custom_object("roboaug.dev", "v1alpha1", namespace, "augmentationjobs", "shc",
+                                              {"spec": {"cancel_requested": True}})
+    cr = wait_cr(cluster, k8s, namespace, "shc", final, "cancelled", op=op)
+    assert cr["status"]["status"] == "cancelled"
+    cluster.wait_for(lambda: {j.metadata.name for j in jobs_of(k8s, namespace)} == {"shc-cleanup"}, 120,
+                     what="the shards' Job gone and the cleanup Job made")
+    (cleanup,) = jobs_of(k8s, namespace)
+    assert _env(cleanup)["ROBOAUG_STAGE"] == "cleanup"
+    cr = wait_cr(cluster, k8s, namespace, "shc", lambda s: (s.get("shards") or {}).get("cleanup") == "started",
+                 "cleanup started", op=op)
