@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from roboaug.worker.transforms import apply_clip, sample_copy_params
 
-from . import provenance
+from . import imagefolder, provenance
 from .dataset_card import config_splits, read_card_yaml, with_data_files, with_split_sizes
 from .errors import ExitCode, WorkerError
 from .files import copy_tree
@@ -96,7 +96,8 @@ def load(root: Path) -> ImageDataset:
     if not files:
         raise WorkerError(
             ExitCode.UNSUPPORTED_FORMAT,
-            "not a LeRobot dataset (no meta/info.json) and no parquet files: format not recognised",
+            "not a LeRobot dataset (no meta/info.json), no parquet files and no imagefolder metadata "
+            "(metadata.jsonl / metadata.csv): format not recognised",
         )
     try:
         schemas = [pq.read_schema(root / f) for f in files]
@@ -115,10 +116,25 @@ def load(root: Path) -> ImageDataset:
     return ImageDataset(root, files, columns, rows)
 
 
+def _is_imagefolder(source: Path) -> bool:
+    """No parquet data files but metadata.jsonl/csv: an imagefolder dataset (imagefolder.py)."""
+    return not data_files(source) and imagefolder.is_imagefolder(source)
+
+
 def source_frames(source: Path) -> int:
     """The source's rows (one frame each), from the parquet footers (handler.py): the same count
     `augment` works through, so the pipeline's check before it is the only one needed."""
+    if _is_imagefolder(source):
+        return imagefolder.source_frames(source)
     return load(source).total_rows
+
+
+def check_output(root: Path) -> None:
+    """The output's last look before publishing (verify.py): rows were written."""
+    if _is_imagefolder(root):
+        imagefolder.check_output(root)
+    elif load(root).total_rows == 0:
+        raise WorkerError(ExitCode.INTERNAL, "output self-check failed: no rows written")
 
 
 @dataclass(frozen=True)
@@ -359,6 +375,8 @@ def card_for(source: Path, ds: ImageDataset, copy_mode: bool, stage: Path) -> di
 def augment(source: Path, stage: Path, job: FormatJob) -> Augmented:
     """Streams: at most `2 x processes` tasks' results wait here, each output file holds one row
     group, and provenance entries go through a spool file: memory does not grow with the output."""
+    if _is_imagefolder(source):
+        return imagefolder.augment(source, stage, job)
     spec, reporter = job.spec, job.reporter
     ds = load(source)
     sets = spec.copies_plan()

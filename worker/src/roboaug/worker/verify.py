@@ -34,9 +34,7 @@ def _skipped_episodes(root: Path) -> set[int]:
 
 def check_output(root: Path) -> None:
     if not lerobot_dataset.is_lerobot(root):
-        ds = image_dataset.load(root)
-        if ds.total_rows == 0:
-            raise _fail("no rows written")
+        image_dataset.check_output(root)
         return
     try:
         ds = lerobot_dataset.load(root)
