@@ -24,7 +24,10 @@ For 96x96 (pusht-like) and 480x640 it prints, from one run each:
 Then peak RSS of a worker process augmenting one long (2,000 frames) and one short episode at
 96x96: bounded frames in flight means the two are close. And peak RSS of the worker command on
 a 1,000- and a 10,000-image 64x64 image dataset, 5 lighting copies each (`--image-rss-only`:
-just these): image datasets are streamed, so the two should be within 1.5x.
+just these): image datasets are streamed, so the two should be within 1.5x. And peak RSS of the
+worker command on a handful of 12 MP (4000x3000) JPEG photos, 2 lighting copies each (target
+under 1 GiB): rows are read 16 at a time and tasks sized by source bytes, so photos' size does not
+multiply memory by a row group's 100 rows.
 The encoder preset follows ROBOAUG_SVTAV1_PRESET (default: lerobot's 12).
 """
 
@@ -41,6 +44,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 os.environ.setdefault("SVT_LOG", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -228,6 +233,51 @@ def image_peak_rss(base: Path, rows: int, copies: int = 5) -> float:
     return kb / 1024
 
 
+def make_photo_dataset(root: Path, photos: int, size: tuple[int, int] = (3000, 4000)) -> Path:
+    """A `datasets` image dataset of `photos` JPEG photos of `size` (h, w) at quality 90, with EXIF
+    orientation 6 on every other one (decoded upright: 3000x4000 then), in one parquet file of one
+    row group as `Dataset.to_parquet` writes a few photos. Smooth gradients plus grain: a JPEG of
+    a photo's size (a few MB), not a flat colour's few KB."""
+    import datasets
+    from PIL import Image
+
+    h, w = size
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    blobs = []
+    for i in range(photos):
+        base = np.stack([(xx / w) * 200 + 30 * i, (yy / h) * 180 + 20, ((xx + yy) / (w + h)) * 150 + 50], axis=-1)
+        grain = rng.normal(0, 6, size=(h, w, 1)).astype(np.float32)
+        img = Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8))
+        buf = io.BytesIO()
+        exif = Image.Exif()
+        if i % 2:
+            exif[0x0112] = 6
+        img.save(buf, format="JPEG", quality=90, exif=exif.tobytes())
+        blobs.append({"bytes": buf.getvalue(), "path": f"photo_{i:03d}.jpg"})
+        del base, grain, img
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    ds = datasets.Dataset.from_dict({"image": blobs, "label": list(range(photos))},
+                                    features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+    ds.to_parquet(str(root / "data/train-00000-of-00001.parquet"))
+    return root
+
+
+def photo_peak_rss(base: Path, photos: int, copies: int = 2) -> tuple[float, float]:
+    """(peak RSS MiB, source MiB) of the worker command augmenting `photos` 12 MP JPEG photos
+    into `copies` lighting copies with 1 process."""
+    src = make_photo_dataset(base / f"photo_src_{photos}", photos)
+    src_mib = sum(p.stat().st_size for p in src.rglob("*.parquet")) / 2**20
+    spec = _spec(src, base / f"photo_out_{photos}").model_dump(mode="json")
+    spec.update(augment_transforms="lighting", augment_copies=copies)
+    res = subprocess.run([sys.executable, "-c", _RSS_CHILD, json.dumps(spec), str(base / f"photo_wd_{photos}")],
+                         capture_output=True, text=True, env={**os.environ, "SVT_LOG": "1"})
+    if res.returncode != 0:
+        raise SystemExit(f"photo RSS run failed: {res.stderr[-2000:]}")
+    kb = int(next(l for l in res.stdout.splitlines() if l.startswith("RSS_KB")).split()[1])
+    return kb / 1024, src_mib
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny inputs: a smoke run that prints every figure")
@@ -235,13 +285,15 @@ def main(argv=None) -> int:
     ap.add_argument("--image-rss-only", action="store_true", help="only the image datasets' peak RSS")
     args = ap.parse_args(argv)
     image_rows = (100, 1000) if args.quick else (1000, 10000)
+    photos = 2 if args.quick else 6
     if args.image_rss_only:
         base = Path(tempfile.mkdtemp(prefix="roboaug-bench-"))
         try:
             img = {n: image_peak_rss(base, n) for n in image_rows}
+            photo = photo_peak_rss(base, photos)
         finally:
             shutil.rmtree(base, ignore_errors=True)
-        _print_image_rss(img, image_rows)
+        _print_image_rss(img, image_rows, photos, photo)
         return 0
     if args.quick:
         plan = [("96x96", 96, 96, (30, 30)), ("480x640", 480, 640, (6, 6))]
@@ -256,6 +308,7 @@ def main(argv=None) -> int:
         rows = [bench_size(label, h, w, lengths, base) for label, h, w, lengths in plan]
         rss = {n: peak_rss(base, n) for n in rss_lengths}
         img = {n: image_peak_rss(base, n) for n in image_rows}
+        photo = photo_peak_rss(base, photos)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"roboaug worker pipeline, AV1 (libsvtav1 preset {preset}, crf 30, g 2) in and out, "
@@ -285,18 +338,23 @@ def main(argv=None) -> int:
     long_n, short_n = rss_lengths
     print(f"\npeak RSS, one 96x96 episode, 1 process: {long_n} frames {rss[long_n]:.0f} MiB, "
           f"{short_n} frames {rss[short_n]:.0f} MiB (ratio {rss[long_n] / rss[short_n]:.2f})")
-    _print_image_rss(img, image_rows)
+    _print_image_rss(img, image_rows, photos, photo)
     if args.json:
         Path(args.json).write_text(json.dumps({"preset": preset, "quick": args.quick, "sizes": rows,
                                                "peak_rss_mib": {str(k): v for k, v in rss.items()},
-                                               "image_peak_rss_mib": {str(k): v for k, v in img.items()}}, indent=2))
+                                               "image_peak_rss_mib": {str(k): v for k, v in img.items()},
+                                               "photo_12mp_peak_rss_mib": photo[0], "photo_12mp_photos": photos}, indent=2))
     return 0
 
 
-def _print_image_rss(img: dict[int, float], image_rows: tuple[int, int]) -> None:
+def _print_image_rss(img: dict[int, float], image_rows: tuple[int, int], photos: int,
+                     photo: tuple[float, float]) -> None:
     small, large = image_rows
     print(f"peak RSS, 64x64 image dataset, 5 lighting copies, 1 process: {small} images {img[small]:.0f} MiB, "
           f"{large} images {img[large]:.0f} MiB (ratio {img[large] / img[small]:.2f}; target <= 1.5)")
+    rss, src = photo
+    print(f"peak RSS, {photos} 12 MP (4000x3000) JPEG photos ({src:.0f} MiB of parquet), 2 lighting copies, "
+          f"1 process: {rss:.0f} MiB ({rss / 1024:.2f} GiB; target < 1 GiB)")
 
 
 if __name__ == "__main__":

@@ -30,3 +30,4 @@ def test_bench_quick_prints_every_figure(tmp_path):
         assert r["fps_end_to_end_1proc_1core"] > 0 and r["two_cores_over_one_core"] > 0
     assert all(v > 0 for v in figures["peak_rss_mib"].values())
     assert sorted(figures["image_peak_rss_mib"]) == ["100", "1000"] and "64x64 image dataset" in res.stdout
+    assert figures["photo_12mp_peak_rss_mib"] > 0 and "12 MP (4000x3000) JPEG photos" in res.stdout
