@@ -96,6 +96,10 @@ def test_log_lines_render_and_survive_non_json():
     line = parse_line(json.dumps({"ts": "T", "level": "ERROR", "msg": "upload failed", "repo": "a b",
                                   "attempt": 2, "extra": {"k": 1}}))
     assert render(line) == 'T ERROR upload failed repo="a b" attempt=2 extra={"k":1}'
+    progress = parse_line(json.dumps({"ts": "T", "level": "INFO", "msg": "downloading (resolving a/b)",
+                                      "message": "resolving a/b", "phase": "downloading", "warnings": [],
+                                      "error": None, "phases": [{"name": "downloading", "started_at": "T" * 60}]}))
+    assert render(progress) == "T INFO  downloading (resolving a/b) phase=downloading"
     assert parse_line("   ") is None
     assert parse_line("plain text") == LogLine(ts=None, level="info", msg="plain text", raw=True)
 

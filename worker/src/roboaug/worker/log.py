@@ -45,7 +45,8 @@ def setup(token: Optional[str] = None, level: int = logging.INFO) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # HTTP client libraries log request details (URLs, sometimes headers) at DEBUG: keep them out.
-    for noisy in ("urllib3", "httpx", "httpcore", "kubernetes", "filelock"):
+    # huggingface_hub >= 1 ships its own copy of httpx, logging as "httpx2".
+    for noisy in ("urllib3", "httpx", "httpx2", "httpcore", "kubernetes", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)
     # Progress bars are `\r`-redrawn lines on stderr: noise in a log; progress has its own lines.

@@ -55,9 +55,16 @@ def _value(value: Any) -> str:
     return json.dumps(text) if any(c.isspace() for c in text) else text
 
 
+MAX_SHOWN_CHARS = 60  # a list or object longer than this is shown only with --output json
+
+
 def render(line: LogLine) -> str:
     """`2025-07-03T10:00:01Z INFO  augmenting episode=3 frames=90`: time, level, message,
-    then key=value for each structured field (values with spaces quoted)."""
+    then key=value for each structured field (values with spaces quoted). Empty values, long
+    lists and objects, and a progress `message` the line's message already says are left to `--output json`: a
+    progress line carries the whole phase list, which would bury the message a person reads."""
     parts = [line.ts or "-", f"{line.level.upper():<5}", line.msg]
-    parts += [f"{k}={_value(v)}" for k, v in line.fields.items()]
+    parts += [f"{k}={text}" for k, v in line.fields.items()
+              if v not in (None, "", [], {}) and not (k == "message" and str(v) in line.msg)
+              for text in [_value(v)] if len(text) <= MAX_SHOWN_CHARS or not isinstance(v, (list, dict))]
     return " ".join(p for p in parts if p != "")
