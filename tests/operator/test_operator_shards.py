@@ -335,3 +335,10 @@ def test_the_controller_writes_the_shards_progress_at_most_once_a_second_per_job
     assert 1 <= len(frame_writes) <= 6, len(frame_writes)  # 5 s at 1 write/s (+ the first)
     assert len(kube.writes) <= 8, [sorted(w) for w in kube.writes]
     assert kube.body["status"]["shards"]["frames_total"] == 2000
+
+
+def test_the_projects_max_parallelism_is_a_ceiling_on_the_shards_running_at_once():
+    project = {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"], "limits": {"max_parallelism": 2}}}
+    plan = run(cr(spec={"shards": 6}), project=project)
+    assert plan.create_job["spec"]["parallelism"] == 2 and plan.new_status["shards"]["parallelism"] == 2
+    assert plan.finished is None  # a ceiling, not a refusal

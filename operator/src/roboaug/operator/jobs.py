@@ -146,21 +146,23 @@ def pod_failure_policy(stage: str = Stage.SINGLE) -> dict:
     }
 
 
-def parallelism(shards: int, spec: AugmentationJobSpec, choice: PoolChoice) -> int:
-    """Shard pods running at once: the least of the shard count, the job's max_parallelism and
-    the pool's bound."""
-    return max(1, min(shards, spec.max_parallelism or shards, choice.pool.max_parallelism))
+def parallelism(shards: int, spec: AugmentationJobSpec, choice: PoolChoice,
+                project_limit: Optional[int] = None) -> int:
+    """Shard pods running at once: the least of the shard count, the job's max_parallelism, its
+    project's limits.max_parallelism and the pool's bound."""
+    return max(1, min(shards, spec.max_parallelism or shards, project_limit or shards,
+                      choice.pool.max_parallelism))
 
 
 def stage_fields(stage: str, shards: Optional[int], spec: AugmentationJobSpec, choice: PoolChoice,
-                 backoff_limit: int) -> dict:
+                 backoff_limit: int, project_limit: Optional[int] = None) -> dict:
     """The Job spec fields that make it run `stage`: every Job is Indexed (so each pod learns its
     attempt, `job_attempt_fields`); the shard stage's has one index per shard, each with its own
     retries, and fails as soon as one index has failed for good (maxFailedIndexes 0)."""
     if stage != Stage.SHARD:
         return {"backoffLimit": backoff_limit, **job_attempt_fields(backoff_limit)}
     return {"completionMode": "Indexed", "completions": shards,
-            "parallelism": parallelism(shards, spec, choice),
+            "parallelism": parallelism(shards, spec, choice, project_limit),
             "backoffLimitPerIndex": backoff_limit, "maxFailedIndexes": 0}
 
 
@@ -177,7 +179,7 @@ def _env(cr: dict, job_id: str, config: OperatorConfig,
 def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
                choice: PoolChoice, project_token: Optional[SecretKeyRef] = None,
                max_frames: Optional[int] = None, *, stage: str = Stage.SINGLE,
-               shards: Optional[int] = None) -> dict:
+               shards: Optional[int] = None, max_parallelism: Optional[int] = None) -> dict:
     """The worker Job for CR `cr` (a dict with metadata name/namespace/uid) on pool `choice`.
 
     The Hub token mounted is the project's (`project_token`, its AugmentationProject's
@@ -192,7 +194,8 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     `stage` (contract.Stage) and `shards`: a single stage (`shards` None: it plans itself, and
     may exit SHARD_PLAN) is `<cr>-worker` with one pod, as is the shard stage with one index
     per shard (`stage_fields`); finalize and cleanup are `<cr>-finalize` / `<cr>-cleanup`, one
-    pod each, same image, identity and Hub token."""
+    pod each, same image, identity and Hub token. `max_parallelism`: the project's
+    limits.max_parallelism (a ceiling on the shards running at once)."""
     meta = cr["metadata"]
     pool = choice.pool
     labels = {
@@ -259,7 +262,7 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         pod_spec["imagePullSecrets"] = [{"name": n} for n in config.image_pull_secrets]
     job_spec: dict[str, Any] = {
         # so that each pod learns its attempt number (the worker contract's ROBOAUG_ATTEMPT)
-        **stage_fields(stage, shards, spec, choice, config.backoff_limit),
+        **stage_fields(stage, shards, spec, choice, config.backoff_limit, max_parallelism),
         "podFailurePolicy": pod_failure_policy(stage),
         "template": {
             "metadata": {"labels": {**pool.pod_labels, **labels},

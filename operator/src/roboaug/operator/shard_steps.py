@@ -42,7 +42,11 @@ def _render(d: Decision, stage: str, shards: Optional[int]) -> dict:
     return render_job(d.obs.cr, d.spec, d.job_id, d.config, d.choice,
                       d.project.hub_token_secret if d.project else None,
                       d.project.limits.max_frames_per_job if d.project else None,
-                      stage=stage, shards=shards)
+                      stage=stage, shards=shards, max_parallelism=_project_limit(d))
+
+
+def _project_limit(d: Decision) -> Optional[int]:
+    return d.project.limits.max_parallelism if d.project else None
 
 
 def spec_shards(d: Decision) -> Optional[dict]:
@@ -51,7 +55,7 @@ def spec_shards(d: Decision) -> Optional[dict]:
     with the Job it made, and that second decision's status is the one written."""
     if sharded(d) is None and (d.spec.shards or 0) >= 2:
         d.h.status["shards"] = {"count": d.spec.shards, "source": "spec",
-                                "parallelism": parallelism(d.spec.shards, d.spec, d.choice)}
+                                "parallelism": parallelism(d.spec.shards, d.spec, d.choice, _project_limit(d))}
     return sharded(d)
 
 
@@ -87,7 +91,7 @@ def replan(d: Decision) -> bool:
                       f"Job {job.name} failed (no shard plan)", failure_of(pod).data(), reason="ShardPlanUnreadable")
     count = max(1, found.shards)
     d.h.status["shards"] = {"count": count, "source": "auto",
-                            "parallelism": parallelism(count, d.spec, d.choice)}
+                            "parallelism": parallelism(count, d.spec, d.choice, _project_limit(d))}
     d.h.event("sharded", d.now, f"the source is large: {found.frames} frames in {found.units} units of work, "
               f"run as {count} shards", data={**found.as_dict(), "pod": pod.name})
     d.plan.events.append(("Normal", "Sharded", f"run as {count} shards ({found.frames} frames)"))

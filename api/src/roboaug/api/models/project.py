@@ -130,6 +130,10 @@ class ProjectLimits(BaseModel):
         None, ge=256, le=1024 * 1024, description="Largest effective spec, as compact JSON, in bytes.")
     max_running_jobs: Optional[int] = Field(
         None, ge=1, le=10000, description="Most jobs of the project running at once; more wait as queued.")
+    max_parallelism: Optional[int] = Field(
+        None, ge=1, le=1000,
+        description="Most shard pods of one sharded job running at once: the least of this, the job's "
+                    "max_parallelism and its pool's bound (a ceiling, never a refusal).")
 
 
 class AugmentationProjectSpec(BaseModel):
