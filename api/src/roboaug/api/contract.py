@@ -32,9 +32,10 @@ the same for any count. Stages (ROBOAUG_STAGE):
   operator then creates the Indexed Job with `completions = plan.shards`.
 - `shard`: run the units of shard JOB_COMPLETION_INDEX (set by Kubernetes in Indexed Jobs) out of
   ROBOAUG_SHARDS and write their files plus the shard's result (`.roboaug/shards/<index>.json`:
-  episode rows, partial statistics with histograms, warnings) to the staging area no reader
-  sees: the hidden folder `<output>/.roboaug-staging-<job_id>/` next to a `file://` output (across
-  nodes it needs ReadWriteMany storage), the branch `roboaug-staging-<job_id>` of a Hub output.
+  per-episode records with their statistics, skipped items, warnings) to the staging area no reader
+  sees: the hidden folder `.<name>.roboaug-staging-<job_id>/` beside a `file://` output
+  `<parent>/<name>` (the output folder itself appears only by finalize's rename; across nodes the
+  folder needs ReadWriteMany storage), the branch `roboaug-staging-<job_id>` of a Hub output.
   A retried shard replaces only its own files.
 - `finalize` (the `<cr>-finalize` Job, after every index succeeded; ROBOAUG_SHARDS set): merge the
   shards' results (episodes table, tasks, info.json totals, exact statistics, card, provenance)
@@ -129,14 +130,14 @@ class Stage:
 
 
 STAGING_PREFIX = "roboaug-staging-"
-"""The staging area's name before the job id: the Hub branch `roboaug-staging-<job_id>`, the
-hidden folder `.roboaug-staging-<job_id>` next to a file:// output (`staging_name`)."""
+"""The staging area's name before the job id (`staging_name`)."""
 SHARD_RESULTS_DIR = ".roboaug/shards"
 """Where each shard's result (`<index>.json`) lies in the staging area; never published."""
 
 
 def staging_name(job_id: str) -> str:
-    """The Hub staging branch of job `job_id` (the file:// folder is this name with a leading dot)."""
+    """The Hub staging branch of job `job_id`; a file:// output `<parent>/<name>` stages in the
+    folder `<parent>/.<name>.<staging_name>` (worker stages.staging_dir)."""
     return f"{STAGING_PREFIX}{job_id}"
 LIBRARY_ENV: dict[str, str] = {
     "HF_HOME": "huggingface_hub's cache, on the scratch volume",

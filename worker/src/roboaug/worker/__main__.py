@@ -8,7 +8,9 @@ AugmentationJob spec; in the cluster the file the operator mounts from the job's
 --workdir, else env ROBOAUG_WORKDIR, else a temporary folder. Processes: --processes, else env
 ROBOAUG_PROCESSES, else min(2, usable CPUs); ROBOAUG_PIN_WORKERS (auto, 0, 1) holds each process to a CPU
 (auto: when it owns exactly that many). Encoder preset: ROBOAUG_SVTAV1_PRESET. Frame limit:
-ROBOAUG_MAX_FRAMES (the project's limits.max_frames_per_job). Hub token: env HF_TOKEN (never logged: masked in every line). Every line written is a JSON
+ROBOAUG_MAX_FRAMES (the project's limits.max_frames_per_job). Sharded jobs: ROBOAUG_STAGE, ROBOAUG_SHARDS
+and JOB_COMPLETION_INDEX (a single stage whose automatic plan wants several shards exits
+SHARD_PLAN, its last line the plan: contract.plan_line). Hub token: env HF_TOKEN (never logged: masked in every line). Every line written is a JSON
 log line (roboaug.api.joblogs; worker/log.py). Progress goes to
 stdout as JSON lines and, with ROBOAUG_CR_NAME / ROBOAUG_CR_NAMESPACE set, to the CR's
 status.progress. Every variable, the exit codes and the error line are the worker contract's:
@@ -28,7 +30,7 @@ from typing import Optional, Sequence
 
 from pydantic import ValidationError
 
-from roboaug.api.contract import JOB_ID, SPEC_FILE, ContractError, WorkerEnv
+from roboaug.api.contract import JOB_ID, SPEC_FILE, ContractError, WorkerEnv, plan_line
 from roboaug.api.models import AugmentationJobSpec
 
 from . import log
@@ -118,7 +120,8 @@ def run(argv: Optional[Sequence[str]] = None, env=os.environ) -> int:
     workdir, created = pipeline.make_workdir(args.workdir or wenv.workdir)
     try:
         opts = pipeline.RunOptions(job_id=job_id, workdir=workdir, processes=_processes(args, wenv),
-                                   token=wenv.hub_token, max_frames=wenv.max_frames)
+                                   token=wenv.hub_token, max_frames=wenv.max_frames, stage=wenv.stage,
+                                   shards=wenv.shards, shard_index=wenv.shard_index)
         summary = pipeline.run(spec, opts, ProgressReporter.from_env(wenv))
     finally:
         if created:
@@ -137,9 +140,15 @@ def _fail(exc: WorkerError) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .stages import ShardPlanned
+
     log.setup()
     try:
         code = run(argv)
+    except ShardPlanned as planned:  # not a failure: the plan, last on stderr (the termination message)
+        msg, fields = plan_line(planned.plan)
+        log.emit("info", msg, stream=sys.stderr, event="shard_plan", exit_code=int(ExitCode.SHARD_PLAN), **fields)
+        code = int(ExitCode.SHARD_PLAN)
     except WorkerError as exc:
         code = _fail(exc)
     except MemoryError:

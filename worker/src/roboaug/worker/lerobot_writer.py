@@ -8,6 +8,16 @@ Either way the per-episode stats of every episode the output holds are recompute
 from/to timestamps from where its frames sit, and info.json's video fields describe the files
 written. `write` returns the input inconsistencies found on the way, as warning messages.
 The invariants are the ones listed in shared/LEROBOT_FORMAT.md.
+
+Writing is split along units of work (`layout`): a unit is the smallest set of output episodes
+whose data and video files hold no other episode, decided from the source's metadata alone
+(v3.0 copy: a run of new episodes sharing one new data file and one new mp4 per camera, cut by
+the files' size limits estimated from the source's file sizes, and by `UNIT_FRAMES`; v3.0 in
+place: the episodes sharing source files; v2.1: one episode). `write_unit` writes one unit's
+files and returns its records (per-episode stats, where its frames sit in its mp4s, the videos'
+fields); `write_meta` writes everything else from the records of all units (originals, episode
+tables, info.json, stats.json). Both depend only on the layout and the records, never on which
+process ran which unit, so a job split into any number of shards writes the same bytes.
 """
 
 from __future__ import annotations
@@ -27,10 +37,15 @@ from .episode_stats import StatsWarnings, episode_numeric_stats
 from .episode_task import EpisodeResult
 from .files import copy_tree, write_json
 from .lerobot_dataset import Episode, LeRobotDataset, video_feature_info
+from .plan import Unit
 from .stats import aggregate
 from .video import GRID_TOLERANCE_S, concat_segments, probe
 
 MB = 1024 * 1024
+UNIT_FRAMES = 10_000
+"""The most frames of new episodes one v3.0 copy-mode unit (its data file and mp4s) holds, so a
+source stored in a few large files still splits into units that shards can share. A dataset
+under it is written exactly as before units existed: one new file per kind."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +97,10 @@ def quantile_flags(ds: LeRobotDataset) -> dict[str, bool]:
 class _Stats:
     """The recomputed per-episode stats of one write, and the warnings found on the way."""
 
-    def __init__(self, ds: LeRobotDataset, results: dict[int, EpisodeResult], plan: list[OutputEpisode]):
+    def __init__(self, ds: LeRobotDataset, source_cameras: dict[int, dict[str, dict[str, np.ndarray]]]):
         self.ds, self.quantiles, self.warnings = ds, quantile_flags(ds), StatsWarnings()
         # camera stats of each original episode: measured by the task of its first copy
-        self.source_cameras = {oe.source.index: results[oe.out_index].source_stats for oe in plan if oe.copy == 0}
+        self.source_cameras = source_cameras
 
     def numeric(self, table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
         return episode_numeric_stats(self.ds.features, table, self.quantiles)
@@ -117,21 +132,30 @@ def _set_stats_columns(row: dict, stats: dict[str, dict[str, np.ndarray]]) -> No
                 row[f"stats/{feat}/{k}"] = np.asarray(v).tolist()
 
 
-def _describe_videos(info: dict, out: Path, written: dict[str, str]) -> None:
-    """info.json's video fields from the files written (`written`: key -> one of its files)."""
-    for key, rel in written.items():
-        p = probe(out / rel)
+def _video_fields(path: Path) -> dict:
+    """info.json's fields of one video file we wrote."""
+    p = probe(path)
+    fps = int(p.fps) if p.fps.denominator == 1 else float(p.fps)
+    return {"video.height": p.height, "video.width": p.width, "video.codec": p.codec,
+            "video.pix_fmt": p.pix_fmt, "video.fps": fps}
+
+
+def _describe_videos(info: dict, videos: dict[str, dict]) -> None:
+    """info.json's video fields from the files written (`videos`: key -> `_video_fields` of one)."""
+    for key, described in videos.items():
         feature = info["features"][key]
         fields = video_feature_info(feature)
         if not fields:
             fields = feature["info"] = {}
-        fps = int(p.fps) if p.fps.denominator == 1 else float(p.fps)
-        fields.update({"video.height": p.height, "video.width": p.width, "video.codec": p.codec,
-                       "video.pix_fmt": p.pix_fmt, "video.fps": fps})
+        fields.update(described)
 
 
 def _info_copy(ds: LeRobotDataset) -> dict:
     return json.loads(json.dumps(ds.info))  # deep: feature dicts get edited
+
+
+def _arrays(stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    return {f: {k: np.asarray(v) for k, v in s.items()} for f, s in stats.items()}
 
 
 def _aggregate_all(per_episode: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, dict[str, list]]:
@@ -139,17 +163,182 @@ def _aggregate_all(per_episode: list[dict[str, dict[str, np.ndarray]]]) -> dict[
     return _stats_lists({f: aggregate([s[f] for s in per_episode if f in s]) for f in features})
 
 
-# -- entry point ------------------------------------------------------------------------------
+# -- layout: the units of work ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Layout:
+    """Where the plan's output episodes go, from the source's metadata alone."""
+
+    units: list[Unit]
+    index_starts: dict[int, int]
+    """copy mode: output episode -> global index of its first frame."""
+    data_pos: list[tuple[int, int]]
+    """v3.0 copy: (chunk, file) of each unit's data file."""
+    video_pos: dict[str, list[tuple[int, int]]]
+    """v3.0 copy: (chunk, file) of each unit's mp4 per video key."""
+
+    def unit_of(self) -> dict[int, int]:
+        return {e: u.index for u in self.units for e in u.episodes}
+
+
+def _bytes_per_frame(ds: LeRobotDataset, file_of) -> dict[str, float]:
+    """Source file -> its size on disk per frame it holds (`file_of(episode)` names its file)."""
+    frames: dict[str, int] = {}
+    for ep in ds.episodes:
+        frames[file_of(ep)] = frames.get(file_of(ep), 0) + ep.length
+    return {rel: (ds.root / rel).stat().st_size / n if n else 0.0 for rel, n in frames.items()}
+
+
+def layout(ds: LeRobotDataset, mode: str, plan: list[OutputEpisode]) -> Layout:
+    """The units of work of writing `plan` (see the module's docstring)."""
+    index_starts, running = {}, ds.total_frames
+    if mode == "copy":
+        for oe in plan:
+            index_starts[oe.out_index] = running
+            running += oe.source.length
+    if ds.version == "v3.0" and mode == "copy":
+        return _v30_copy_layout(ds, plan, index_starts)
+    if ds.version == "v3.0":
+        return Layout(_v30_inplace_units(ds, plan), index_starts, [], {})
+    units = [Unit(i, (oe.out_index,), oe.source.length) for i, oe in enumerate(plan)]
+    return Layout(units, index_starts, [], {})
+
+
+def _v30_copy_layout(ds: LeRobotDataset, plan: list[OutputEpisode], index_starts: dict[int, int]) -> Layout:
+    """New episodes in output order, a new unit (one new data file and one new mp4 per key) when
+    the current one would pass a file size limit (sizes estimated as the source's bytes per frame
+    of the file each episode comes from) or UNIT_FRAMES."""
+    info = ds.info
+    chunks_size = int(info.get("chunks_size", 1000))
+    data_limit = int(info.get("data_files_size_in_mb", 100)) * MB
+    video_limit = int(info.get("video_files_size_in_mb", 200)) * MB
+    data_rate = _bytes_per_frame(ds, lambda ep: ep.data_file)
+    video_rate = {k: _bytes_per_frame(ds, lambda ep, k=k: ep.videos[k][0]) for k in ds.video_keys}
+    groups: list[list[OutputEpisode]] = []
+    used_data, used_video, frames = 0.0, {k: 0.0 for k in ds.video_keys}, 0
+    for oe in plan:
+        ep = oe.source
+        d = data_rate[ep.data_file] * ep.length
+        v = {k: video_rate[k][ep.videos[k][0]] * ep.length for k in ds.video_keys}
+        full = groups and groups[-1] and (
+            used_data + d > data_limit or frames + ep.length > UNIT_FRAMES
+            or any(used_video[k] + v[k] > video_limit for k in ds.video_keys))
+        if not groups or full:
+            groups.append([])
+            used_data, used_video, frames = 0.0, {k: 0.0 for k in ds.video_keys}, 0
+        groups[-1].append(oe)
+        used_data += d
+        frames += ep.length
+        for k in ds.video_keys:
+            used_video[k] += v[k]
+    units = [Unit(i, tuple(oe.out_index for oe in g), sum(oe.source.length for oe in g)) for i, g in enumerate(groups)]
+    data_pos, pos = [], _last_index(ds.data_files())
+    for _ in units:
+        pos = _next_index(*pos, chunks_size)
+        data_pos.append(pos)
+    video_pos: dict[str, list[tuple[int, int]]] = {}
+    for key in ds.video_keys:
+        video_pos[key], pos = [], _last_index(ep.videos[key][0] for ep in ds.episodes)
+        for _ in units:
+            pos = _next_index(*pos, chunks_size)
+            video_pos[key].append(pos)
+    return Layout(units, index_starts, data_pos, video_pos)
+
+
+def _v30_inplace_units(ds: LeRobotDataset, plan: list[OutputEpisode]) -> list[Unit]:
+    """Episodes that share a rewritten file (an mp4 of any key; a data file when there are image
+    features) are one unit: each file is rebuilt whole by one writer."""
+    parent = list(range(len(ds.episodes)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_of: dict[tuple[str, str], int] = {}
+    for ep in ds.episodes:
+        files = [(k, ep.videos[k][0]) for k in ds.video_keys]
+        if ds.image_keys:
+            files.append(("data", ep.data_file))
+        for f in files:
+            if f in first_of:
+                a, b = find(first_of[f]), find(ep.index)
+                parent[max(a, b)] = min(a, b)
+            else:
+                first_of[f] = ep.index
+    by_root: dict[int, list[OutputEpisode]] = {}
+    for oe in sorted(plan, key=lambda o: o.source.index):
+        by_root.setdefault(find(oe.source.index), []).append(oe)
+    groups = sorted(by_root.values(), key=lambda g: g[0].source.index)
+    return [Unit(i, tuple(oe.out_index for oe in g), sum(oe.source.length for oe in g)) for i, g in enumerate(groups)]
+
+
+# -- entry points -----------------------------------------------------------------------------
+@dataclass
+class UnitWritten:
+    """What writing one unit left for `write_meta`: JSON-able, so it can cross pods."""
+
+    episodes: dict[int, dict]
+    """output episode -> {"stats": {feature: {stat: list}}, "starts": {video key: from_timestamp}}"""
+    files: list[str]
+    """The output files the unit wrote (relative paths)."""
+    videos: dict[str, dict]
+    """video key -> info.json's video fields of a file the unit wrote."""
+
+    def to_json(self) -> dict:
+        return {"episodes": {str(k): v for k, v in self.episodes.items()}, "files": self.files, "videos": self.videos}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "UnitWritten":
+        return cls({int(k): v for k, v in obj["episodes"].items()}, list(obj["files"]), dict(obj["videos"]))
+
+
+def write_unit(ds: LeRobotDataset, out: Path, mode: str, lay: Layout, unit: Unit, plan: list[OutputEpisode],
+               results: dict[int, EpisodeResult]) -> UnitWritten:
+    """Write the files of one unit under `out` (only them) from its episodes' results."""
+    out.mkdir(parents=True, exist_ok=True)
+    by_out = {oe.out_index: oe for oe in plan}
+    oes = [by_out[e] for e in unit.episodes]
+    if ds.version == "v3.0":
+        fn = _unit_v30_copy if mode == "copy" else _unit_v30_inplace
+    else:
+        fn = _unit_v21_copy if mode == "copy" else _unit_v21_inplace
+    return fn(ds, out, lay, unit, oes, results)
+
+
+def write_meta(ds: LeRobotDataset, out: Path, mode: str, plan: list[OutputEpisode], lay: Layout,
+               written: list[UnitWritten], source_cameras: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    """Write everything but the units' files, from the units' records (`written`, in unit order)
+    and the originals' camera stats measured by the tasks (`source_cameras`: source episode ->
+    camera -> stats); returns warnings about the input (inconsistent stats, timestamps)."""
+    out.mkdir(parents=True, exist_ok=True)
+    st = _Stats(ds, {ep: _arrays(s) for ep, s in source_cameras.items()})
+    records: dict[int, dict] = {}
+    videos: dict[str, dict] = {}
+    for w in written:
+        records.update(w.episodes)
+        videos.update(w.videos)  # the last unit's fields win (all files of a key share them)
+    if ds.version == "v3.0":
+        (_meta_v30_copy if mode == "copy" else _meta_v30_inplace)(ds, out, plan, lay, records, videos, st)
+    else:
+        (_meta_v21_copy if mode == "copy" else _meta_v21_inplace)(ds, out, plan, lay, records, videos, st)
+    return st.warnings.messages()
+
+
 def write(ds: LeRobotDataset, out: Path, mode: str, plan: list[OutputEpisode],
           results: dict[int, EpisodeResult]) -> list[str]:
-    """Write the output dataset; returns warnings about the input (inconsistent stats, timestamps)."""
-    out.mkdir(parents=True, exist_ok=True)
-    st = _Stats(ds, results, plan)
-    if ds.version == "v3.0":
-        (_write_v30_copy if mode == "copy" else _write_v30_inplace)(ds, out, plan, results, st)
-    else:
-        (_write_v21_copy if mode == "copy" else _write_v21_inplace)(ds, out, plan, results, st)
-    return st.warnings.messages()
+    """Write the whole output dataset in this process; returns warnings about the input. The units'
+    records take the same JSON round trip as across pods, so the bytes are the sharded ones."""
+    lay = layout(ds, mode, plan)
+    written = [UnitWritten.from_json(json.loads(json.dumps(write_unit(ds, out, mode, lay, u, plan, results).to_json())))
+               for u in lay.units]
+    cams = json.loads(json.dumps({oe.source.index: _stats_lists(results[oe.out_index].source_stats)
+                                    for oe in plan if oe.copy == 0}))
+    return write_meta(ds, out, mode, plan, lay, written, {int(k): v for k, v in cams.items()})
+
+
+def _numeric(ds: LeRobotDataset, table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
+    return episode_numeric_stats(ds.features, table, quantile_flags(ds))
 
 
 # -- v3.0 -------------------------------------------------------------------------------------
@@ -162,17 +351,6 @@ def _last_index(paths: Iterable[str]) -> tuple[int, int]:
         file = int(Path(parts[-1]).stem.split("-")[1])
         best = max(best, (chunk, file))
     return best
-
-
-def _v30_file_positions(sizes: list[int], limit_bytes: int, start: tuple[int, int], chunks_size: int) -> list[tuple[int, int]]:
-    """(chunk, file) of each item when items go into files in order, a new file when one is full."""
-    out, pos, used = [], _next_index(*start, chunks_size), 0
-    for size in sizes:
-        if used and used + size > limit_bytes:
-            pos, used = _next_index(*pos, chunks_size), 0
-        out.append(pos)
-        used += size
-    return out
 
 
 def _rewrite_v30_original_stats(ds: LeRobotDataset, out: Path, ep_files: list[str], st: _Stats) -> list[dict]:
@@ -191,85 +369,77 @@ def _rewrite_v30_original_stats(ds: LeRobotDataset, out: Path, ep_files: list[st
     return all_stats
 
 
-def _write_v30_copy(ds, out, plan, results, st):
+def _episode_files(ds: LeRobotDataset) -> list[str]:
+    return sorted(p.relative_to(ds.root).as_posix() for p in (ds.root / "meta/episodes").glob("chunk-*/file-*.parquet"))
+
+
+def _unit_v30_copy(ds, out, lay, unit, oes, results) -> UnitWritten:
+    info = ds.info
+    cache: dict[str, pa.Table] = {}
+    tables, episodes = [], {}
+    for oe in oes:
+        t = ds.read_episode_rows(oe.source, cache)
+        start = lay.index_starts[oe.out_index]
+        t = _set_int_column(t, "episode_index", np.full(t.num_rows, oe.out_index, dtype=np.int64))
+        t = _set_int_column(t, "index", np.arange(start, start + t.num_rows))
+        # the rows as written: index and episode_index included
+        episodes[oe.out_index] = {"stats": _stats_lists({**_numeric(ds, t), **results[oe.out_index].stats}), "starts": {}}
+        tables.append(_replace_image_columns(t, results[oe.out_index].images))
+    cache.clear()
+    schema = pq.read_schema(ds.root / ds.data_files()[0])
+    pos = lay.data_pos[unit.index]
+    rel = info["data_path"].format(chunk_index=pos[0], file_index=pos[1])
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.concat_tables(tables).cast(schema), out / rel)
+    del tables
+    files, videos = [rel], {}
+    for key in ds.video_keys:
+        pos = lay.video_pos[key][unit.index]
+        rel = info["video_path"].format(video_key=key, chunk_index=pos[0], file_index=pos[1])
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        starts = concat_segments([(Path(s), n) for s, n in (results[oe.out_index].segments[key] for oe in oes)],
+                                 out / rel, ds.fps)
+        for oe, start in zip(oes, starts):
+            episodes[oe.out_index]["starts"][key] = start
+        files.append(rel)
+        videos[key] = _video_fields(out / rel)
+    return UnitWritten(episodes, files, videos)
+
+
+def _meta_v30_copy(ds, out, plan, lay, records, videos, st):
     info = _info_copy(ds)
     chunks_size = int(info.get("chunks_size", 1000))
     copy_tree(ds.root, out)
-    old_total = ds.total_frames
-    index_starts, running = {}, old_total
-    for oe in plan:
-        index_starts[oe.out_index] = running
-        running += oe.source.length
-
-    # data rows of the new episodes, in output order, rolled into files of data_files_size_in_mb
-    data_limit = int(info.get("data_files_size_in_mb", 100)) * MB
-    cache: dict[str, pa.Table] = {}
-    tables, numeric = [], {}
-    for oe in plan:
-        t = ds.read_episode_rows(oe.source, cache)
-        t = _set_int_column(t, "episode_index", np.full(t.num_rows, oe.out_index, dtype=np.int64))
-        t = _set_int_column(t, "index", np.arange(index_starts[oe.out_index], index_starts[oe.out_index] + t.num_rows))
-        numeric[oe.out_index] = st.numeric(t)  # the rows as written: index and episode_index included
-        t = _replace_image_columns(t, results[oe.out_index].images)
-        tables.append(t)
-    cache.clear()
-    data_pos = _v30_file_positions([t.nbytes for t in tables], data_limit, _last_index(ds.data_files()), chunks_size)
-    schema = pq.read_schema(ds.root / ds.data_files()[0])
-    for pos in sorted(set(data_pos)):
-        part = pa.concat_tables([t for t, p in zip(tables, data_pos) if p == pos]).cast(schema)
-        path = out / info["data_path"].format(chunk_index=pos[0], file_index=pos[1])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(part, path)
-    del tables
-
-    # videos: segments concatenated per key into new files of video_files_size_in_mb
-    video_limit = int(info.get("video_files_size_in_mb", 200)) * MB
-    video_pos: dict[str, list[tuple[int, int]]] = {}
-    video_start: dict[tuple[str, int], float] = {}
-    written: dict[str, str] = {}
-    for key in ds.video_keys:
-        segs = [results[oe.out_index].segments[key] for oe in plan]
-        sizes = [Path(p).stat().st_size for p, _ in segs]
-        last = _last_index(ep.videos[key][0] for ep in ds.episodes)
-        positions = _v30_file_positions(sizes, video_limit, last, chunks_size)
-        video_pos[key] = positions
-        for pos in sorted(set(positions)):
-            members = [(oe, seg) for oe, seg, p in zip(plan, segs, positions) if p == pos]
-            path = out / info["video_path"].format(video_key=key, chunk_index=pos[0], file_index=pos[1])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            written[key] = path.relative_to(out).as_posix()
-            starts = concat_segments([(Path(s), n) for _, (s, n) in members], path, ds.fps)
-            for (oe, _), start in zip(members, starts):
-                video_start[(key, oe.out_index)] = start
-
-    # episode rows, one new meta/episodes file
-    ep_files = sorted(p.relative_to(ds.root).as_posix() for p in (ds.root / "meta/episodes").glob("chunk-*/file-*.parquet"))
+    unit_of = lay.unit_of()
+    ep_files = _episode_files(ds)
     meta_pos = _next_index(*_last_index(ep_files), chunks_size)
     rows, all_stats = [], _rewrite_v30_original_stats(ds, out, ep_files, st)
-    for i, oe in enumerate(plan):
-        res = results[oe.out_index]
-        row = dict(oe.source.meta)
-        stats = {**numeric[oe.out_index], **res.stats}
+    running = ds.total_frames
+    for oe in plan:
+        rec, u = records[oe.out_index], unit_of[oe.out_index]
+        stats = _arrays(rec["stats"])
         all_stats.append(stats)
+        row = dict(oe.source.meta)
         row.update(
             {
                 "episode_index": oe.out_index,
-                "data/chunk_index": data_pos[i][0],
-                "data/file_index": data_pos[i][1],
-                "dataset_from_index": index_starts[oe.out_index],
-                "dataset_to_index": index_starts[oe.out_index] + oe.source.length,
+                "data/chunk_index": lay.data_pos[u][0],
+                "data/file_index": lay.data_pos[u][1],
+                "dataset_from_index": lay.index_starts[oe.out_index],
+                "dataset_to_index": lay.index_starts[oe.out_index] + oe.source.length,
                 "meta/episodes/chunk_index": meta_pos[0],
                 "meta/episodes/file_index": meta_pos[1],
             }
         )
         for key in ds.video_keys:
-            start = video_start[(key, oe.out_index)]
-            row[f"videos/{key}/chunk_index"] = video_pos[key][i][0]
-            row[f"videos/{key}/file_index"] = video_pos[key][i][1]
+            start = rec["starts"][key]
+            row[f"videos/{key}/chunk_index"] = lay.video_pos[key][u][0]
+            row[f"videos/{key}/file_index"] = lay.video_pos[key][u][1]
             row[f"videos/{key}/from_timestamp"] = start
             row[f"videos/{key}/to_timestamp"] = start + oe.source.length / ds.fps
         _set_stats_columns(row, stats)
         rows.append(row)
+        running += oe.source.length
     ep_schema = pq.read_schema(ds.root / ep_files[0])
     path = out / f"meta/episodes/chunk-{meta_pos[0]:03d}/file-{meta_pos[1]:03d}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,36 +447,39 @@ def _write_v30_copy(ds, out, plan, results, st):
 
     total_eps = len(ds.episodes) + len(plan)
     info.update(total_episodes=total_eps, total_frames=running, splits={"train": f"0:{total_eps}"})
-    _describe_videos(info, out, written)
+    _describe_videos(info, videos)
     write_json(out / "meta/info.json", info)
     write_json(out / "meta/stats.json", _aggregate_all(all_stats))
 
 
-def _write_v30_inplace(ds, out, plan, results, st):
-    ep_files = sorted(p.relative_to(ds.root).as_posix() for p in (ds.root / "meta/episodes").glob("chunk-*/file-*.parquet"))
+def _inplace_skip_v30(ds: LeRobotDataset) -> tuple[list[str], list[str], list[str]]:
+    """(episode files, video files, data files) an in-place v3.0 output rewrites."""
     video_files = sorted({ep.videos[k][0] for ep in ds.episodes for k in ds.video_keys})
-    data_files = ds.data_files() if ds.image_keys else []
-    copy_tree(ds.root, out, skip=[*ep_files, *video_files, *data_files, "meta/stats.json"])
-    by_source = {oe.source.index: oe for oe in plan}
+    return _episode_files(ds), video_files, (ds.data_files() if ds.image_keys else [])
 
-    # every video file rebuilt from its episodes' segments, in the order they sat in it
-    new_start: dict[tuple[str, int], float] = {}
-    written: dict[str, str] = {}
+
+def _unit_v30_inplace(ds, out, lay, unit, oes, results) -> UnitWritten:
+    by_source = {oe.source.index: oe for oe in oes}
+    eps_of_unit = [ds.episodes[i] for i in sorted(by_source)]
+    episodes = {oe.out_index: {"stats": {}, "starts": {}} for oe in oes}
+    files, videos = [], {}
+    # every video file of the unit rebuilt from its episodes' segments, in the order they sat in it
     for key in ds.video_keys:
-        files: dict[str, list[Episode]] = {}
-        for ep in ds.episodes:
-            files.setdefault(ep.videos[key][0], []).append(ep)
-        for rel, eps in sorted(files.items()):
+        groups: dict[str, list[Episode]] = {}
+        for ep in eps_of_unit:
+            groups.setdefault(ep.videos[key][0], []).append(ep)
+        for rel, eps in sorted(groups.items()):
             eps.sort(key=lambda e: e.videos[key][1])
             segs = [results[by_source[e.index].out_index].segments[key] for e in eps]
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             starts = concat_segments([(Path(s), n) for s, n in segs], out / rel, ds.fps)
-            written[key] = rel
+            files.append(rel)
+            videos[key] = _video_fields(out / rel)
             for e, start in zip(eps, starts):
                 # every file is rebuilt (packed, even where the source had gaps): record where each sits
-                new_start[(key, e.index)] = start
+                episodes[by_source[e.index].out_index]["starts"][key] = start
 
-    for rel in data_files:
+    for rel in sorted({ep.data_file for ep in eps_of_unit}) if ds.image_keys else []:
         table = pq.read_table(ds.root / rel)
         eps = table.column("episode_index").to_numpy()
         for key in ds.image_keys:
@@ -320,30 +493,42 @@ def _write_v30_inplace(ds, out, plan, results, st):
             table = table.set_column(i, table.schema.field(i), pa.array(col, type=table.schema.field(i).type))
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, out / rel)
+        files.append(rel)
 
+    cache: dict = {}
+    for ep in eps_of_unit:
+        oe = by_source[ep.index]
+        rows_of_ep = ds.read_episode_rows(ep, cache)  # numeric rows are written unchanged
+        episodes[oe.out_index]["stats"] = _stats_lists({**_numeric(ds, rows_of_ep), **results[oe.out_index].stats})
+    return UnitWritten(episodes, files, videos)
+
+
+def _meta_v30_inplace(ds, out, plan, lay, records, videos, st):
+    ep_files, video_files, data_files = _inplace_skip_v30(ds)
+    copy_tree(ds.root, out, skip=[*ep_files, *video_files, *data_files, "meta/stats.json"])
+    by_source = {oe.source.index: oe for oe in plan}
     all_stats, cache = [], {}
     for rel in ep_files:
         table = pq.read_table(ds.root / rel)
         rows = table.to_pylist()
         for row in rows:
             ep = ds.episodes[int(row["episode_index"])]
-            res = results[by_source[ep.index].out_index]
-            rows_of_ep = ds.read_episode_rows(ep, cache)  # numeric rows are written unchanged
-            st.original(ep, rows_of_ep)  # only to check the input's stats: the pixels are replaced
+            rec = records[by_source[ep.index].out_index]
+            st.original(ep, ds.read_episode_rows(ep, cache))  # only to check the input's stats: the pixels are replaced
             st.check_timestamps(ep, row)  # reported; the timestamps are rewritten below anyway
-            stats = {**st.numeric(rows_of_ep), **res.stats}
+            stats = _arrays(rec["stats"])
             all_stats.append(stats)
             _set_stats_columns(row, stats)
             for key in ds.video_keys:
-                start = new_start[(key, ep.index)]
+                start = rec["starts"][key]
                 row[f"videos/{key}/from_timestamp"] = start
                 row[f"videos/{key}/to_timestamp"] = start + ep.length / ds.fps
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out / rel)
     write_json(out / "meta/stats.json", _aggregate_all(all_stats))
-    if written:
+    if videos:
         info = _info_copy(ds)
-        _describe_videos(info, out, written)
+        _describe_videos(info, videos)
         write_json(out / "meta/info.json", info)
 
 
@@ -355,34 +540,46 @@ def _v21_paths(info: dict, ep: int, key: str | None = None) -> str:
     return info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=ep)
 
 
-def _write_v21_copy(ds, out, plan, results, st):
+def _copy_segments(ds, out, res: EpisodeResult, ep_index: int, files: list[str], videos: dict) -> None:
+    for key in ds.video_keys:
+        seg, _ = res.segments[key]
+        rel = _v21_paths(ds.info, ep_index, key)
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        # a one-episode file is the segment itself (pts from 0, muxed bitexact)
+        shutil.copyfile(seg, out / rel)
+        files.append(rel)
+        videos[key] = _video_fields(out / rel)
+
+
+def _unit_v21_copy(ds, out, lay, unit, oes, results) -> UnitWritten:
+    [oe] = oes
+    res = results[oe.out_index]
+    start = lay.index_starts[oe.out_index]
+    t = ds.read_episode_rows(oe.source)
+    t = _set_int_column(t, "episode_index", np.full(t.num_rows, oe.out_index, dtype=np.int64))
+    t = _set_int_column(t, "index", np.arange(start, start + t.num_rows))
+    stats = {**_numeric(ds, t), **res.stats}
+    t = _replace_image_columns(t, res.images)
+    rel = _v21_paths(ds.info, oe.out_index)
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(t, out / rel)
+    files, videos = [rel], {}
+    _copy_segments(ds, out, res, oe.out_index, files, videos)
+    return UnitWritten({oe.out_index: {"stats": _stats_lists(stats), "starts": {}}}, files, videos)
+
+
+def _meta_v21_copy(ds, out, plan, lay, records, videos, st):
     info = _info_copy(ds)
     copy_tree(ds.root, out)
     running = ds.total_frames
     ep_lines, stat_lines, all_stats = [], [], []
-    written: dict[str, str] = {}
     cache: dict[str, pa.Table] = {}
     for ep in ds.episodes:
         stats = st.original(ep, ds.read_episode_rows(ep, cache))
         all_stats.append(stats)
         stat_lines.append(_jsonl_line({"episode_index": ep.index, "stats": _stats_lists(stats)}))
     for oe in plan:
-        res = results[oe.out_index]
-        t = ds.read_episode_rows(oe.source, cache)
-        t = _set_int_column(t, "episode_index", np.full(t.num_rows, oe.out_index, dtype=np.int64))
-        t = _set_int_column(t, "index", np.arange(running, running + t.num_rows))
-        stats = {**st.numeric(t), **res.stats}
-        t = _replace_image_columns(t, res.images)
-        path = out / _v21_paths(info, oe.out_index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(t, path)
-        for key in ds.video_keys:
-            seg, _ = res.segments[key]
-            vpath = out / _v21_paths(info, oe.out_index, key)
-            vpath.parent.mkdir(parents=True, exist_ok=True)
-            # a one-episode file is the segment itself (pts from 0, muxed bitexact)
-            shutil.copyfile(seg, vpath)
-            written[key] = vpath.relative_to(out).as_posix()
+        stats = _arrays(records[oe.out_index]["stats"])
         all_stats.append(stats)
         ep_lines.append(_jsonl_line({**oe.source.meta, "episode_index": oe.out_index}))
         stat_lines.append(_jsonl_line({"episode_index": oe.out_index, "stats": _stats_lists(stats)}))
@@ -398,7 +595,7 @@ def _write_v21_copy(ds, out, plan, results, st):
         total_chunks=math.ceil(total_eps / chunks_size),
         splits={"train": f"0:{total_eps}"},
     )
-    _describe_videos(info, out, written)
+    _describe_videos(info, videos)
     write_json(out / "meta/info.json", info)
     if (ds.root / "meta/stats.json").is_file():  # not read by v2.1 loaders; kept consistent anyway
         write_json(out / "meta/stats.json", _aggregate_all(all_stats))
@@ -411,35 +608,36 @@ def _append_lines(path: Path, lines: list[str]) -> None:
     path.write_text(text + "".join(line + "\n" for line in lines))
 
 
-def _write_v21_inplace(ds, out, plan, results, st):
+def _unit_v21_inplace(ds, out, lay, unit, oes, results) -> UnitWritten:
+    [oe] = oes
+    res = results[oe.out_index]
+    files, videos = [], {}
+    _copy_segments(ds, out, res, oe.source.index, files, videos)
+    rows = ds.read_episode_rows(oe.source)
+    if ds.image_keys:
+        t = _replace_image_columns(pq.read_table(ds.root / oe.source.data_file), res.images)
+        (out / oe.source.data_file).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(t, out / oe.source.data_file)
+        files.append(oe.source.data_file)
+    stats = {**_numeric(ds, rows), **res.stats}
+    return UnitWritten({oe.out_index: {"stats": _stats_lists(stats), "starts": {}}}, files, videos)
+
+
+def _meta_v21_inplace(ds, out, plan, lay, records, videos, st):
     info = _info_copy(ds)
     skip = [ep.videos[k][0] for ep in ds.episodes for k in ds.video_keys] + ["meta/episodes_stats.jsonl"]
     if ds.image_keys:
         skip += [ep.data_file for ep in ds.episodes]
     copy_tree(ds.root, out, skip=skip)
     stat_lines, all_stats = [], []
-    written: dict[str, str] = {}
     for oe in sorted(plan, key=lambda o: o.source.index):
-        res = results[oe.out_index]
-        for key in ds.video_keys:
-            seg, _ = res.segments[key]
-            vpath = out / _v21_paths(info, oe.source.index, key)
-            vpath.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(seg, vpath)
-            written[key] = vpath.relative_to(out).as_posix()
-        rows = ds.read_episode_rows(oe.source)
-        st.original(oe.source, rows)  # only to check the input's stats: the pixels are replaced
-        if ds.image_keys:
-            t = _replace_image_columns(pq.read_table(ds.root / oe.source.data_file), res.images)
-            (out / oe.source.data_file).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(t, out / oe.source.data_file)
-        stats = {**st.numeric(rows), **res.stats}
+        st.original(oe.source, ds.read_episode_rows(oe.source))  # only to check the input's stats
+        stats = _arrays(records[oe.out_index]["stats"])
         all_stats.append(stats)
         stat_lines.append(_jsonl_line({"episode_index": oe.source.index, "stats": _stats_lists(stats)}))
     (out / "meta/episodes_stats.jsonl").write_text("".join(line + "\n" for line in stat_lines))
     if (ds.root / "meta/stats.json").is_file():
         write_json(out / "meta/stats.json", _aggregate_all(all_stats))
-    if written:
-        _describe_videos(info, out, written)
+    if videos:
+        _describe_videos(info, videos)
         write_json(out / "meta/info.json", info)
-

@@ -3,6 +3,10 @@ publish -> report. The steps live elsewhere: formats in lerobot.py and image_dat
 entry each, see handler.py), the process pool in pool.py, staging in files.py, the Hub in hub.py.
 
 Nothing partial becomes visible: a failure anywhere removes the staging folder (files.staging_for).
+
+Stages (roboaug.api.contract, 'Sharded jobs'; `RunOptions.stage`): `single` runs every unit of
+work and finalizes in this process (a LeRobot source whose automatic plan wants several shards
+raises stages.ShardPlanned instead); `shard`, `finalize` and `cleanup` are stages.py's.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from roboaug.api.contract import Stage
 from roboaug.api.models import DatasetRef, OutputVisibility, default_output_dataset_id
 
-from . import image_dataset, lerobot, lerobot_dataset, verify
+from . import image_dataset, lerobot, lerobot_dataset, stages, verify
 from .errors import ExitCode, WorkerError
 from .files import fresh_dir, make_workdir, staging_for  # noqa: F401  (make_workdir: the CLI's)
 from .handler import Augmented, FormatJob, check_frame_limit
@@ -35,6 +40,9 @@ class RunOptions:
     processes: int = field(default_factory=default_processes)
     token: Optional[str] = None
     max_frames: Optional[int] = None  # the project's limits.max_frames_per_job (contract.MAX_FRAMES)
+    stage: str = Stage.SINGLE  # contract.STAGE
+    shards: Optional[int] = None  # contract.SHARDS: None = automatic (single stage only)
+    shard_index: Optional[int] = None  # contract.COMPLETION_INDEX (shard stage)
 
 
 @dataclass
@@ -103,24 +111,50 @@ def _report(reporter: ProgressReporter, done: Augmented, **extra) -> None:
                     frames_done=done.frames_written, frames_total=done.frames_written, force=True, **extra)
 
 
+def _message(spec) -> str:
+    return f"roboaug: augment {spec.dataset_id} (seed {spec.augment_seed})"
+
+
 def run(spec, opts: RunOptions, reporter: ProgressReporter) -> RunSummary:
     job_id = str(spec.job_id or opts.job_id)
     output_id = spec.output_dataset_id or default_output_dataset_id(spec.dataset_id, job_id)
+    if opts.stage == Stage.CLEANUP:  # nothing of the source is needed
+        return _cleanup(output_id, job_id, opts, reporter)
     reporter.update("downloading", message=f"resolving {spec.dataset_id}", force=True)
     source = resolve_source(spec, opts)
     root = source.root
     if source.revision:
         reporter.update("downloading", message=f"read {spec.dataset_id} at {source.revision}",
                         source_revision=source.revision, force=True)
-    handler = FORMATS[detect_format(root)]
+    fmt = detect_format(root)
+    handler = FORMATS[fmt]
     if opts.max_frames is not None:  # before the output is touched
         check_frame_limit(spec, handler.source_frames(root), opts.max_frames)
+    job = FormatJob(spec, opts.workdir, opts.processes, reporter, source_revision=source.revision,
+                    max_frames=opts.max_frames)
+    if opts.stage == Stage.SINGLE:
+        return _single(spec, opts, reporter, source, fmt, handler, job, output_id)
+    units = stages.format_units(fmt, handler, root, job)
+    if opts.stage == Stage.SHARD:
+        return _shard(spec, opts, reporter, source, units, output_id, job_id)
+    return _finalize(spec, opts, reporter, source, units, output_id, job_id)
+
+
+def _single(spec, opts, reporter, source, fmt, handler, job, output_id) -> RunSummary:
+    root = source.root
+    units = None
+    if fmt == "lerobot":  # the plan first: a job that wants several pods does no work here
+        units = stages.format_units(fmt, handler, root, job)
+        stages.check_single(units, spec, opts.shards)
     stage, dest = staging_for(output_id, root, opts.workdir)
     fresh_dir(stage)
     commit = None
     try:
-        done = handler.augment(root, stage, FormatJob(spec, opts.workdir, opts.processes, reporter,
-                                                      source_revision=source.revision, max_frames=opts.max_frames))
+        if units is None:
+            done = handler.augment(root, stage, job)
+        else:  # every unit, then finalize: the shard result takes the JSON round trip it takes across pods
+            body, _ = units.run(stage, units.units, sharded=False)
+            done = units.finalize(stage, [json.loads(json.dumps(body))])
         verify.check_output(stage)
         if dest is not None:
             os.rename(stage, dest)
@@ -128,7 +162,7 @@ def run(spec, opts: RunOptions, reporter: ProgressReporter) -> RunSummary:
             _report(reporter, done, source_revision=source.revision)
             from . import hub
 
-            commit = hub.upload(stage, output_id, opts.token, f"roboaug: augment {spec.dataset_id} (seed {spec.augment_seed})",
+            commit = hub.upload(stage, output_id, opts.token, _message(spec),
                                 private=output_private(spec, source), tag=version_tag(stage))
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -139,3 +173,59 @@ def run(spec, opts: RunOptions, reporter: ProgressReporter) -> RunSummary:
             source_revision=source.revision, augmented_dataset_revision=commit)
     return RunSummary(output_id, done.format, done.episodes_written, done.frames_written, commit, source.revision,
                       timings=done.timings, episode_cpu=done.episode_cpu)
+
+
+def _file_dest(output_id: str) -> Optional[Path]:
+    return Path(output_id[len("file://"):]).resolve() if output_id.startswith("file://") else None
+
+
+def _shard(spec, opts, reporter, source, units, output_id, job_id) -> RunSummary:
+    index, shards = opts.shard_index, opts.shards
+    if index is None or shards is None:
+        raise WorkerError(ExitCode.INVALID_SPEC, "the shard stage needs its shard index and the shard count")
+    dest = _file_dest(output_id)
+    if dest is not None:
+        staging_for(output_id, source.root, opts.workdir)  # the output's checks: no overlap, not there yet
+        outcome = stages.run_shard_local(units, dest, job_id, index, shards)
+    else:
+        outcome = stages.run_shard_hub(units, output_id, job_id, index, shards, opts.workdir, opts.token,
+                                       output_private(spec, source))
+    done = outcome.augmented
+    _report(reporter, done, message=f"shard {index} of {shards} staged", finished=True,
+            source_revision=source.revision)
+    return RunSummary(output_id, done.format, done.episodes_written, done.frames_written, outcome.commit,
+                      source.revision, timings=done.timings, episode_cpu=done.episode_cpu)
+
+
+def _finalize(spec, opts, reporter, source, units, output_id, job_id) -> RunSummary:
+    shards = opts.shards
+    if shards is None:
+        raise WorkerError(ExitCode.INVALID_SPEC, "the finalize stage needs the shard count")
+    dest = _file_dest(output_id)
+    if dest is not None:
+        if not dest.exists():
+            staging_for(output_id, source.root, opts.workdir)  # the output's checks
+        outcome = stages.finalize_local(units, dest, job_id, shards)
+    else:
+        outcome = stages.finalize_hub(units, output_id, job_id, shards, opts.workdir, opts.token, _message(spec),
+                                      version_tag)
+    if outcome is None:  # an earlier attempt published: nothing left to do but say so
+        reporter.update("uploading", message="done (published by an earlier attempt)", finished=True,
+                        output_dataset_id=output_id, source_revision=source.revision, force=True)
+        return RunSummary(output_id, "", 0, 0, None, source.revision)
+    done = outcome.augmented
+    _report(reporter, done, message="done", finished=True, output_dataset_id=output_id,
+            source_revision=source.revision, augmented_dataset_revision=outcome.commit)
+    return RunSummary(output_id, done.format, done.episodes_written, done.frames_written, outcome.commit,
+                      source.revision, timings=done.timings, episode_cpu=done.episode_cpu)
+
+
+def _cleanup(output_id, job_id, opts, reporter) -> RunSummary:
+    """Remove the staging area of a failed or cancelled sharded job; publishes nothing."""
+    dest = _file_dest(output_id)
+    if dest is not None:
+        stages.cleanup_local(dest, job_id)
+    else:
+        stages.cleanup_hub(output_id, job_id, opts.token)
+    # no progress report: the job's status already says how it ended
+    return RunSummary(output_id, "", 0, 0)
