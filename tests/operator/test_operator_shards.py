@@ -342,3 +342,11 @@ def test_the_projects_max_parallelism_is_a_ceiling_on_the_shards_running_at_once
     plan = run(cr(spec={"shards": 6}), project=project)
     assert plan.create_job["spec"]["parallelism"] == 2 and plan.new_status["shards"]["parallelism"] == 2
     assert plan.finished is None  # a ceiling, not a refusal
+
+
+def test_a_shards_input_warnings_become_warning_events():
+    c = sharded(2)
+    pods = [spod(0), spod(1)]
+    c["status"]["progress"] = {**report(pods[1], 1, 10), "warnings": ["episode 7: stats differ from the data"]}
+    plan = run(c, job=shard_job(), pods=pods, node_labels=CPU_NODE)
+    assert ("Warning", "InputWarning", "episode 7: stats differ from the data") in plan.events

@@ -145,9 +145,12 @@ def shard_progress(d: Decision) -> bool:
         d.plan.requeue_after = min(d.plan.requeue_after or d.obs.progress_wait, d.obs.progress_wait) or None
     report, names = d.progress, {p.name for p in d.pods} | {p.name for p in d.obs.finalize_pods}
     d.progress = None  # `steps.progress` reads one pod's report; a sharded job's is the sum
-    if report and report.get("pod") in names and report.get("phase") in ("downloading", "augmenting", "uploading"):
+    if report and report.get("pod") in names and report.get("phase") in WORKER_PHASES:
+        data = {"pod": report.get("pod")}
         for p in WORKER_PHASES[: WORKER_PHASES.index(report["phase"]) + 1]:
-            d.h.advance(p, d.now, f"{p} started", data={"pod": report.get("pod")})
+            d.h.advance(p, d.now, f"{p} started", data=data)
+        for message in d.h.warnings(report.get("warnings") or [], d.now, data):  # each shard's, once each
+            d.plan.events.append(("Warning", "InputWarning", message))
         if d.obs.progress_due and plan.get("frames_total"):
             d.h.progress({"phase": d.h.phase, "frames_done": plan["frames_done"],
                           "frames_total": plan["frames_total"], "episodes_done": agg.done,
