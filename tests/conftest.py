@@ -237,9 +237,19 @@ def pytest_collection_finish(session):
         return
     from roboaug.devstack import build
 
-    if build.is_built() or not build.go_ok():
-        return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter:
-        reporter.write_line(f"building the dev stack into {build.bin_dir()} (once per machine)")
-    build.build()
+    if not build.is_built() and build.go_ok():
+        if reporter:
+            reporter.write_line(f"building the dev stack into {build.bin_dir()} (once per machine)")
+        build.build()
+    from roboaug.devstack import kueue
+
+    if (build.go_ok() and not kueue.is_built()
+            and any("kueue" in getattr(i, "fixturenames", ()) for i in session.items)):
+        if reporter:
+            reporter.write_line(f"building Kueue into {kueue.bin_dir()} (once per machine)")
+        try:  # a failed build skips the Kueue tests (their fixture says how to build it)
+            kueue.build()
+        except RuntimeError as e:
+            if reporter:
+                reporter.write_line(f"Kueue build failed: {str(e)[-2000:]}")

@@ -1,6 +1,6 @@
 """`python -m roboaug.devstack` (or `roboaug-dev`): the dev-only local cluster from the shell.
 
-    build   build etcd, kube-*, kubectl, kwok, helm into the cache (idempotent)
+    build   build etcd, kube-*, kubectl, kwok, helm and Kueue into the cache (idempotent)
     up      start the cluster, print KUBECONFIG, stay in the foreground until Ctrl-C
     down    stop a cluster started by `up` in another shell (reads its state file)
     where   print the binaries directory (for PATH=...)
@@ -27,6 +27,13 @@ def _cmd_build(args) -> int:
     t0 = time.monotonic()
     d = _build.build(args.k8s_version, force=args.force)
     print(f"{d}  ({time.monotonic() - t0:.1f}s)")
+    from . import kueue as _kueue
+
+    t0 = time.monotonic()
+    try:  # only the Kueue tests need it: they skip, saying how to build it, if this fails
+        print(f"{_kueue.build(force=args.force)}  ({time.monotonic() - t0:.1f}s)")
+    except RuntimeError as e:
+        print(f"kueue not built (its tests will skip): {e}", file=sys.stderr)
     return 0
 
 
@@ -46,7 +53,7 @@ def _cmd_up(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with LocalCluster(work_dir=args.work_dir, node_agent=not args.no_node_agent,
-                      k8s_version=args.k8s_version, keep_work_dir=args.keep) as c:
+                      k8s_version=args.k8s_version, keep_work_dir=args.keep, kueue=args.kueue) as c:
         state = {**c.describe(), "pid": os.getpid()}
         _state_file().parent.mkdir(parents=True, exist_ok=True)
         _state_file().write_text(json.dumps(state, indent=2))
@@ -105,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--work-dir", type=Path, default=None)
     u.add_argument("--no-node-agent", action="store_true")
     u.add_argument("--keep", action="store_true", help="keep the work dir after stopping")
+    u.add_argument("--kueue", action="store_true", help="also run Kueue's manager (devstack/kueue.py)")
     u.set_defaults(func=_cmd_up)
     sub.add_parser("down", help="stop the cluster started by `up`").set_defaults(func=_cmd_down)
     sub.add_parser("where", help="print the binaries directory").set_defaults(func=_cmd_where)

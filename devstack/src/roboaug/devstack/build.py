@@ -113,6 +113,11 @@ def _mod_info(module_at_version: str, log) -> dict:
     return json.loads(out)
 
 
+# What the other Go builds of the dev stack (kueue.py) share with this one.
+run_go = _run
+module_info = _mod_info
+
+
 def parse_k8s_gomod(text: str) -> dict:
     """Pull what our wrapper module must copy out of k8s.io/kubernetes' go.mod.
 
