@@ -236,3 +236,21 @@ def test_preview_grid_lays_out_mixed_shapes_in_columns():
         assert (row[left + 4:left + 4 + width] == 128).all()  # its augmented tile under the label
         assert (row[left + 4 + width:] == 255).all()
     assert grid.shape[1] == 2 * left + 4
+
+
+def test_row_groups_close_at_a_row_count_too(tmp_path, monkeypatch):
+    """Thumbnails: 64 MiB of image bytes would be 100,000s of buffered rows (each ~250 bytes of
+    Python objects besides its image), so a row group also closes at ROW_GROUP_ROWS rows."""
+    import pyarrow.parquet as pq
+
+    from roboaug.worker import image_dataset
+
+    src = make_dataset(tmp_path / "src", _sources())
+    run(src, tmp_path / "one")
+    monkeypatch.setattr(image_dataset, "ROW_GROUP_ROWS", 3)
+    run(src, tmp_path / "many")
+    rel = "data/train-00000-of-00001.roboaug.parquet"
+    one, many = pq.ParquetFile(tmp_path / "one" / rel), pq.ParquetFile(tmp_path / "many" / rel)
+    assert one.metadata.num_row_groups == 1 and one.metadata.num_rows == 16
+    assert [many.metadata.row_group(g).num_rows for g in range(many.metadata.num_row_groups)] == [3] * 5 + [1]
+    assert pq.read_table(tmp_path / "many" / rel).equals(pq.read_table(tmp_path / "one" / rel))

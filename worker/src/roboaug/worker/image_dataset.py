@@ -48,6 +48,9 @@ PREVIEW_MAX_HEIGHT = 480
 ROW_GROUP_BYTES = 64 * 1024 * 1024
 """An output file's row group is written once its images reach this many bytes (memory: one
 row group per output file being written)."""
+ROW_GROUP_ROWS = 1000
+"""... or once it holds this many rows: each buffered cell costs ~250 bytes of Python objects
+besides its image, so 64 MiB of thumbnails (100,000s of rows) would hold far more than 64 MiB."""
 
 
 def _is_image_type(t: pa.DataType) -> bool:
@@ -266,8 +269,8 @@ def augmented_name(rel: str) -> str:
 class OutputFile:
     """One output parquet file, written a row group at a time: rows of source file `rel` (repeats
     allowed), image columns replaced. A row group is written once its images reach
-    ROW_GROUP_BYTES, so memory holds one row group, however large the file; a file under that
-    size is one row group, as one `pq.write_table` of the whole table writes it."""
+    ROW_GROUP_BYTES or ROW_GROUP_ROWS rows, so memory holds one row group, however large the
+    file; a file under both is one row group, as one `pq.write_table` of the whole table writes it."""
 
     def __init__(self, ds: ImageDataset, rel: str, target: Path):
         self.rel = rel
@@ -288,7 +291,7 @@ class OutputFile:
             for c in self.columns:
                 self._cells[c].append({"bytes": images[c][i], "path": paths[c][i]})
                 self._bytes += len(images[c][i])
-            if self._bytes >= ROW_GROUP_BYTES:
+            if self._bytes >= ROW_GROUP_BYTES or len(self._rows) >= ROW_GROUP_ROWS:
                 self._flush()
 
     def _flush(self) -> None:
