@@ -50,8 +50,12 @@ def make_source(root: Path, episodes: int) -> Path:
 
 def shard_results(prep, area: Path) -> int:
     """One result per unit, as a shard writes it; returns the shard count."""
+    import numpy as np
+
     ds = prep.ds
     by_out = {oe.out_index: oe for oe in prep.planned}
+    frame = lerobot._png64(np.full((32, 48, 3), 128, np.uint8))
+    previews = {oe.out_index for oe in prep.planned[:4]}  # the card's 4 preview rows
     fields = {"video.height": 32, "video.width": 48, "video.codec": "av1", "video.pix_fmt": "yuv420p", "video.fps": ds.fps}
     for u in prep.units:
         episodes, records = {}, {}
@@ -62,6 +66,8 @@ def shard_results(prep, area: Path) -> int:
             rec = {"params": {k: {"copy": oe.copy, "episode": oe.source.index} for k in ds.camera_keys}}
             if oe.copy == 0:
                 rec["source_stats"] = {k: stats[k] for k in ds.camera_keys}
+            if e in previews:
+                rec["preview"] = [frame, frame]
             episodes[str(e)] = rec
         files = [f"data/chunk-000/file-{u.index:03d}.parquet"]
         body = {"units": {str(u.index): {"episodes": records, "files": files, "videos": {k: fields for k in ds.video_keys}}},

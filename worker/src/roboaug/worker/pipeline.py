@@ -142,11 +142,11 @@ def run(spec, opts: RunOptions, reporter: ProgressReporter) -> RunSummary:
 
 def _single(spec, opts, reporter, source, fmt, handler, job, output_id) -> RunSummary:
     root = source.root
+    stage, dest = staging_for(output_id, root, opts.workdir)
     units = None
     if fmt == "lerobot":  # the plan first: a job that wants several pods does no work here
         units = stages.format_units(fmt, handler, root, job)
         stages.check_single(units, spec, opts.shards)
-    stage, dest = staging_for(output_id, root, opts.workdir)
     fresh_dir(stage)
     commit = None
     try:
