@@ -66,6 +66,7 @@ def shard_results(prep, area: Path) -> int:
             rec = {"params": {k: {"copy": oe.copy, "episode": oe.source.index} for k in ds.camera_keys}}
             if oe.copy == 0:
                 rec["source_stats"] = {k: stats[k] for k in ds.camera_keys}
+                rec["source_numeric"] = {k: v for k, v in stats.items() if k not in ds.camera_keys}
             if e in previews:
                 rec["preview"] = [frame, frame]
             episodes[str(e)] = rec

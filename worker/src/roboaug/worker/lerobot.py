@@ -224,10 +224,14 @@ def run_units(prep: Prepared, out: Path, job: FormatJob, units: Iterable[Unit], 
         shutil.rmtree(seg_dir, ignore_errors=True)
     key = ds.camera_keys[0]
     episodes = {}
+    by_out = {oe.out_index: oe for oe in prep.planned}
+    cache: dict = {}
     for out_index, r in results.items():
         rec: dict[str, Any] = {"params": r.params}
-        if r.source_stats:
+        if r.source_stats:  # the task of the original's first copy: the original's stats, here where its rows are
             rec["source_stats"] = lerobot_writer._stats_lists(r.source_stats)
+            rows = ds.read_episode_rows(by_out[out_index].source, cache)
+            rec["source_numeric"] = lerobot_writer._stats_lists(lerobot_writer._numeric(ds, rows))
         if key in r.preview:
             rec["preview"] = [_png64(r.preview[key][0]), _png64(r.preview[key][1])]
         episodes[str(out_index)] = rec
@@ -257,6 +261,8 @@ def finalize(prep: Prepared, source: Path, out: Path, job: FormatJob, shard_resu
     # a skipped original has none: the writer keeps the input's camera stats for it
     source_cameras = {oe.source.index: episodes[oe.out_index].get("source_stats", {})
                       for oe in prep.planned if oe.copy == 0}
+    source_numeric = {oe.source.index: episodes[oe.out_index].get("source_numeric")
+                      for oe in prep.planned if oe.copy == 0}
     for s in skipped:
         message = f"skipped an undecodable episode: {s['error']}"
         log.emit("warning", message, event="warning", message=message)
@@ -266,7 +272,7 @@ def finalize(prep: Prepared, source: Path, out: Path, job: FormatJob, shard_resu
                         frames_done=frames_total, frames_total=frames_total,
                         message=f"{len(skipped)} undecodable episode(s) skipped", force=True)
     warnings = lerobot_writer.write_meta(ds, out, spec.augment_dataset_mode, prep.planned, prep.layout, written,
-                                         source_cameras)
+                                         source_cameras, source_numeric)
     for message in warnings:  # input inconsistencies: they become warning events of the job
         log.emit("warning", message, event="warning", message=message)
         reporter.warn(message)

@@ -27,7 +27,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -97,20 +97,25 @@ def quantile_flags(ds: LeRobotDataset) -> dict[str, bool]:
 class _Stats:
     """The recomputed per-episode stats of one write, and the warnings found on the way."""
 
-    def __init__(self, ds: LeRobotDataset, source_cameras: dict[int, dict[str, dict[str, np.ndarray]]]):
+    def __init__(self, ds: LeRobotDataset, source_cameras: dict[int, dict[str, dict[str, np.ndarray]]],
+                 source_numeric: Optional[dict[int, dict[str, dict[str, np.ndarray]]]] = None):
         self.ds, self.quantiles, self.warnings = ds, quantile_flags(ds), StatsWarnings()
-        # camera stats of each original episode: measured by the task of its first copy
+        # camera stats of each original episode: measured by the task of its first copy; its
+        # numeric stats, where given, computed from its rows by the shard that ran that task
         self.source_cameras = source_cameras
+        self.source_numeric = source_numeric or {}
 
     def numeric(self, table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
         return episode_numeric_stats(self.ds.features, table, self.quantiles)
 
-    def original(self, ep: Episode, table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
-        """Stats of an original episode from its rows and decoded frames, checked against the input's."""
+    def original(self, ep: Episode, rows: Callable[[], pa.Table]) -> dict[str, dict[str, np.ndarray]]:
+        """Stats of an original episode from its rows (`rows()`, read only when no shard computed
+        them) and decoded frames, checked against the input's."""
         # an episode left out as undecodable (on_bad_sample: skip) keeps the input's camera stats
         cameras = self.source_cameras.get(ep.index) or {
             k: {s: np.asarray(v) for s, v in ep.stats[k].items()} for k in self.ds.camera_keys if k in ep.stats}
-        stats = {**self.numeric(table), **cameras}
+        numeric = self.source_numeric.get(ep.index)
+        stats = {**(numeric if numeric is not None else self.numeric(rows())), **cameras}
         self.warnings.check(ep.index, ep.stats, stats, set(self.ds.camera_keys))
         return stats
 
@@ -307,12 +312,14 @@ def write_unit(ds: LeRobotDataset, out: Path, mode: str, lay: Layout, unit: Unit
 
 
 def write_meta(ds: LeRobotDataset, out: Path, mode: str, plan: list[OutputEpisode], lay: Layout,
-               written: list[UnitWritten], source_cameras: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+               written: list[UnitWritten], source_cameras: dict[int, dict[str, dict[str, Any]]],
+               source_numeric: Optional[dict[int, dict[str, dict[str, Any]]]] = None) -> list[str]:
     """Write everything but the units' files, from the units' records (`written`, in unit order)
     and the originals' camera stats measured by the tasks (`source_cameras`: source episode ->
     camera -> stats); returns warnings about the input (inconsistent stats, timestamps)."""
     out.mkdir(parents=True, exist_ok=True)
-    st = _Stats(ds, {ep: _arrays(s) for ep, s in source_cameras.items()})
+    st = _Stats(ds, {ep: _arrays(s) for ep, s in source_cameras.items()},
+                {ep: _arrays(s) for ep, s in (source_numeric or {}).items() if s is not None})
     records: dict[int, dict] = {}
     videos: dict[str, dict] = {}
     for w in written:
@@ -361,7 +368,7 @@ def _rewrite_v30_original_stats(ds: LeRobotDataset, out: Path, ep_files: list[st
         rows = table.to_pylist()
         for row in rows:
             ep = ds.episodes[int(row["episode_index"])]
-            stats = st.original(ep, ds.read_episode_rows(ep, cache))
+            stats = st.original(ep, lambda: ds.read_episode_rows(ep, cache))
             st.check_timestamps(ep, row)
             _set_stats_columns(row, stats)
             all_stats.append(stats)
@@ -514,7 +521,7 @@ def _meta_v30_inplace(ds, out, plan, lay, records, videos, st):
         for row in rows:
             ep = ds.episodes[int(row["episode_index"])]
             rec = records[by_source[ep.index].out_index]
-            st.original(ep, ds.read_episode_rows(ep, cache))  # only to check the input's stats: the pixels are replaced
+            st.original(ep, lambda: ds.read_episode_rows(ep, cache))  # only to check the input's stats: the pixels are replaced
             st.check_timestamps(ep, row)  # reported; the timestamps are rewritten below anyway
             stats = _arrays(rec["stats"])
             all_stats.append(stats)
@@ -575,7 +582,7 @@ def _meta_v21_copy(ds, out, plan, lay, records, videos, st):
     ep_lines, stat_lines, all_stats = [], [], []
     cache: dict[str, pa.Table] = {}
     for ep in ds.episodes:
-        stats = st.original(ep, ds.read_episode_rows(ep, cache))
+        stats = st.original(ep, lambda: ds.read_episode_rows(ep, cache))
         all_stats.append(stats)
         stat_lines.append(_jsonl_line({"episode_index": ep.index, "stats": _stats_lists(stats)}))
     for oe in plan:
@@ -631,7 +638,7 @@ def _meta_v21_inplace(ds, out, plan, lay, records, videos, st):
     copy_tree(ds.root, out, skip=skip)
     stat_lines, all_stats = [], []
     for oe in sorted(plan, key=lambda o: o.source.index):
-        st.original(oe.source, ds.read_episode_rows(oe.source))  # only to check the input's stats
+        st.original(oe.source, lambda: ds.read_episode_rows(oe.source))  # only to check the input's stats
         stats = _arrays(records[oe.out_index]["stats"])
         all_stats.append(stats)
         stat_lines.append(_jsonl_line({"episode_index": oe.source.index, "stats": _stats_lists(stats)}))
