@@ -165,6 +165,18 @@ def test_once_kueue_unsuspends_the_job_the_normal_phases_go_on():
     assert running.new_status["current_phase"] == "downloading"
 
 
+def test_the_pending_timeout_of_an_admitted_job_counts_from_its_admission():
+    # held for an hour, admitted (unsuspended: startTime) a moment ago, no pod yet: not failed
+    st = decide(Observed(cr=cr(status=queued_status()), job=held(), now=at(3000)), CFG).new_status
+    just = decide(Observed(cr=cr(status=st), job=replace(held(), suspended=False), now=at(3600)), CFG)
+    assert just.new_status["status"] == "queued"  # unsuspended, no startTime yet: just admitted
+    admitted = replace(held(), suspended=False, started=iso(3600))
+    plan = decide(Observed(cr=cr(status=st), job=admitted, now=at(3605)), CFG)
+    assert plan.new_status["status"] == "queued" and plan.requeue_after == 55
+    plan = decide(Observed(cr=cr(status=st), job=admitted, now=at(3661)), CFG)
+    assert plan.new_status["status"] == "failed"
+
+
 def test_a_cancel_of_a_held_job_deletes_its_job():
     c = cr(spec={"cancel_requested": True}, status=queued_status())
     plan = decide(Observed(cr=c, job=held(), workload=kueue.summarize_workload(PENDING), now=at(5)), CFG)

@@ -18,7 +18,7 @@ from tests.operator._cluster_helpers import (KWOK_DELAY, OperatorProcess, assert
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 KUEUE = "kueue.x-k8s.io", "v1beta2"
 QUEUE = "roboaug-cpu"
-PENDING_TIMEOUT = 8  # seconds: the held job waits much longer and must not fail on it
+PENDING_TIMEOUT = 10  # seconds: the held job waits much longer and must not fail on it
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def admission_events(status):
     return [e for ph in status.get("phases") or () for e in ph["events"] if e["status"] == "waiting_for_admission"]
 
 
-def test_kueue_admits_one_job_at_a_time_and_the_held_one_waits_queued(cluster, k8s, namespace, one_job_queue,
+def test_kueue_admits_one_job_at_a_time_and_the_held_one_waits_queued(cluster, crd, k8s, namespace, one_job_queue,
                                                                      tmp_path):
     k8s.core.create_namespaced_service_account(namespace, {"metadata": {"name": "roboaug-worker"}})
     config = base_config(namespace, cpu={"kueue_queue": QUEUE, "pod_annotations": {KWOK_DELAY: "30s"}},

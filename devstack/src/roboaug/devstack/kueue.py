@@ -151,8 +151,7 @@ class KueueManager:
         c, d = self.cluster, bin_dir(self.version)
         c.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(d / "crd"), timeout=120)
         names = [f"crd/{n}" for n in self._crd_names(d / "crd")]
-        c.kubectl("wait", "--for=condition=Established", f"--timeout={int(self.timeout)}s", *names,
-                  timeout=self.timeout + 10)
+        self._wait_established(names)
         c.kubectl("create", "namespace", NAMESPACE, check=False)
         wd = c.work_dir / "kueue"
         certs = wd / "certs"
@@ -178,6 +177,18 @@ class KueueManager:
         proc = self.cluster.procs.pop("kueue", None)
         if proc is not None:
             proc.stop(grace=5)
+
+    def _wait_established(self, names: list[str]) -> None:
+        # `kubectl wait` errors out (not waits) on a CRD the apiserver has not given a status yet
+        deadline = time.monotonic() + self.timeout
+        while True:
+            r = self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", *names,
+                                     check=False, timeout=40)
+            if r.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kueue's CRDs not Established: {r.stderr.strip()[-500:]}")
+            time.sleep(0.5)
 
     @staticmethod
     def _crd_names(crd_dir: Path) -> list[str]:

@@ -129,6 +129,8 @@ class JobView:
     # Kueue's admission (kueue.py), not for a node.
     suspended: bool = False
     queue: Optional[str] = None
+    # status.startTime: when the Job last started, i.e. was unsuspended (Kueue's admission)
+    started: Optional[str] = None
 
     @property
     def finished(self) -> bool:
@@ -205,6 +207,7 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
                           if failed and failed.get("status") == "True" else None),
         suspended=bool((body.get("spec") or {}).get("suspend")),
         queue=(meta.get("labels") or {}).get(LABEL_QUEUE_NAME),
+        started=status.get("startTime"),
     )
 
 

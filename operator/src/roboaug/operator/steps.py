@@ -585,7 +585,10 @@ def unplaced(pod: Optional[PodView], job: JobView, events: list[dict], now: date
         said = [e.get("message") for e in events if e["status"] == "unschedulable"]
         if not said or said[-1] != why:
             note = Note("unschedulable", "Unschedulable", why, {"pod": pod.name})
-    return Stall(since=parse_ts((pod.created if pod is not None else None) or job.created) or now,
+    # No pod yet: since the Job started. A Job Kueue held starts at its admission; until the job
+    # controller has stamped that (startTime), it has only just been admitted: now.
+    started = job.started or (None if job.queue else job.created)
+    return Stall(since=parse_ts((pod.created if pod is not None else None) or started) or now,
                  note=note, error=pending_timeout_text(timeout, why),
                  message="no node could take the worker pod", data={"scheduler": why},
                  reason="PendingTimeout")
