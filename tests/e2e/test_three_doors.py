@@ -71,9 +71,11 @@ def test_kubectl_apply_sample_job_completes(stack, tmp_path):
     assert info["total_episodes"] == 3 * 4 and info["codebase_version"] == "v3.0"
     table = stack.kubectl("get", "augmentationjobs", "-n", stack.namespace).stdout
     header = table.splitlines()[0].split()
-    assert header == ["NAME", "STATUS", "PHASE", "ATTEMPT", "INSTANCE", "OUTPUT", "AGE"]
+    assert header == ["NAME", "STATUS", "PHASE", "PROGRESS%", "ATTEMPT", "STARTED", "DURATION",
+                      "INSTANCE", "OUTPUT", "AGE"]
     row = next(line.split() for line in table.splitlines() if line.startswith(name))
-    assert row[1:6] == ["completed", "completed", "0", "local-dev", status["augmented_dataset_id"]]
+    assert row[1:5] == ["completed", "completed", "100", "0"]
+    assert row[6] == status["duration"] and row[7:9] == ["local-dev", status["augmented_dataset_id"]]
 
 
 def test_rest_seed_000_body_completes(stack, tmp_path):
