@@ -32,7 +32,7 @@ from roboaug.api.models import AugmentationJobSpec  # noqa: E402
 from roboaug.devstack import synthetic  # noqa: E402
 from roboaug.worker import lerobot, stages  # noqa: E402
 from roboaug.worker.handler import FormatJob  # noqa: E402
-from roboaug.worker.lerobot_writer import _stats_lists  # noqa: E402
+from roboaug.worker.lerobot_writer import stats_lists  # noqa: E402
 from roboaug.worker.progress import ProgressReporter  # noqa: E402
 
 COPIES = 4
@@ -61,7 +61,7 @@ def shard_results(prep, area: Path) -> int:
         episodes, records = {}, {}
         for e in u.episodes:
             oe = by_out[e]
-            stats = _stats_lists(oe.source.stats)
+            stats = stats_lists(oe.source.stats)
             records[str(e)] = {"stats": stats, "starts": {k: 0.0 for k in ds.video_keys}}
             rec = {"params": {k: {"copy": oe.copy, "episode": oe.source.index} for k in ds.camera_keys}}
             if oe.copy == 0:

@@ -181,7 +181,7 @@ def _bad_sample(task: ImageTask, job: RowJob, col: str, exc: WorkerError) -> Wor
                        + (" (on_bad_sample: skip leaves such images out)" if exc.code == ExitCode.CORRUPT_VIDEO else ""))
 
 
-def _preview_copy(rgb: np.ndarray) -> np.ndarray:
+def preview_copy(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     if h <= PREVIEW_MAX_HEIGHT:
         return rgb
@@ -254,7 +254,7 @@ def run_image_task(task: ImageTask) -> ImageResult:
             res.paths[col].append(row[col].get("path"))
             row_params[col] = params.to_dict()
             if cam == 0 and len(res.preview) < task.preview:
-                res.preview.append((_preview_copy(img.rgb), _preview_copy(out)))
+                res.preview.append((preview_copy(img.rgb), preview_copy(out)))
             res.frames += 1
         res.params.append(row_params)
         res.kept.append(i)

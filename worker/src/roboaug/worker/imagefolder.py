@@ -216,7 +216,7 @@ class FolderResult:
 
 def run_folder_task(task: FolderTask) -> FolderResult:
     """Augment the task's rows, writing each image into the stage itself (only names come back)."""
-    from .image_dataset import _preview_copy
+    from .image_dataset import preview_copy
 
     source, stage = Path(task.source), Path(task.stage)
     skip = getattr(task.spec.on_bad_sample, "value", task.spec.on_bad_sample) == "skip"
@@ -256,7 +256,7 @@ def run_folder_task(task: FolderTask) -> FolderResult:
             names[col] = new_name
             row_params[col] = params.to_dict()
             if cam == 0 and len(res.preview) < task.preview:
-                res.preview.append((_preview_copy(img.rgb), _preview_copy(out)))
+                res.preview.append((preview_copy(img.rgb), preview_copy(out)))
         res.names.append(names)
         res.params.append(row_params)
         res.kept.append(i)

@@ -229,9 +229,9 @@ def run_units(prep: Prepared, out: Path, job: FormatJob, units: Iterable[Unit], 
     for out_index, r in results.items():
         rec: dict[str, Any] = {"params": r.params}
         if r.source_stats:  # the task of the original's first copy: the original's stats, here where its rows are
-            rec["source_stats"] = lerobot_writer._stats_lists(r.source_stats)
+            rec["source_stats"] = lerobot_writer.stats_lists(r.source_stats)
             rows = ds.read_episode_rows(by_out[out_index].source, cache)
-            rec["source_numeric"] = lerobot_writer._stats_lists(lerobot_writer._numeric(ds, rows))
+            rec["source_numeric"] = lerobot_writer.stats_lists(lerobot_writer.numeric_stats(ds, rows))
         if key in r.preview:
             rec["preview"] = [_png64(r.preview[key][0]), _png64(r.preview[key][1])]
         episodes[str(out_index)] = rec

@@ -63,7 +63,7 @@ def _jsonl_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def _stats_lists(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
+def stats_lists(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
     return {f: {k: np.asarray(v).tolist() for k, v in s.items()} for f, s in stats.items()}
 
 
@@ -165,7 +165,7 @@ def _arrays(stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, np.ndarray]
 
 def _aggregate_all(per_episode: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, dict[str, list]]:
     features = sorted({f for s in per_episode for f in s})
-    return _stats_lists({f: aggregate([s[f] for s in per_episode if f in s]) for f in features})
+    return stats_lists({f: aggregate([s[f] for s in per_episode if f in s]) for f in features})
 
 
 # -- layout: the units of work ----------------------------------------------------------------
@@ -339,12 +339,12 @@ def write(ds: LeRobotDataset, out: Path, mode: str, plan: list[OutputEpisode],
     lay = layout(ds, mode, plan)
     written = [UnitWritten.from_json(json.loads(json.dumps(write_unit(ds, out, mode, lay, u, plan, results).to_json())))
                for u in lay.units]
-    cams = json.loads(json.dumps({oe.source.index: _stats_lists(results[oe.out_index].source_stats)
+    cams = json.loads(json.dumps({oe.source.index: stats_lists(results[oe.out_index].source_stats)
                                     for oe in plan if oe.copy == 0}))
     return write_meta(ds, out, mode, plan, lay, written, {int(k): v for k, v in cams.items()})
 
 
-def _numeric(ds: LeRobotDataset, table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
+def numeric_stats(ds: LeRobotDataset, table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
     return episode_numeric_stats(ds.features, table, quantile_flags(ds))
 
 
@@ -390,7 +390,7 @@ def _unit_v30_copy(ds, out, lay, unit, oes, results) -> UnitWritten:
         t = _set_int_column(t, "episode_index", np.full(t.num_rows, oe.out_index, dtype=np.int64))
         t = _set_int_column(t, "index", np.arange(start, start + t.num_rows))
         # the rows as written: index and episode_index included
-        episodes[oe.out_index] = {"stats": _stats_lists({**_numeric(ds, t), **results[oe.out_index].stats}), "starts": {}}
+        episodes[oe.out_index] = {"stats": stats_lists({**numeric_stats(ds, t), **results[oe.out_index].stats}), "starts": {}}
         tables.append(_replace_image_columns(t, results[oe.out_index].images))
     cache.clear()
     schema = pq.read_schema(ds.root / ds.data_files()[0])
@@ -506,7 +506,7 @@ def _unit_v30_inplace(ds, out, lay, unit, oes, results) -> UnitWritten:
     for ep in eps_of_unit:
         oe = by_source[ep.index]
         rows_of_ep = ds.read_episode_rows(ep, cache)  # numeric rows are written unchanged
-        episodes[oe.out_index]["stats"] = _stats_lists({**_numeric(ds, rows_of_ep), **results[oe.out_index].stats})
+        episodes[oe.out_index]["stats"] = stats_lists({**numeric_stats(ds, rows_of_ep), **results[oe.out_index].stats})
     return UnitWritten(episodes, files, videos)
 
 
@@ -565,14 +565,14 @@ def _unit_v21_copy(ds, out, lay, unit, oes, results) -> UnitWritten:
     t = ds.read_episode_rows(oe.source)
     t = _set_int_column(t, "episode_index", np.full(t.num_rows, oe.out_index, dtype=np.int64))
     t = _set_int_column(t, "index", np.arange(start, start + t.num_rows))
-    stats = {**_numeric(ds, t), **res.stats}
+    stats = {**numeric_stats(ds, t), **res.stats}
     t = _replace_image_columns(t, res.images)
     rel = _v21_paths(ds.info, oe.out_index)
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(t, out / rel)
     files, videos = [rel], {}
     _copy_segments(ds, out, res, oe.out_index, files, videos)
-    return UnitWritten({oe.out_index: {"stats": _stats_lists(stats), "starts": {}}}, files, videos)
+    return UnitWritten({oe.out_index: {"stats": stats_lists(stats), "starts": {}}}, files, videos)
 
 
 def _meta_v21_copy(ds, out, plan, lay, records, videos, st):
@@ -584,12 +584,12 @@ def _meta_v21_copy(ds, out, plan, lay, records, videos, st):
     for ep in ds.episodes:
         stats = st.original(ep, lambda: ds.read_episode_rows(ep, cache))
         all_stats.append(stats)
-        stat_lines.append(_jsonl_line({"episode_index": ep.index, "stats": _stats_lists(stats)}))
+        stat_lines.append(_jsonl_line({"episode_index": ep.index, "stats": stats_lists(stats)}))
     for oe in plan:
         stats = _arrays(records[oe.out_index]["stats"])
         all_stats.append(stats)
         ep_lines.append(_jsonl_line({**oe.source.meta, "episode_index": oe.out_index}))
-        stat_lines.append(_jsonl_line({"episode_index": oe.out_index, "stats": _stats_lists(stats)}))
+        stat_lines.append(_jsonl_line({"episode_index": oe.out_index, "stats": stats_lists(stats)}))
         running += oe.source.length
     _append_lines(out / "meta/episodes.jsonl", ep_lines)
     (out / "meta/episodes_stats.jsonl").write_text("".join(line + "\n" for line in stat_lines))
@@ -626,8 +626,8 @@ def _unit_v21_inplace(ds, out, lay, unit, oes, results) -> UnitWritten:
         (out / oe.source.data_file).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(t, out / oe.source.data_file)
         files.append(oe.source.data_file)
-    stats = {**_numeric(ds, rows), **res.stats}
-    return UnitWritten({oe.out_index: {"stats": _stats_lists(stats), "starts": {}}}, files, videos)
+    stats = {**numeric_stats(ds, rows), **res.stats}
+    return UnitWritten({oe.out_index: {"stats": stats_lists(stats), "starts": {}}}, files, videos)
 
 
 def _meta_v21_inplace(ds, out, plan, lay, records, videos, st):
@@ -641,7 +641,7 @@ def _meta_v21_inplace(ds, out, plan, lay, records, videos, st):
         st.original(oe.source, lambda: ds.read_episode_rows(oe.source))  # only to check the input's stats
         stats = _arrays(records[oe.out_index]["stats"])
         all_stats.append(stats)
-        stat_lines.append(_jsonl_line({"episode_index": oe.source.index, "stats": _stats_lists(stats)}))
+        stat_lines.append(_jsonl_line({"episode_index": oe.source.index, "stats": stats_lists(stats)}))
     (out / "meta/episodes_stats.jsonl").write_text("".join(line + "\n" for line in stat_lines))
     if (ds.root / "meta/stats.json").is_file():
         write_json(out / "meta/stats.json", _aggregate_all(all_stats))

@@ -56,6 +56,7 @@ def add_routes(router: APIRouter) -> None:
                                  "then each augmented copy. `format: json`: the frames as base64 PNGs.",
                   "content": {"image/png": {}}},
             400: {**_E, "description": "Generative augmentation is disabled"},
+            401: {**_E, "description": "Invalid or missing API key"},
             403: {**_E, "description": "The API key may not act on this project_id, or the project's policy forbids "
                                        "the source or output (as on create)"},
             422: {"description": "Invalid request, a project limit (as on create), a pick the source does not have "
