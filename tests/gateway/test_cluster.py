@@ -87,7 +87,9 @@ def test_get_reflects_a_status_patched_into_the_status_subresource(kclient, k8s,
     expected = {k: v for k, v in status.items() if k not in {"attempt", "job_name"}}
     # fields the operator has not written yet: revisions unknown, the effective spec and its
     # sources from the CR's spec and the gateway's annotation
-    derived = {k: body.pop(k) for k in ("source_revision", "augmented_dataset_revision", "effective_spec", "spec_sources")}
+    derived = {k: body.pop(k) for k in ("source_revision", "augmented_dataset_revision", "effective_spec", "spec_sources",
+                                        "progress")}
+    assert derived["progress"] is None  # no worker report in this status yet
     assert body == expected
     assert derived["source_revision"] is None and derived["augmented_dataset_revision"] is None
     assert derived["effective_spec"]["dataset_id"] == "lerobot/pusht"
