@@ -22,5 +22,5 @@ def test_bench_quick(cluster, crd, tmp_path):
     assert 20 < r["operator_peak_rss_mb"] < 300
     # per job: one Job, a few status writes and Events; a sign of a hot loop if it grows
     assert r["operator_requests_by_kind"]["POST jobs"] == 20
-    assert 3 <= r["requests_per_job"] < 15, r["operator_requests_by_kind"]
+    assert 3 <= r["requests_per_job"] < 15, json.dumps(r["operator_requests_by_kind"])
     assert "CR -> Job: p50" in proc.stdout
