@@ -102,8 +102,10 @@ def test_kueue_admits_one_job_at_a_time_and_the_held_one_waits_queued(cluster, c
         queued_for = (parse_ts(st["phases"][1]["started_at"]) - parse_ts(st["phases"][0]["started_at"])).total_seconds()
         assert queued_for > 2 * PENDING_TIMEOUT, st["phases"][:2]
         assert admission_events(st) and all(e in st["phases"][0]["events"] for e in admission_events(st))
-        # the first never waited on Kueue long enough to say so more than once
-        assert len(admission_events(get_cr(k8s, namespace, "first")["status"])) <= 1
+        # the first waited on Kueue only while Kueue admitted it (under load its reason may change
+        # a few times: each change said once, never the same reason twice in a row)
+        said_first = [e["message"] for e in admission_events(get_cr(k8s, namespace, "first")["status"])]
+        assert all(a != b for a, b in zip(said_first, said_first[1:])), said_first
     finally:
         op.stop()
         print(f"--- operator log ---\n{op.tail(60)}")

@@ -38,3 +38,22 @@ def test_library_records_and_warnings_become_contract_lines_with_the_token_maske
     assert records[1]["logger"] == "py.warnings"
     own = json.loads(out)
     assert own["msg"] == "own line ***" and own["detail"] == {"k": "***"} and own["event"] == "x"
+
+
+def test_setup_again_reinstalls_the_warnings_hook_a_catch_warnings_block_replaced(capsys):
+    """Seen in a full CI run: a worker run in-process left capture on; inside pytest's per-test
+    catch_warnings() a second setup() was a no-op and warnings bypassed the JSON lines."""
+    log.setup()
+    try:
+        with warnings.catch_warnings(record=True) as recorded:
+            log.setup()
+            warnings.simplefilter("always")
+            warnings.warn("late warning")
+    finally:
+        root = logging.getLogger()
+        for h in [h for h in root.handlers if isinstance(h, log._StderrHandler)]:
+            root.removeHandler(h)
+        logging.captureWarnings(False)
+    assert recorded == []
+    lines = [joblogs.parse(x) for x in capsys.readouterr().err.splitlines()]
+    assert [x["logger"] for x in lines] == ["py.warnings"] and "late warning" in lines[0]["msg"]

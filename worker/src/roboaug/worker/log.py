@@ -48,6 +48,9 @@ def setup(token: Optional[str] = None, level: int = logging.INFO) -> None:
     # huggingface_hub >= 1 ships its own copy of httpx, logging as "httpx2".
     for noisy in ("urllib3", "httpx", "httpx2", "httpcore", "kubernetes", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # captureWarnings(True) is a no-op while capture is on, even if a catch_warnings() block has
+    # since replaced the hook (seen when setup() runs again in one process): install it afresh.
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     # Progress bars are `\r`-redrawn lines on stderr: noise in a log; progress has its own lines.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
