@@ -16,6 +16,8 @@ import uuid
 import httpx
 import pytest
 
+from tests.e2e._stack import e2e_stack
+
 from roboaug.api.models import GROUP, VERSION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -23,13 +25,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def stack(cluster, crd):
-    cluster.require_node_agent()
-    from roboaug.devstack.stack import DevStack
-
-    ns = f"e2e-{uuid.uuid4().hex[:6]}"
-    with DevStack(cluster=cluster.local, namespace=ns) as s:
+    with e2e_stack(cluster) as s:
         yield s
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def _apply(stack, name: str, **spec) -> None:

@@ -16,11 +16,12 @@ chart's RBAC for this (pods/log, configmaps get) is checked in tests/chart.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx
 import pytest
+
+from tests.e2e._stack import e2e_stack, wait_for
 
 from roboaug.api import joblogs
 from roboaug.devstack.hubserver import WRITE_TOKEN
@@ -30,22 +31,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def stack(cluster, crd):
-    cluster.require_node_agent()
-    from roboaug.devstack.stack import DevStack
-
-    ns = f"e2e-{uuid.uuid4().hex[:6]}"
-    with DevStack(cluster=cluster.local, namespace=ns) as s:
+    with e2e_stack(cluster) as s:
         yield s
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def _wait(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := fn()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-    return value
+_wait = wait_for
 
 
 def _names(stack, kind: str, selector: str) -> list[str]:

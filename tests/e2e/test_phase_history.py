@@ -9,13 +9,15 @@ is as in test_three_doors.py.
 
 from __future__ import annotations
 
+from functools import partial
 import json
 import os
 import signal
-import time
 import uuid
 
 import pytest
+
+from tests.e2e._stack import e2e_stack, wait_for
 
 from roboaug.api.models import GROUP, PHASE_ORDER, VERSION, WORKER_PHASES
 from roboaug.operator.phases import parse_ts
@@ -25,23 +27,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def stack(cluster, crd):
-    cluster.require_node_agent()
-    from roboaug.devstack.stack import DevStack
-
-    ns = f"e2e-{uuid.uuid4().hex[:6]}"
     # no lease to lose while the operator is frozen
-    with DevStack(cluster=cluster.local, namespace=ns, operator_overrides={"leader_election": {"enabled": False}}) as s:
+    with e2e_stack(cluster, operator_overrides={"leader_election": {"enabled": False}}) as s:
         yield s
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def _wait(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := fn()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-    return value
+_wait = partial(wait_for, interval=0.1)
 
 
 def _job_complete(stack, name: str) -> bool:

@@ -10,6 +10,7 @@ log, which names the user of every request's token.
 
 from __future__ import annotations
 
+from functools import partial
 import json
 import threading
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.e2e._stack import e2e_stack, wait_for
 
 from roboaug.api.models import GROUP, LABEL_JOB_ID, LABEL_PROJECT_ID, TERMINAL_STATUSES, VERSION
 
@@ -32,13 +35,8 @@ TINY_EPISODES, TINY_FRAMES = 1, 8
 
 @pytest.fixture(scope="module")
 def stack(cluster, crd):
-    cluster.require_node_agent()
-    from roboaug.devstack.stack import DevStack
-
-    ns = f"e2e-proj-{uuid.uuid4().hex[:6]}"
-    with DevStack(cluster=cluster.local, namespace=ns) as s:
+    with e2e_stack(cluster) as s:
         yield s
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +100,7 @@ def _worker_jobs(stack, selector: str) -> list[str]:
     return out.split()
 
 
-def _wait(fn, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while not (value := fn()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-    return value
+_wait = partial(wait_for, interval=0.5)
 
 
 def _completed(stack, job_id: str) -> dict:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.e2e._stack import e2e_stack, wait_for
 import yaml
 
 from tests.worker import checker
@@ -30,13 +32,8 @@ SEED_BODY = REPO / "tests" / "gateway" / "seed_000_body.json"
 
 @pytest.fixture(scope="module")
 def stack(cluster, crd):
-    cluster.require_node_agent()
-    from roboaug.devstack.stack import DevStack
-
-    ns = f"e2e-{uuid.uuid4().hex[:6]}"
-    with DevStack(cluster=cluster.local, namespace=ns) as s:
+    with e2e_stack(cluster) as s:
         yield s
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def _phases_in_order(phases: list[dict]) -> None:
