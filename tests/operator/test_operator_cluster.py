@@ -17,28 +17,11 @@ from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE
 from roboaug.api.models.project import PROJECT_PLURAL
 
 from tests.operator._cluster_helpers import (GROUP, KWOK_DELAY, KWOK_EXIT, KWOK_FAIL, KWOK_WAITING_MESSAGE,
-                              KWOK_WAITING_REASON, PLURAL, PROJECT, VERSION, WAIT, OperatorProcess,
-                              assert_consistent, base_config, create_cr, events_of, final, jobs_of,
-                              phase_names, pods_of, wait_cr)
+                                             KWOK_WAITING_REASON, PLURAL, PROJECT, VERSION, WAIT,
+                                             assert_consistent, create_cr, events_of, final, jobs_of,
+                                             phase_names, pods_of, wait_cr)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-@pytest.fixture
-def operator(cluster, crd, namespace, k8s, tmp_path):
-    """Factory: operator(**config overrides) starts one operator for this test's namespace."""
-    k8s.core.create_namespaced_service_account(namespace, {"metadata": {"name": "roboaug-worker"}})
-    started: list[OperatorProcess] = []
-
-    def start(**over) -> OperatorProcess:
-        op = OperatorProcess(cluster, base_config(namespace, **over), tmp_path).start()
-        started.append(op)
-        return op
-
-    yield start
-    for op in started:
-        op.stop()
-        print(f"--- operator log ({op.log}) ---\n{op.tail(60)}")
 
 
 # -- tests --------------------------------------------------------------------------------------

@@ -5,27 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.operator._cluster_helpers import (KWOK_DELAY, KWOK_EXIT, KWOK_FAIL, OperatorProcess, assert_consistent,
-                                             base_config, create_cr, final, jobs_of, pods_of, wait_cr)
+from tests.operator._cluster_helpers import (KWOK_DELAY, KWOK_EXIT, KWOK_FAIL, assert_consistent, create_cr,
+                                             final, jobs_of, pods_of, wait_cr)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 PRESSURE = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 80Mi."
-
-
-@pytest.fixture
-def operator(cluster, crd, namespace, k8s, tmp_path):
-    k8s.core.create_namespaced_service_account(namespace, {"metadata": {"name": "roboaug-worker"}})
-    started: list[OperatorProcess] = []
-
-    def start(**over) -> OperatorProcess:
-        op = OperatorProcess(cluster, base_config(namespace, **over), tmp_path).start()
-        started.append(op)
-        return op
-
-    yield start
-    for op in started:
-        op.stop()
-        print(f"--- operator log ({op.log}) ---\n{op.tail(60)}")
 
 
 def running_pod(k8s, ns, job_uid, exclude=()):

@@ -5,26 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.operator._cluster_helpers import (OperatorProcess, assert_consistent, base_config, create_cr, final,
-                                             jobs_of, pods_of, wait_cr)
+from tests.operator._cluster_helpers import (assert_consistent, create_cr, final, jobs_of, pods_of, wait_cr)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-@pytest.fixture
-def operator(cluster, crd, namespace, k8s, tmp_path):
-    k8s.core.create_namespaced_service_account(namespace, {"metadata": {"name": "roboaug-worker"}})
-    started: list[OperatorProcess] = []
-
-    def start(**over) -> OperatorProcess:
-        op = OperatorProcess(cluster, base_config(namespace, **over), tmp_path).start()
-        started.append(op)
-        return op
-
-    yield start
-    for op in started:
-        op.stop()
-        print(f"--- operator log ({op.log}) ---\n{op.tail(60)}")
 
 
 def _env(job) -> dict:
