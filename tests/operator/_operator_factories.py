@@ -1,4 +1,5 @@
 """Builders shared by the operator's unit tests (plain dicts and views, no cluster)."""
+import copy
 from datetime import datetime, timedelta, timezone
 
 from roboaug.operator.observe import JobView, PodView
@@ -49,3 +50,28 @@ def pod(name="aug-demo-worker-abcde", created=1, phase="Pending", node=None, uns
 
 CPU_NODE = {"cpu-0": {"node.kubernetes.io/instance-type": "c7i.4xlarge",
                       "topology.kubernetes.io/region": "us-east-1"}}
+
+
+def decide_checked(c: dict, config, now: float = 1.0, **observed):
+    """decide() on `c` at `at(now)`, with the plan's status consistent (phases.check) and valid
+    against the status model: what every decision test wants before its own assertions."""
+    from roboaug.api.models import AugmentationJobStatus
+    from roboaug.operator.phases import check
+    from roboaug.operator.reconcile import Observed, decide
+
+    plan = decide(Observed(cr=c, now=at(now), **observed), config)
+    assert check(plan.new_status) == [], check(plan.new_status)
+    AugmentationJobStatus.model_validate(plan.new_status)
+    return plan
+
+
+def applied(c: dict, plan) -> dict:
+    """The CR as it reads after the plan's status write (the worker's progress is kept), at the
+    next resourceVersion."""
+    c = copy.deepcopy(c)
+    progress = c["status"].get("progress")
+    c["status"] = copy.deepcopy(plan.new_status)
+    if progress is not None:
+        c["status"]["progress"] = progress
+    c["metadata"]["resourceVersion"] = str(int(c["metadata"]["resourceVersion"]) + 1)
+    return c

@@ -1,34 +1,18 @@
 """decide(): observed state -> plan, for every path of the issue, without a cluster."""
-import copy
 import random
 
-from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE, AugmentationJobStatus
+from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE
 from roboaug.operator.config import parse_config
-from roboaug.operator.phases import check
-from roboaug.operator.reconcile import Observed, decide
 from roboaug.operator.steps import MAX_WAITING_EVENTS
 
-from tests.operator._operator_factories import CPU_NODE, CR_UID, JOB_ID, at, cr, job, pod
+from tests.operator._operator_factories import applied, decide_checked, CPU_NODE, CR_UID, JOB_ID, at, cr, job, pod
 
 CFG = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60})
 
 
+
 def run(c, now=1.0, **obs):
-    plan = decide(Observed(cr=c, now=at(now), **obs), CFG)
-    assert check(plan.new_status) == [], check(plan.new_status)
-    AugmentationJobStatus.model_validate(plan.new_status)
-    return plan
-
-
-def applied(c, plan):
-    """The CR as it reads after the plan's status write (the worker's progress is kept)."""
-    c = copy.deepcopy(c)
-    progress = c["status"].get("progress")
-    c["status"] = copy.deepcopy(plan.new_status)
-    if progress is not None:
-        c["status"]["progress"] = progress
-    c["metadata"]["resourceVersion"] = str(int(c["metadata"]["resourceVersion"]) + 1)
-    return c
+    return decide_checked(c, CFG, now, **obs)
 
 
 def names(c):

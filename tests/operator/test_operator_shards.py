@@ -1,37 +1,22 @@
 """Sharded jobs, decided without a cluster (issue 16 items 1 and 4, operator side): the Indexed
 Job's fields, the one-pod run's SHARD_PLAN, one shard's permanent failure, the finalize Job,
 cancel and cleanup, progress summed over the shards and its write budget."""
-import copy
 import dataclasses
 
 from roboaug.api import joblogs
 from roboaug.api.contract import PERMANENT_EXIT_CODES, ShardPlan, error_line, ExitCode, plan_line
-from roboaug.api.models import AugmentationJobStatus
 from roboaug.operator.config import parse_config
-from roboaug.operator.phases import check
-from roboaug.operator.reconcile import Observed, decide
 from roboaug.operator.shards import WriteBudget, aggregate
 
-from tests.operator._operator_factories import CPU_NODE, at, cr, iso, job, pod
+from tests.operator._operator_factories import applied, decide_checked, CPU_NODE, at, cr, iso, job, pod
 
 CFG = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60,
                     "pools": {"cpu": {"max_parallelism": 4}}, "routing": {"deterministic": "cpu"}})
 
 
+
 def run(c, now=1.0, **obs):
-    plan = decide(Observed(cr=c, now=at(now), **obs), CFG)
-    assert check(plan.new_status) == [], check(plan.new_status)
-    AugmentationJobStatus.model_validate(plan.new_status)
-    return plan
-
-
-def applied(c, plan):
-    c = copy.deepcopy(c)
-    progress = c["status"].get("progress")
-    c["status"] = copy.deepcopy(plan.new_status)
-    if progress is not None:
-        c["status"]["progress"] = progress
-    return c
+    return decide_checked(c, CFG, now, **obs)
 
 
 def env(j):
