@@ -1,6 +1,7 @@
 """Sharded jobs, decided without a cluster (issue 16 items 1 and 4, operator side): the Indexed
 Job's fields, the one-pod run's SHARD_PLAN, one shard's permanent failure, the finalize Job,
 cancel and cleanup, progress summed over the shards and its write budget."""
+import copy
 import dataclasses
 
 from roboaug.api import joblogs
