@@ -3,6 +3,10 @@
     python bench/bench_operator.py            # N=500 on a fresh local control plane
     python bench/bench_operator.py --quick    # N=20
     python bench/bench_operator.py --kubeconfig KUBECONFIG   # an existing cluster with the CRD
+    python bench/bench_operator.py --compare-src /tmp/old-checkout   # that checkout's operator
+        # first, then this one's, same control plane, each in a fresh namespace: ratios printed
+    python bench/bench_operator.py --operator-src /tmp/old-checkout  # that checkout's operator
+        # alone, on its own fresh control plane (no order effect)
     python bench/bench_operator.py --finished 5000 [--compare-src /tmp/old-checkout]
         # memory only: 5,000 finished AugmentationJobs present; the operator's VmRSS/VmHWM once
         # it has listed and looked at them all (and the same for another checkout's operator)
@@ -38,6 +42,7 @@ import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -48,12 +53,17 @@ from roboaug.api.models import GROUP, PLURAL, TERMINAL_STATUSES, VERSION
 REPO = Path(__file__).resolve().parents[1]
 TERMINAL = {s.value for s in TERMINAL_STATUSES}
 PROJECT = "2489e9ad-2ee2-8e00-8ec9-32d5f69181c0"
+PROJECT_CRD = REPO / "manifests" / "crd" / "roboaug.dev_augmentationprojects.yaml"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a is not None and b else "n/a"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -210,13 +220,13 @@ def finished_status(name: str, job_id: str, i: int) -> dict:
     ]
     output = f"roboaug/pusht-aug-{job_id[:8]}"
     spec = {"project_id": PROJECT, "dataset_id": "lerobot/pusht", "augmentation_type": "deterministic",
-            "augment_transforms": "color,noise,blur", "augment_mode": "stacked", "augment_copies": 2,
+            "augment_transforms": "lighting,noise,blur", "augment_mode": "stacked", "augment_copies": 2,
             "augment_dataset_mode": "copy", "augment_brightness_min": 0.8, "augment_brightness_max": 1.2,
             "augment_contrast_min": 0.8, "augment_contrast_max": 1.2, "noise_type": "gaussian",
             "noise_gaussian_sigma_min": 0.01, "noise_gaussian_sigma_max": 0.05, "blur_type": "motion",
             "blur_motion_kernel_min": 3, "blur_motion_kernel_max": 9, "augment_seed": i,
             "output_dataset_id": output, "output_visibility": "private", "pending_timeout_seconds": 3600}
-    return {
+    status = {
         "job_id": job_id, "current_phase": "completed", "status": "completed",
         "instance_type": "c7i.4xlarge", "region": "us-east-1", "phases": phases, "error": None,
         "augmented_dataset_id": output, "source_revision": "a" * 40,
@@ -229,6 +239,18 @@ def finished_status(name: str, job_id: str, i: int) -> dict:
                      "pod": f"{name}-worker-x7k2p", "updated_at": t(55), "output_dataset_id": output},
         "attempt": 1, "job_name": f"{name}-worker", "observed_generation": 1,
     }
+    return settled(status)
+
+
+def settled(status: dict) -> dict:
+    """`status` with the fields the operator derives from the history (conditions,
+    observedGeneration, ...) as it writes them: without them, the operator's first look at each
+    job would be a status write, not the steady state this bench measures."""
+    from roboaug.operator.phases import History
+
+    history = History(status)
+    history.derive(1, None, datetime.now(timezone.utc))
+    return history.status
 
 
 def stop_operator(proc: subprocess.Popen, log) -> None:
@@ -323,9 +345,15 @@ def create_finished(custom, ns: str, n: int) -> None:
         list(pool.map(one, range(n)))
 
 
+def _last_words(log: Path) -> str:
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    return (lines[-1] if lines else "(no log)")[:400]
+
+
 def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
                  sources: dict[str, str | None], settle_s: float = 10.0, trace: int = 0,
-                 namespace: str | None = None, look_s: float = 1800) -> dict:
+                 namespace: str | None = None, look_s: float = 1800,
+                 overrides: dict[str, dict] | None = None) -> dict:
     """Memory with N finished jobs present: for each operator checkout in `sources` (label ->
     directory whose api/src and operator/src go first on PYTHONPATH; None: this one), start the
     operator, wait until it has looked at every job (its API request counter, one project read
@@ -333,8 +361,11 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
     With `trace` > 0 the operator runs under tracemalloc (that many frames) and the run's
     figures include its top allocation sites once it has looked at every job.
     `namespace`: one that already holds the N finished jobs (an earlier run's, kept), used as
-    it is and kept; else a fresh one is filled and deleted afterwards."""
+    it is and kept; else a fresh one is filled and deleted afterwards. `overrides`: label ->
+    operator configuration keys set for that run (e.g. watch_initial_streaming)."""
     from kubernetes import client
+
+    overrides = overrides or {}
 
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     ns, keep = namespace or f"bench-mem-{uuid.uuid4().hex[:6]}", namespace is not None
@@ -358,6 +389,7 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
                    "leader_election": {"enabled": False},
                    "health_port": None, "metrics_port": metrics_port, "log_format": "json",
                    "log_level": "WARNING"}
+            cfg.update(overrides.get(label) or {})
             cfg_path = workdir / f"operator-{label}.yaml"
             cfg_path.write_text(yaml.safe_dump(cfg))
             op_env = dict(env, KUBECONFIG=str(kubeconfig), ROBOAUG_OPERATOR_CONFIG=str(cfg_path))
@@ -374,9 +406,12 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
             try:
                 t0 = time.monotonic()
                 last, stable_since, first = -1.0, time.monotonic(), None
+                exited = None
                 while time.monotonic() - t0 < look_s:
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"operator exited; see {workdir / f'operator-{label}.log'}")
+                    if proc.poll() is not None:  # a figure too (e.g. streaming refused): the other runs go on
+                        exited = f"operator exited ({proc.returncode}) after {time.monotonic() - t0:.0f} s: " + \
+                            _last_words(workdir / f"operator-{label}.log")
+                        break
                     try:  # the Lease's renewals go on for ever: not counted
                         count = scrape(url, "roboaug_api_requests_total") - \
                             scrape(url, "roboaug_api_requests_total", 'resource="leases"')
@@ -389,6 +424,9 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
                     elif count >= n and time.monotonic() - stable_since >= settle_s:
                         break
                     time.sleep(0.5)
+                if exited:
+                    out["runs"][label] = {"exited": exited}
+                    continue
                 mem = proc_memory_mb(proc.pid)
                 # first_request_s: kopf hands no event to a handler before every object of the
                 # initial listings is indexed; the operator's first request comes after that.
@@ -417,7 +455,10 @@ def run_finished(api, kubeconfig: Path, n: int, workdir: Path, env: dict,
 
 
 def run_bench(api, kubeconfig: Path, n: int, timeout: float, workdir: Path, env: dict,
-              profile: Path | None = None) -> dict:
+              profile: Path | None = None, leader_election: bool = True, src: str | None = None) -> dict:
+    """The burst: N CRs at once in a fresh namespace holding their project (as teams run it),
+    against the operator of this checkout, or of checkout `src` (its api/src and operator/src
+    first on PYTHONPATH)."""
     from kubernetes import client
 
     core = client.CoreV1Api(api)
@@ -425,6 +466,12 @@ def run_bench(api, kubeconfig: Path, n: int, timeout: float, workdir: Path, env:
     ns = f"bench-op-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": ns}})
     core.create_namespaced_service_account(ns, {"metadata": {"name": "roboaug-worker"}})
+    try:
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "augmentationprojects", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "AugmentationProject",
+            "metadata": {"name": PROJECT}, "spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"]}})
+    except client.exceptions.ApiException as e:  # an existing cluster without the project CRD
+        print(f"  (no AugmentationProject: {e.status} {e.reason}; jobs run without a project)")
     metrics_port = free_port()
     cfg = {
         "namespaces": [ns],
@@ -435,7 +482,8 @@ def run_bench(api, kubeconfig: Path, n: int, timeout: float, workdir: Path, env:
                   "gpu": {"node_selector": {"roboaug.dev/pool": "gpu"}}},
         "hub_token_secret": None,
         "pending_timeout_seconds": 3600,
-        "leader_election": {"enabled": True, "lease_namespace": ns},
+        "jobs_without_project": {"action": "allow"},
+        "leader_election": {"enabled": leader_election, "lease_namespace": ns},
         "health_port": None,
         "metrics_port": metrics_port,
         "log_format": "json",
@@ -445,6 +493,9 @@ def run_bench(api, kubeconfig: Path, n: int, timeout: float, workdir: Path, env:
     cfg_path.write_text(yaml.safe_dump(cfg))
     log = open(workdir / "operator.log", "w")
     op_env = dict(env, KUBECONFIG=str(kubeconfig), ROBOAUG_OPERATOR_CONFIG=str(cfg_path))
+    if src:
+        paths = [str(Path(src) / d / "src") for d in ("api", "operator")]
+        op_env["PYTHONPATH"] = os.pathsep.join(paths + [op_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
     proc = subprocess.Popen([sys.executable, *prof, "-m", "roboaug.operator"], env=op_env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -579,15 +630,25 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--json", type=Path, help="write the figures here too")
     ap.add_argument("--profile", type=Path, help="run the operator under cProfile, stats to this file")
+    ap.add_argument("--no-leader-election", dest="leader_election", action="store_false",
+                    help="one replica without its Lease: on a machine loaded far past its cores a Lease "
+                         "GET can take longer than the renew deadline, and the operator then exits mid-run")
     ap.add_argument("--finished", type=int, metavar="N",
                     help="memory only: N finished jobs present, the operator's VmRSS/VmHWM")
+    ap.add_argument("--operator-src", type=Path, metavar="DIR",
+                    help="the burst against that checkout's operator alone (a fresh cluster each run "
+                         "avoids --compare-src's order effect: the second run meets the first's objects)")
     ap.add_argument("--compare-src", type=Path, metavar="DIR",
-                    help="with --finished: also measure the operator of another checkout (e.g. a "
-                         "`git worktree` of the previous commit), side by side")
+                    help="also measure the operator of another checkout (e.g. a `git worktree` of the "
+                         "previous commit), side by side: the burst (its own namespace, first) or --finished")
     ap.add_argument("--namespace", help="with --finished and --kubeconfig: a namespace that already "
                     "holds the N finished jobs (kept afterwards); default: a fresh one, filled and deleted")
     ap.add_argument("--look-s", type=float, default=1800,
                     help="with --finished: longest wait for the operator to look at every job (s)")
+    ap.add_argument("--initial-streaming", choices=("auto", "on", "off", "both"),
+                    help="with --finished: the operator's watch_initial_streaming (both: two runs of "
+                         "this checkout, labelled list and stream); default: its configuration default "
+                         "(auto: streamed where the apiserver supports it)")
     ap.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                     help="with --finished: run the operator under tracemalloc and print its top "
                          "allocation sites (its RSS figures then include tracemalloc's own cost)")
@@ -612,22 +673,38 @@ def main(argv=None) -> int:
             local = LocalCluster(nodes=nodes).start()
             kubeconfig = local.kubeconfig
             env = local.env()
-            local.kubectl("apply", "--server-side", "-f", str(args.crd))
+            local.kubectl("apply", "--server-side", "-f", str(args.crd), "-f", str(PROJECT_CRD))
             local.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                          "crd/augmentationjobs.roboaug.dev")
+                          "crd/augmentationjobs.roboaug.dev", "crd/augmentationprojects.roboaug.dev")
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
         cfg.connection_pool_maxsize = 32
         with client.ApiClient(cfg) as api:
             if args.finished:
-                sources = {"this": None}
+                sources, overrides = {"this": None}, {}
+                if args.initial_streaming == "both":  # the same checkout, LIST then streamed
+                    sources = {"list": None, "stream": None}
+                    overrides = {"list": {"watch_initial_streaming": "off"},
+                                 "stream": {"watch_initial_streaming": "on"}}
+                elif args.initial_streaming:
+                    overrides = {"this": {"watch_initial_streaming": args.initial_streaming}}
                 if args.compare_src:
                     sources = {"other": str(args.compare_src), **sources}
                 result = run_finished(api, Path(kubeconfig), args.finished, workdir, env, sources,
                                       trace=args.tracemalloc, namespace=args.namespace,
-                                      look_s=args.look_s)
+                                      look_s=args.look_s, overrides=overrides)
             else:
-                result = run_bench(api, Path(kubeconfig), n, args.timeout, workdir, env, args.profile)
+                # each operator in its own fresh namespace, one after the other on the same
+                # control plane (the other checkout first)
+                runs = {}
+                for label, src in ({"other": str(args.compare_src)} if args.compare_src else {}).items():
+                    (workdir / label).mkdir()
+                    runs[label] = run_bench(api, Path(kubeconfig), n, args.timeout, workdir / label, env,
+                                            None, args.leader_election, src)
+                result = run_bench(api, Path(kubeconfig), n, args.timeout, workdir, env, args.profile,
+                                   args.leader_election, str(args.operator_src) if args.operator_src else None)
+                if runs:
+                    result["compared"] = runs
     finally:
         if local is not None:
             local.stop()
@@ -635,6 +712,9 @@ def main(argv=None) -> int:
         print(f"operator memory with {result['n_finished']} finished jobs present "
               f"(created in {result['create_s']} s); target VmHWM < 300 MB")
         for label, run in result["runs"].items():
+            if "exited" in run:
+                print(f"  {label:6s} {run['exited']}")
+                continue
             print(f"  {label:6s} VmRSS {run.get('VmRSS')} MB  VmHWM {run.get('VmHWM')} MB  "
                   f"(API requests {run['operator_requests']:.0f}, first after {run['first_request_s']} s, "
                   f"all looked at in {run['seen_all_s']} s{'' if run['looked_at_all'] else ': NOT ALL'})")
@@ -644,7 +724,16 @@ def main(argv=None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
         return 0 if all((r.get("VmHWM") or 1e9) < 300 for label, r in result["runs"].items()
-                        if label == "this") else 1
+                        if label != "other") else 1
+    for label, other in (result.get("compared") or {}).items():
+        print(f"{label} checkout ({args.compare_src}): CR -> Job p50 {other['cr_to_job_p50_s']} s, "
+              f"p95 {other['cr_to_job_p95_s']} s, by creation third "
+              f"{' / '.join(str(x) for x in other['cr_to_job_p95_by_creation_third_s'])} s; all completed in "
+              f"{other['all_completed_s']} s; operator requests/job {other['requests_per_job']}, CPU "
+              f"{other['operator_cpu_s']} s")
+        print(f"  this / {label}: CR -> Job p95 {ratio(result['cr_to_job_p95_s'], other['cr_to_job_p95_s'])}x, "
+              f"p50 {ratio(result['cr_to_job_p50_s'], other['cr_to_job_p50_s'])}x, operator requests/job "
+              f"{ratio(result['requests_per_job'], other['requests_per_job'])}x")
     print(f"operator bench: N={result['n']}  completed={result['completed']}  "
           f"statuses={result['final_statuses']}")
     print(f"  all completed in {result['all_completed_s']} s (creating the CRs took {result['create_all_s']} s)")

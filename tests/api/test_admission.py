@@ -34,6 +34,8 @@ PROJECTS = {
     "independent": {"allowed_sources": ["*"], "allowed_outputs": ["*"], "limits": {"max_copies": 4},
                     "defaults": {"augment_mode": "independent", "augment_transforms": "lighting,noise",
                                  "augment_copies_per_transform": {"lighting": 2, "noise": 3}}},
+    "shards": {"allowed_sources": ["*"], "allowed_outputs": ["*"], "limits": {"max_shards": 4},
+               "defaults": {"shards": 6}},
 }
 PROJECT_IDS = {name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"roboaug-admission-{name}")) for name in PROJECTS}
 
@@ -68,6 +70,10 @@ CASES = [
     ("independent", {"dataset_id": "a/b", "augment_copies_per_transform": {"lighting": 1, "noise": 3}}),
     ("independent", {"dataset_id": "a/b", "augment_mode": "stacked"}),           # 3 built-in copies
     ("independent", {"dataset_id": "a/b", "augment_transforms": "noise", "augment_copies_per_transform": {"noise": 4}}),
+    ("shards", {"dataset_id": "a/b", "shards": 4}),
+    ("shards", {"dataset_id": "a/b", "shards": 5}),
+    ("shards", {"dataset_id": "a/b"}),                                        # project default: 6 shards > 4
+    ("globs", {"dataset_id": "any/thing", "output_dataset_id": "acme/x", "augment_copies": 1, "shards": 10000}),  # no limit
 ]
 
 
@@ -145,7 +151,8 @@ def test_table_covers_every_rule_both_ways():
     # The table above must allow some jobs and hit each of the policy's rules at least once.
     outcomes = [_expected(p, f, JOB_ID) for p, f in CASES]
     assert any(status == 201 for status, _ in outcomes)
-    rules = {"file_access.allowed", "file_access.roots", "allowed_sources", "allowed_outputs", "limits.max_copies"}
+    rules = {"file_access.allowed", "file_access.roots", "allowed_sources", "allowed_outputs", "limits.max_copies",
+             "limits.max_shards"}
     for rule in rules:
         assert any(rule in message for _, message in outcomes), rule
     assert any("default output name" in m for _, m in outcomes)

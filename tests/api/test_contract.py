@@ -194,10 +194,18 @@ def test_the_operator_spells_no_worker_variable():
 def test_reserved_names():
     assert RESERVED_ENV == {"ROBOAUG_SPEC_FILE", "ROBOAUG_JOB_ID", "ROBOAUG_CR_NAME", "ROBOAUG_CR_NAMESPACE",
                             "ROBOAUG_POD_NAME", "ROBOAUG_ATTEMPT", "HF_TOKEN", "ROBOAUG_MAX_FRAMES",
-                            "ROBOAUG_STAGE", "ROBOAUG_SHARDS", "JOB_COMPLETION_INDEX"}
+                            "ROBOAUG_STAGE", "ROBOAUG_SHARDS", "JOB_COMPLETION_INDEX", "ROBOAUG_MAX_SHARDS",
+                            "ROBOAUG_FRAMES_PER_SHARD"}
     sharded = render_env(job_id="j-1", cr_name="aug-x", cr_namespace="ns", hub_token=SecretKeyRef(name="hf", key="t"),
-                         library=LIBRARY_ENV, extra={}, max_frames=10, stage="shard", shards=3)
-    assert {e["name"] for e in sharded} - set(LIBRARY_ENV) == RESERVED_ENV - contract.KUBERNETES_ENV
+                         library=LIBRARY_ENV, extra={}, max_frames=10, stage="shard", shards=3, max_shards=5,
+                         frames_per_shard=100)
+    # the plan's cap goes to the single stage only, the one that plans (a shard's count is fixed)
+    single = render_env(job_id="j-1", cr_name="aug-x", cr_namespace="ns", hub_token=SecretKeyRef(name="hf", key="t"),
+                        library=LIBRARY_ENV, extra={}, max_frames=10, max_shards=5, frames_per_shard=100)
+    assert {e["name"] for e in sharded} - set(LIBRARY_ENV) == RESERVED_ENV - contract.KUBERNETES_ENV - {
+        contract.SHARDS_LIMIT.name, contract.FRAMES_PER_SHARD.name}
+    assert {e["name"] for e in single} - set(LIBRARY_ENV) == RESERVED_ENV - contract.KUBERNETES_ENV - {
+        contract.SHARDS.name, contract.STAGE.name}
 
 
 @pytest.mark.parametrize("code", list(ExitCode), ids=lambda c: c.name)

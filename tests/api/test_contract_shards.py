@@ -33,6 +33,10 @@ def test_single_stage_renders_nothing_and_parses_as_single():
     parsed = WorkerEnv.parse(env)
     assert (parsed.stage, parsed.shards, parsed.shard_index) == (Stage.SINGLE, None, None)
     assert WorkerEnv.parse(env_of(shards=4)).shards == 4  # a single stage with a fixed count
+    assert WorkerEnv.parse(env_of(max_shards=6)).max_shards == 6  # the project's cap on its plan
+    assert WorkerEnv.parse(env).max_shards is None
+    assert WorkerEnv.parse(env_of(frames_per_shard=500)).frames_per_shard == 500  # the pool's threshold
+    assert WorkerEnv.parse(env).frames_per_shard is None
 
 
 def test_shard_stage_round_trips_with_the_index_kubernetes_sets():
@@ -50,6 +54,8 @@ def test_shard_stage_round_trips_with_the_index_kubernetes_sets():
     ({"ROBOAUG_STAGE": "finalize"}, "ROBOAUG_SHARDS is required by ROBOAUG_STAGE=finalize"),
     ({"ROBOAUG_SHARDS": "0"}, "ROBOAUG_SHARDS must be an integer 1..10000, got '0'"),
     ({"ROBOAUG_SHARDS": "10001"}, "ROBOAUG_SHARDS must be an integer 1..10000"),
+    ({"ROBOAUG_MAX_SHARDS": "0"}, "ROBOAUG_MAX_SHARDS must be an integer 1..10000, got '0'"),
+    ({"ROBOAUG_FRAMES_PER_SHARD": "1e5"}, "ROBOAUG_FRAMES_PER_SHARD must be an integer >= 1, got '1e5'"),
     ({"ROBOAUG_STAGE": "shard", "ROBOAUG_SHARDS": "2"}, "JOB_COMPLETION_INDEX must be an integer 0..1"),
     ({"ROBOAUG_STAGE": "shard", "ROBOAUG_SHARDS": "2", "JOB_COMPLETION_INDEX": "2"}, "JOB_COMPLETION_INDEX must be an integer 0..1"),
 ])

@@ -138,6 +138,18 @@ def test_max_copies_counts_the_copies_the_job_would_make():
         ("augment_copies_per_transform", "limits.max_copies", "limit", 422)]
 
 
+def test_max_shards_refuses_a_count_the_request_or_the_project_fixes_above_it():
+    p = project(limits={"max_shards": 4})
+    assert policy.check(request(shards=4), p, JOB) == []
+    assert policy.check(request(), p, JOB) == []  # automatic: capped by the worker, not refused
+    [v] = policy.check(request(shards=5), p, JOB)
+    assert (v.field, v.policy, v.kind, v.http_status) == ("shards", "limits.max_shards", "limit", 422)
+    assert v.message == "shards: the job asks for 5 shards, more than the project's limits.max_shards (4)"
+    defaulted = project(limits={"max_shards": 4}, defaults={"shards": 8})
+    effective, _ = policy.effective_spec(request(), defaulted)
+    assert kinds(policy.check(effective, defaulted, JOB)) == [("shards", "limits.max_shards", "limit", 422)]
+
+
 def test_max_spec_bytes():
     assert policy.check(request(), project(limits={"max_spec_bytes": 4096}), JOB) == []
     found = policy.check(request(cosmos_prompt="x" * 4000), project(limits={"max_spec_bytes": 4096}), JOB)
@@ -178,6 +190,24 @@ def test_glob_wildcards_are_star_and_question_mark_only(repo, pattern, allowed):
 def test_patterns_beyond_the_shared_grammar_are_refused_naming_the_field(pattern):
     with pytest.raises(ValidationError, match="allowed_outputs"):
         project(allowed_outputs=[pattern])
+
+
+@pytest.mark.parametrize("name", ["Team_A", "-team", "team-", "team.a", "a" * 64, ""])
+def test_a_kueue_queue_that_is_no_dns_label_is_refused_naming_the_field(name):
+    with pytest.raises(ValidationError, match="kueue_queue"):
+        project(kueue_queue=name)
+    assert project(kueue_queue="team-a").kueue_queue == "team-a" and project().kueue_queue is None
+
+
+def test_the_project_crd_checks_the_kueue_queue_name_too():
+    # the same rule in the schema, so the apiserver refuses what the operator would
+    import re
+
+    from roboaug.api import crd
+    from roboaug.api.models.project import QUEUE_NAME_PATTERN
+    field = crd.project_spec_schema()["properties"]["kueue_queue"]
+    assert field["pattern"] == QUEUE_NAME_PATTERN and field["maxLength"] == 63 and field["type"] == "string"
+    assert re.match(field["pattern"], "team-a") and not re.match(field["pattern"], "Team_A")
 
 
 @pytest.mark.parametrize("root", ["/data/", "//data", "/data/./x", "/data/../x", "data"])

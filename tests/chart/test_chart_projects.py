@@ -66,7 +66,7 @@ def test_items_render_as_augmentation_projects_the_model_accepts(render):
             "fileAccess": {"allowed": True, "roots": ["/data/a"]},
             "defaults": {"augment_copies": 2, "output_visibility": "private"},
             "limits": {"maxCopies": 4, "maxFramesPerJob": 5000000000, "maxSpecBytes": 4096, "maxRunningJobs": 3,
-                       "maxParallelism": 8},
+                       "maxParallelism": 8, "maxShards": 12},
             "ttlSecondsAfterFinished": 0}
     docs = render({"projects": {"items": [item, {"id": TEAM_B, "namespace": "team-b",
                                                   "allowedSources": ["*"], "allowedOutputs": ["team-b"]}]}})
@@ -76,7 +76,8 @@ def test_items_render_as_augmentation_projects_the_model_accepts(render):
     assert spec.hub_token_secret.name == "a-hf" and spec.allowed_outputs == ["team-a/robot-*"]
     assert spec.file_access.roots == ["/data/a"] and spec.defaults.augment_copies == 2
     assert (spec.limits.max_copies, spec.limits.max_frames_per_job, spec.limits.max_spec_bytes,
-            spec.limits.max_running_jobs, spec.limits.max_parallelism) == (4, 5000000000, 4096, 3, 8)
+            spec.limits.max_running_jobs, spec.limits.max_parallelism, spec.limits.max_shards
+            ) == (4, 5000000000, 4096, 3, 8, 12)
     assert spec.ttl_seconds_after_finished == 0  # zero is a value, not "unset"
     b = docs.get("AugmentationProject", TEAM_B)
     assert b["metadata"]["namespace"] == "team-b" and b["spec"] == {"allowed_sources": ["*"], "allowed_outputs": ["team-b"]}

@@ -224,7 +224,8 @@ def test_operator_rbac_is_least_privilege(render):
         ("roboaug.dev", "augmentationjobs"): {"get", "list", "watch", "patch", "delete"},
         ("roboaug.dev", "augmentationjobs/status"): {"get", "patch"},
         ("roboaug.dev", "augmentationjobs/finalizers"): {"update"},
-        ("roboaug.dev", "augmentationprojects"): {"get"},  # the job's project policy (steps.validate)
+        # the jobs' project policies (steps.validate): watched, and a GET for one not seen yet
+        ("roboaug.dev", "augmentationprojects"): {"get", "list", "watch"},
         ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
         ("", "pods"): {"get", "list", "watch"},
         ("", "pods/log"): {"get"},  # each ended attempt's log tail (operator/log_archive.py)

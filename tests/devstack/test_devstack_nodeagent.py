@@ -196,3 +196,11 @@ def test_a_missing_config_map_fails_the_pod_with_a_message(cluster, k8s, namespa
     pod = finished_pod(cluster, k8s, namespace, "nocm")
     assert pod.status.phase == "Failed"
     assert "absent" in pod.status.container_statuses[0].state.terminated.message
+
+
+def test_the_default_node_is_unpinned_and_reports_every_usable_cpu(cluster, k8s):
+    from roboaug.devstack.nodeagent import CPUSET_ANNOTATION
+
+    node = k8s.core.read_node("local-0")
+    assert node.status.capacity["cpu"] == str(len(os.sched_getaffinity(0)))
+    assert CPUSET_ANNOTATION not in (node.metadata.annotations or {})

@@ -388,6 +388,8 @@ def test_hundred_jobs_survive_operator_kills_and_a_worker_killed_mid_upload(stac
               f"{killed_cr and {k: killed_cr['status'].get(k) for k in ('status', 'attempt', 'error')}}")
         print(f"chaos: output repos {len(repos)}: {dict(Counter(s.split(':')[0] for s in states.values()))}; "
               f"commits per repo {dict(Counter(commits.values()))}")
+        for name, error in sorted(failed.items())[:10]:  # why, in the job's own words
+            print(f"chaos: failed {name}: {(error or '')[:300]}")
 
     assert not seen.errors, f"a watch broke: {seen.errors!r}"
     assert chaos.error is None and worker_kill.error is None, (chaos.error, worker_kill.error)

@@ -217,7 +217,12 @@ def test_pod_ref_ignores_pods_no_job_controls_and_reads_the_attempt():
                          "annotations": {"batch.kubernetes.io/job-index-failure-count": "2"},
                          "ownerReferences": [{"kind": "Job", "name": "j", "controller": True}]},
             "status": {"phase": "Failed"}}
-    assert logs.pod_ref(base) == PodRef(name="p", uid="u", attempt=2, created="t", ended=True)
+    assert logs.pod_ref(base) == PodRef(name="p", uid="u", attempt=2, created="t", ended=True, failed=True)
+    shard = {**base, "metadata": {**base["metadata"], "labels": {"roboaug.dev/stage": "shard"},
+                                  "annotations": {"batch.kubernetes.io/job-completion-index": "7"}},
+             "status": {"phase": "Succeeded"}}
+    ref = logs.pod_ref(shard)
+    assert (ref.stage, ref.index, ref.failed, ref.attempt, ref.kept) == ("shard", 7, False, 0, False)
     assert logs.pod_ref({**base, "metadata": {**base["metadata"], "ownerReferences": []}}) is None
 
 
@@ -243,3 +248,29 @@ def test_a_kubernetes_stream_cut_short_ends_a_followed_read_and_fails_another():
     assert list(logs._Stream(Resp(), follow=True)) == [b"a\n"]
     with pytest.raises(Unavailable):
         list(logs._Stream(Resp(), follow=False))
+
+
+def test_a_sharded_job_serves_the_kept_pods_and_archives_and_counts_the_rest(client, store, source):
+    """10,000 shards are not 10,000 log reads: the rule the operator archives by (failed shard
+    pods, shards 0 and 1, finalize and cleanup) picks the pods served; the rest are counted."""
+    job_id, cr = new_job(client, store)
+    store.patch_status(cr["metadata"]["name"], {"shards": {"count": 1000, "source": "spec"}})
+    shards = [PodRef(name=f"w-{i}", uid=f"u{i}", attempt=0, created=f"2025-03-01T10:00:{i % 60:02d}Z",
+                     ended=True, stage="shard", index=i, failed=i == 500) for i in range(1000)]
+    fin = PodRef(name="fin", uid="uf", attempt=0, created="2025-03-01T11:00:00Z", ended=False, stage="finalize",
+                 index=0)
+    source.pod_lists[job_id] = [shards + [fin]]
+    source.logs.update({p.name: [line(f"log of {p.name}")] for p in shards + [fin]})
+    meta = cr["metadata"]
+    # an earlier finalize pod, gone: its archive has a name of its own (the failed shards' parts
+    # cannot crowd it out)
+    name = joblogs.archive_name(meta["name"], meta["uid"], 0, 0, "finalize")
+    source.archives[name] = {"metadata": {"name": name, "annotations": {joblogs.ANNOTATION_POD: "fin-old"},
+                                          "ownerReferences": [{"uid": meta["uid"], "controller": True}]},
+                             "data": {joblogs.ARCHIVE_KEY: line("finalize, first pod").decode()}}
+    out = got(client.get(f"/v1/augmentation/{job_id}/logs"))
+    msgs = [x["msg"] for x in out]
+    assert msgs[0] == "finalize, first pod"
+    assert out[1]["event"] == "logs_left_out" and out[1]["left_out"] == 997
+    assert sorted(msgs[2:]) == ["log of fin", "log of w-0", "log of w-1", "log of w-500"]
+    assert msgs[-1] == "log of fin" and len(source.reads) == 4

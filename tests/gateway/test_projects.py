@@ -192,3 +192,15 @@ def test_default_without_a_project_uuid_is_refused_at_start(settings):
         Settings(namespace="x", store="memory", jobs_without_project="default")
     with pytest.raises(ValidationError, match="only used with action `default`"):
         Settings(namespace="x", store="memory", jobs_without_project="refuse", default_project=DEFAULT)
+
+
+def test_shards_above_the_projects_max_shards_is_422_naming_field_and_policy(client, store):
+    store.put_project(PROJECT, TEAM_B | {"limits": {"max_shards": 4}})
+    r = post_job(as_project_b(client), minimal_body(dataset_id="team-b/src", output_dataset_id="team-b/out", shards=5))
+    assert r.status_code == 422, r.text
+    [item] = r.json()["detail"]
+    assert item["loc"] == ["body", "shards"] and item["type"] == "project_policy.limits.max_shards"
+    assert "5 shards" in item["msg"] and "limits.max_shards (4)" in item["msg"]
+    assert store.jobs == {}
+    r = post_job(client, minimal_body(dataset_id="team-b/src", output_dataset_id="team-b/out", shards=4))
+    assert r.status_code == 201, r.text

@@ -30,6 +30,11 @@ KWOK_WAITING_MESSAGE = "roboaug.dev/kwok-waiting-message"
 WAIT = 180  # seconds; generous: CI machines are small and shared
 
 
+# renew deadline (period + duration) / 2: 8.5 s and 2.5 s
+TOLERANT_LEASE = {"lease_duration_seconds": 15, "renew_period_seconds": 2}
+SHORT_LEASE = {"lease_duration_seconds": 4, "renew_period_seconds": 1}
+
+
 def base_config(namespace: str, **over) -> dict:
     cpu = {"node_selector": {"roboaug.dev/pool": "cpu"},
            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
@@ -45,8 +50,11 @@ def base_config(namespace: str, **over) -> dict:
         "hub_token_secret": None,
         "backoff_limit": 2,
         "pending_timeout_seconds": 600,
-        "leader_election": {"enabled": True, "lease_namespace": namespace,
-                            "lease_duration_seconds": 4, "renew_period_seconds": 1},
+        # Leader election on, as deployed, with a Lease long enough that a loaded CI machine
+        # (apiserver, Kueue and workers on 2 cores) does not stall a renewal past its deadline:
+        # a 4 s Lease's 2.5 s deadline did, and the operator exited mid-test. The tests about
+        # the Lease itself ask for SHORT_LEASE.
+        "leader_election": {"enabled": True, "lease_namespace": namespace, **TOLERANT_LEASE},
         "api_timeout_seconds": 3,  # below the lease, as the config requires
         "health_port": None,
         "metrics_port": None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import pytest
@@ -173,3 +174,56 @@ def test_each_pod_is_archived_once_and_forgotten_when_deleted():
     assert [f is not None for f in futures] == [False, True, False, False]
     assert kube.calls.count("GET pods/log") == 1 and len(kube.config_maps) == 1
     assert archiver._handled == set()
+
+
+# -- sharded jobs: a bounded number of archives and requests, whatever the shard count ------------
+def shard_pod(index: int, phase: str, *, attempt: str = "0", owner: str = "aug-demo-worker",
+              stage: Optional[str] = "shard") -> dict:
+    body = pod_body(phase, name=f"{owner}-{index}-{attempt}x", uid=f"{owner}-{index}-{attempt}", attempt=attempt,
+                    owner=owner, message="roboaug-worker: error[10 x]: y" if phase == "Failed" else None)
+    body["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] = str(index)
+    body["metadata"]["ownerReferences"][0]["uid"] = f"uid-of-{owner}"
+    if stage:
+        body["metadata"]["labels"]["roboaug.dev/stage"] = stage
+    return body
+
+
+def test_which_pods_of_a_sharded_job_are_archived():
+    assert ended("MODIFIED", shard_pod(0, "Succeeded")).stage == "shard"
+    assert ended("MODIFIED", shard_pod(joblogs.SHARD_LOG_SAMPLE - 1, "Succeeded")) is not None
+    assert ended("MODIFIED", shard_pod(joblogs.SHARD_LOG_SAMPLE, "Succeeded")) is None  # past the sample
+    assert ended("DELETED", shard_pod(500, "Running")) is None   # a cancelled job's running shard
+    failed = ended("MODIFIED", shard_pod(500, "Failed", attempt="1"))
+    assert (failed.index, failed.attempt, failed.stage) == (500, 1, "shard")
+    # a one-pod job's pod (index 0 too, no stage label) and the finalize and cleanup pods: always
+    assert ended("MODIFIED", shard_pod(0, "Succeeded", stage=None)).stage is None
+    fin = ended("MODIFIED", shard_pod(0, "Succeeded", owner="aug-demo-finalize", stage="finalize"))
+    assert fin.stage == "finalize"
+    # the Job decides the stage, not a label anyone could copy
+    assert ended("MODIFIED", shard_pod(0, "Succeeded", owner="aug-demo-cleanup", stage="shard")).stage == "cleanup"
+    assert ended("MODIFIED", shard_pod(0, "Failed", owner="aug-demo-elsewhere")) is None
+
+
+def test_a_thousand_shards_cost_a_bounded_number_of_archives_and_requests():
+    kube = FakeKube(log=[b"a shard's log\n"])
+    archiver = LogArchiver(kube)
+
+    async def events(bodies):
+        futures = [archiver.pod_event("MODIFIED", b) for b in bodies]
+        await asyncio.gather(*(f for f in futures if f is not None))
+        return sum(f is not None for f in futures)
+
+    sent = asyncio.run(events([shard_pod(i, "Succeeded") for i in range(1000)]))
+    assert sent == joblogs.SHARD_LOG_SAMPLE and len(kube.config_maps) == joblogs.SHARD_LOG_SAMPLE
+    # each: GET cr, GET its part (and the parts before it), GET log, POST
+    assert len(kube.calls) <= (4 + joblogs.SHARD_LOG_SAMPLE) * joblogs.SHARD_LOG_SAMPLE
+    # 30 shards fail on attempt 0: their parts fill (8), the rest cost at most one more look
+    before = len(kube.calls)
+    archiver.executor = ThreadPoolExecutor(max_workers=1)  # one by one: the memo is seen in order
+    asyncio.run(events([shard_pod(100 + i, "Failed") for i in range(30)]))
+    assert len(kube.config_maps) == joblogs.MAX_ARCHIVE_PARTS  # the 2 samples took parts 0 and 1
+    assert len(kube.calls) - before <= 8 * (2 + joblogs.MAX_ARCHIVE_PARTS) + 1 + joblogs.MAX_ARCHIVE_PARTS
+    # the finalize pod's archive is its own: never crowded out by the failed shards
+    asyncio.run(events([shard_pod(0, "Succeeded", owner="aug-demo-finalize", stage="finalize")]))
+    name = joblogs.archive_name("aug-demo", CR_UID, 0, 0, "finalize")
+    assert name in kube.config_maps and name != joblogs.archive_name("aug-demo", CR_UID, 0, 0)

@@ -323,3 +323,26 @@ def test_a_finished_job_past_its_projects_ttl_is_deleted_and_one_before_it_waits
             assert names == ["delete aug-a u-aug-a"] and st is None  # forgotten
         else:
             assert not any(n.startswith("delete") for n in names) and st.timer is not None
+
+
+def test_the_project_comes_from_the_watch_and_a_get_only_when_the_watch_has_not_shown_it():
+    kube = FakeKube()
+    ctl = Controller(OperatorConfig(), kube, clock=lambda: at(5))
+    refusing = {"spec": {"allowed_sources": ["*"], "allowed_outputs": ["team-b"]}}
+    ctl.bind({}, {}, {}, {("ns1", PROJECT.lower()): [refusing]})
+    seen = cr(name="aug-w", spec={"output_dataset_id": "acme/leak"})
+    seen["metadata"]["uid"] = "u-aug-w"
+    ctl.crs[("ns1", "aug-w")] = [summarize_cr(seen)]
+    asyncio.run(ctl.poke(("ns1", "aug-w")))
+    assert not getattr(kube, "project_reads", [])  # no GET: the watch's copy decided
+    assert "allowed_outputs" in ctl._written[("ns1", "aug-w")].full()["status"]["error"]
+
+    # a project the watch has not shown yet (created a moment before its job): read by GET
+    other = "0f0e0d0c-0b0a-4908-8706-050403020100"
+    kube.projects = {("ns1", other): refusing}
+    fresh = cr(name="aug-g", spec={"project_id": other, "output_dataset_id": "acme/leak"})
+    fresh["metadata"]["uid"] = "u-aug-g"
+    ctl.crs[("ns1", "aug-g")] = [summarize_cr(fresh)]
+    asyncio.run(ctl.poke(("ns1", "aug-g")))
+    assert kube.project_reads == [("ns1", other)]
+    assert "allowed_outputs" in ctl._written[("ns1", "aug-g")].full()["status"]["error"]

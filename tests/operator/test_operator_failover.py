@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.operator._cluster_helpers import (KWOK_DELAY, OperatorProcess, assert_consistent, base_config, create_cr,
-                              final, jobs_of, lease_holder, phase_names, wait_cr)
+from tests.operator._cluster_helpers import (KWOK_DELAY, SHORT_LEASE, OperatorProcess, assert_consistent, base_config,
+                                             create_cr, final, jobs_of, lease_holder, phase_names, wait_cr)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -49,8 +49,9 @@ def created_jobs(*ops) -> int:
 
 
 def test_leader_killed_mid_job_standby_takes_over(replicas, cluster, k8s, namespace):
-    lease_s = base_config(namespace)["leader_election"]["lease_duration_seconds"]
-    leader, standby = replicas(cpu={"pod_annotations": {KWOK_DELAY: "20s"}})
+    lease_s = SHORT_LEASE["lease_duration_seconds"]
+    leader, standby = replicas(cpu={"pod_annotations": {KWOK_DELAY: "20s"}},
+                               leader_election={"enabled": True, "lease_namespace": namespace, **SHORT_LEASE})
     create_cr(k8s, namespace, "failover")
     before = wait_cr(cluster, k8s, namespace, "failover", lambda s: s.get("current_phase") == "downloading",
                      "downloading", op=leader)["status"]

@@ -1,6 +1,6 @@
-"""Kueue admission, operator side (no cluster): a pool naming a LocalQueue gets Jobs labelled and
-created suspended; a suspended Job stays `queued` with Kueue's reason from its Workload and never
-fails on the pending timeout; once Kueue unsuspends it, the normal phases go on.
+"""Kueue admission, operator side (no cluster): a job whose project or pool names a LocalQueue (the
+project's wins) gets Jobs labelled and created suspended; a suspended Job stays `queued` with Kueue's reason
+from its Workload and never fails on the pending timeout; once Kueue unsuspends it, the normal phases go on.
 The same with a real Kueue controller: test_operator_kueue_cluster.py."""
 from dataclasses import replace
 
@@ -10,13 +10,13 @@ from roboaug.api.models import AugmentationJobSpec
 from roboaug.operator import kueue
 from roboaug.operator.config import ConfigError, parse_config
 from roboaug.operator.decision import Observed
-from roboaug.operator.jobs import render_job
+from roboaug.operator.jobs import job_queue, render_job
 from roboaug.operator.observe import summarize_job
 from roboaug.operator.phases import History
 from roboaug.operator.pools import select_pool
 from roboaug.operator.reconcile import decide
 
-from tests.operator._operator_factories import JOB_ID, at, cr, iso, job, pod
+from tests.operator._operator_factories import CPU_NODE, JOB_ID, applied, at, cr, decide_checked, iso, job, pod
 
 QUEUE = "roboaug-cpu"
 CFG = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60,
@@ -195,3 +195,68 @@ def test_admission_events_are_bounded():
 def test_the_held_text_for_an_admitted_workload_still_suspended():
     wl = kueue.summarize_workload(ADMITTED)
     assert "waiting for Kueue to unsuspend" in kueue.held_text(QUEUE, wl)
+
+
+# -- a project's own LocalQueue ------------------------------------------------------------------------------
+TEAM = "team-a"
+
+
+def project(**spec):
+    return {"metadata": {"name": "p"}, "spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"], **spec}}
+
+
+def created(config, c=None, **obs):
+    return decide_checked(c or cr(), config, 1.0, **obs).create_job
+
+
+def queue_of(body):
+    return body["metadata"]["labels"].get(kueue.LABEL_QUEUE_NAME), body["spec"].get("suspend")
+
+
+def test_a_projects_queue_labels_and_suspends_its_jobs_on_a_pool_without_one():
+    assert queue_of(created(PLAIN, project=project(kueue_queue=TEAM))) == (TEAM, True)
+    assert queue_of(created(PLAIN, project=project())) == (None, None)  # neither names one: no Kueue
+
+
+def test_the_projects_queue_wins_over_the_pools():
+    assert queue_of(created(CFG, project=project(kueue_queue=TEAM))) == (TEAM, True)
+    assert queue_of(created(CFG, project=project())) == (QUEUE, True)  # no project queue: the pool's
+    assert queue_of(created(CFG)) == (QUEUE, True)                      # no project at all: the pool's
+    # the one rule every Job goes through
+    pool = CFG.pools["cpu"]
+    assert (job_queue(pool, TEAM), job_queue(pool, None), job_queue(PLAIN.pools["cpu"], None)) == (TEAM, QUEUE, None)
+
+
+def test_a_sharded_jobs_shards_finalize_and_cleanup_jobs_go_to_the_projects_queue():
+    cfg = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60, "routing": {"deterministic": "cpu"}})
+    team = project(kueue_queue=TEAM)
+    c = cr(spec={"shards": 3})
+    plan = decide_checked(c, cfg, 1.0, project=team)
+    assert queue_of(plan.create_job) == (TEAM, True) and plan.create_job["spec"]["completionMode"] == "Indexed"
+    c = applied(c, plan)
+    # the shards done: the project is not read while their Job exists (controller), so the
+    # finalize Job takes its queue from the shards' Job
+    shards_job = replace(job(complete=True, active=0), succeeded=3, stage="shard", queue=TEAM)
+    done = [replace(pod(name=f"aug-demo-worker-{i}-x", phase="Succeeded", node="cpu-0"), index=i) for i in range(3)]
+    fin = decide_checked(c, cfg, 2.0, job=shards_job, pods=done, node_labels=CPU_NODE).create_job
+    assert fin["metadata"]["name"] == "aug-demo-finalize" and queue_of(fin) == (TEAM, True)
+    # cancelled: the cleanup Job (made once the others are gone; the project is read again then)
+    c["spec"]["cancel_requested"] = True
+    c = applied(c, decide_checked(c, cfg, 3.0, job=replace(shards_job, complete=False, active=1), project=team))
+    cleanup = decide_checked(c, cfg, 4.0, project=team).create_job
+    assert cleanup["metadata"]["name"] == "aug-demo-cleanup" and queue_of(cleanup) == (TEAM, True)
+
+
+def test_a_job_held_in_its_projects_queue_waits_queued_and_never_times_out():
+    wl = kueue.summarize_workload(PENDING)
+    in_team = replace(job(created=1, active=0), suspended=True, queue=TEAM)
+    plan = decide(Observed(cr=cr(status=queued_status()), job=in_team, workload=wl, now=at(3600)), PLAIN)
+    assert plan.new_status["status"] == "queued" and plan.finished is None
+    said = plan.new_status["phases"][-1]["events"][-1]
+    assert said["status"] == "waiting_for_admission" and f"LocalQueue {TEAM}" in said["message"]
+
+
+def test_a_project_naming_no_valid_queue_fails_its_job_naming_the_field():
+    plan = decide_checked(cr(), PLAIN, 1.0, project=project(kueue_queue="Team_A"))
+    assert plan.finished == "failed" and not plan.create_job
+    assert "kueue_queue" in plan.new_status["error"] and "DNS-1123 label" in plan.new_status["error"]

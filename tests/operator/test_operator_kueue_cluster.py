@@ -1,7 +1,8 @@
 """With a real Kueue controller (built from its Go module, devstack/kueue.py) on the local control
 plane with kwok nodes: a ClusterQueue whose quota admits one worker Job at a time, two jobs. The
 second stays `queued` with Kueue's reason while the first runs, far past the pending timeout,
-then runs once the first is done. The operator side alone: test_operator_kueue.py."""
+then runs once the first is done. A project naming the LocalQueue on a pool that names none is
+admitted the same way. The operator side alone: test_operator_kueue.py."""
 from __future__ import annotations
 
 import time
@@ -12,8 +13,8 @@ import pytest
 from roboaug.devstack import kueue as devkueue
 from roboaug.operator.phases import parse_ts
 
-from tests.operator._cluster_helpers import (KWOK_DELAY, OperatorProcess, assert_consistent, base_config, create_cr,
-                                             final, get_cr, jobs_of, pods_of, wait_cr)
+from tests.operator._cluster_helpers import (KWOK_DELAY, PROJECT, OperatorProcess, assert_consistent, base_config,
+                                             create_cr, final, get_cr, jobs_of, pods_of, wait_cr)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 KUEUE = "kueue.x-k8s.io", "v1beta2"
@@ -109,3 +110,48 @@ def test_kueue_admits_one_job_at_a_time_and_the_held_one_waits_queued(cluster, c
     finally:
         op.stop()
         print(f"--- operator log ---\n{op.tail(60)}")
+
+
+def test_a_projects_queue_admits_its_job_on_a_pool_naming_none(cluster, crd, k8s, namespace, one_job_queue,
+                                                                tmp_path):
+    """The pool names no queue, the job's AugmentationProject does: its Job is created suspended
+    in the project's LocalQueue, and Kueue admits it (a Workload in that queue) and it completes."""
+    from kubernetes import watch
+
+    from roboaug.api.models import GROUP, VERSION
+    from roboaug.api.models.project import PROJECT_PLURAL
+    from roboaug.operator import kueue as opkueue
+
+    k8s.core.create_namespaced_service_account(namespace, {"metadata": {"name": "roboaug-worker"}})
+    k8s.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PROJECT_PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "AugmentationProject", "metadata": {"name": PROJECT.lower()},
+        "spec": {"allowed_sources": ["*"], "allowed_outputs": ["*"], "kueue_queue": QUEUE}})
+    config = base_config(namespace, pending_timeout_seconds=PENDING_TIMEOUT)
+    assert "kueue_queue" not in config["pools"]["cpu"]
+    before = k8s.batch.list_namespaced_job(namespace).metadata.resource_version
+    op = OperatorProcess(cluster, config, tmp_path).start()
+    try:
+        create_cr(k8s, namespace, "team")
+        st = wait_cr(cluster, k8s, namespace, "team", final, "team done", op=op)["status"]
+        assert st["status"] == "completed", st
+        assert_consistent(st)
+    finally:
+        op.stop()
+        print(f"--- operator log ---\n{op.tail(60)}")
+    # the Job as it was created (replayed from before it existed): suspended, in the project's queue
+    first = None
+    for ev in watch.Watch().stream(k8s.batch.list_namespaced_job, namespace, resource_version=before,
+                                   timeout_seconds=5):
+        if ev["type"] == "ADDED" and ev["object"].metadata.name == "team-worker":
+            first = ev["object"]
+            break
+    assert first is not None, "no ADDED event of the worker Job"
+    assert first.spec.suspend is True and first.metadata.labels[opkueue.LABEL_QUEUE_NAME] == QUEUE
+    # ... and Kueue admitted it through that queue
+    group, version = KUEUE
+    wls = k8s.custom.list_namespaced_custom_object(group, version, namespace, "workloads",
+                                                   label_selector=opkueue.job_uid_selector(first.metadata.uid))
+    [wl] = wls["items"]
+    assert wl["spec"]["queueName"] == QUEUE
+    assert opkueue.summarize_workload(wl).admitted or any(
+        c["type"] == "Finished" and c["status"] == "True" for c in wl["status"].get("conditions", [])), wl["status"]

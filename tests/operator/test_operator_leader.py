@@ -63,12 +63,17 @@ class FakeLeases:
         self.gate = None                      # threading.Event, when armed
         self.renew_waiting = threading.Event()
         self.timeouts = []                    # (thread name, timeout) of every call
+        self.slow_get = 0.0                   # seconds a renewal's GET takes (a loaded apiserver)
 
     def request(self, method, path, body=None, resource=None, timeout=None):
         self.timeouts.append((threading.current_thread().name, timeout))
         if method == "GET" and self.gate is not None and threading.current_thread().name == "lease-renew":
             self.renew_waiting.set()
             self.gate.wait(10)  # a call stuck on a silent connection, whatever its timeout
+        if method == "GET" and self.slow_get and threading.current_thread().name == "lease-renew":
+            time.sleep(min(self.slow_get, timeout or self.slow_get))
+            if timeout is not None and timeout < self.slow_get:
+                raise TimeoutError(f"read timed out (read timeout={timeout})")
         with self.lock:
             if method == "GET":
                 if self.lease is None:
@@ -139,6 +144,25 @@ def test_a_leader_that_cannot_renew_stops_before_its_lease_ends():
         kube.gate.set()
     el._thread.join(5)
     assert not el._thread.is_alive() and len(lost) == 1  # the renewal that came back does not act
+
+
+def test_slow_renewals_keep_the_lease():
+    # Each renewal takes most of a period (a loaded apiserver: measured 3 s of a 5 s period).
+    # The next one is due a period after the last one began, so it still has the rest of the
+    # deadline for its calls; counted from when the last one ended, it had too little, timed
+    # out, and the leader exited in the middle of a 500-job burst.
+    kube = FakeLeases()
+    cfg = LeaderElection(lease_duration_seconds=1.6, renew_period_seconds=0.5, renew_deadline_seconds=1.2)
+    lost = []
+    el = LeaderElector(kube, cfg, "ns", identity="a", on_lost=lambda: lost.append(True))
+    el.acquire()
+    kube.slow_get = 0.45
+    el.start_renewing()
+    time.sleep(3.0)
+    el.release()
+    el._thread.join(5)
+    assert lost == []
+    assert len([n for n, _t in kube.timeouts if n == "lease-renew"]) >= 8  # >= 4 renewals, GET + PUT each
 
 
 def test_acquiring_uses_the_plain_api_timeout():

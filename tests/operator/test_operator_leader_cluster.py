@@ -13,8 +13,8 @@ from datetime import datetime
 
 import pytest
 
-from tests.operator._cluster_helpers import (KWOK_DELAY, OperatorProcess, assert_consistent, base_config, create_cr,
-                                             final, jobs_of, lease_holder, wait_cr)
+from tests.operator._cluster_helpers import (KWOK_DELAY, SHORT_LEASE, OperatorProcess, assert_consistent, base_config,
+                                             create_cr, final, jobs_of, lease_holder, wait_cr)
 from tests.operator._tcp_proxy import proxied_kubeconfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -30,7 +30,8 @@ def _lease(k8s, ns, name="roboaug-operator"):
 
 def test_a_leader_cut_off_from_the_apiserver_stops_before_its_lease_ends(cluster, crd, namespace, k8s, tmp_path):
     k8s.core.create_namespaced_service_account(namespace, {"metadata": {"name": "roboaug-worker"}})
-    cfg = base_config(namespace, cpu={"pod_annotations": {KWOK_DELAY: "20s"}})
+    cfg = base_config(namespace, cpu={"pod_annotations": {KWOK_DELAY: "20s"}},
+                      leader_election={"enabled": True, "lease_namespace": namespace, **SHORT_LEASE})
     lease_s = cfg["leader_election"]["lease_duration_seconds"]
     proxy, kubeconfig = proxied_kubeconfig(cluster.kubeconfig, tmp_path / "proxied.kubeconfig")
     a = OperatorProcess(cluster, cfg, tmp_path, name="replica-a", kubeconfig=kubeconfig).start()

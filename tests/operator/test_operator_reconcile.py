@@ -1,11 +1,13 @@
 """decide(): observed state -> plan, for every path of the issue, without a cluster."""
 import random
+from dataclasses import replace
 
 from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE
 from roboaug.operator.config import parse_config
+from roboaug.operator.phases import parse_ts
 from roboaug.operator.steps import MAX_WAITING_EVENTS
 
-from tests.operator._operator_factories import applied, decide_checked, CPU_NODE, CR_UID, JOB_ID, at, cr, job, pod
+from tests.operator._operator_factories import applied, decide_checked, CPU_NODE, CR_UID, JOB_ID, at, cr, iso, job, pod
 
 CFG = parse_config({"backoff_limit": 2, "pending_timeout_seconds": 60})
 
@@ -210,6 +212,26 @@ def test_completion_without_progress_uses_the_naming_rule():
     c = applied(c, p)
     assert names(c) == ["queued", "scheduling", "downloading", "completed"]
     assert c["status"]["augmented_dataset_id"] == "lerobot/pusht-augmented-7d0f5a52"
+
+
+def test_a_job_first_seen_after_it_finished_keeps_the_workers_times():
+    # the operator created the Job at 1 and was stopped before writing `scheduling`; it wakes at
+    # 40 to a finished job: `scheduling` began with the Job, so the worker's times stand as they are
+    c = applied(cr(), run(cr()))
+    c["status"]["progress"] = {"phase": "uploading", "pod": pod().name, "updated_at": iso(20),
+                               "phases": [{"name": "downloading", "started_at": iso(3), "completed_at": iso(5)},
+                                          {"name": "augmenting", "started_at": iso(5), "completed_at": iso(15)},
+                                          {"name": "uploading", "started_at": iso(15), "completed_at": iso(20)}]}
+    done = replace(job(complete=True, active=0), started=iso(2))
+    c = applied(c, run(c, now=40, job=done, pods=[pod(phase="Succeeded", node="cpu-0")]))
+    got = {p["name"]: (parse_ts(p["started_at"]), parse_ts(p["completed_at"])) for p in c["status"]["phases"]}
+    assert got["scheduling"] == (at(2), at(3))
+    assert [got[n] for n in ("downloading", "augmenting", "uploading")] == [(at(3), at(5)), (at(5), at(15)),
+                                                                            (at(15), at(20))]
+    # without startTime yet, the Job's creation (1) is the best known start
+    c = applied(cr(), run(cr()))
+    c = applied(c, run(c, now=40, job=job(created=1)))
+    assert parse_ts(c["status"]["phases"][-1]["started_at"]) == at(1)
 
 
 def test_one_failed_pod_is_a_retry_then_completes():

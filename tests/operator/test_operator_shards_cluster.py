@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.operator._cluster_helpers import (assert_consistent, create_cr, final, jobs_of, pods_of, wait_cr)
+from tests.operator._cluster_helpers import (KWOK_DELAY, KWOK_EXIT, KWOK_FAIL, assert_consistent, create_cr, events_of,
+                                             final, jobs_of, pods_of, wait_cr)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -55,3 +56,25 @@ def test_cancel_stops_the_shards_and_starts_the_cleanup_pod(operator, cluster, k
     assert _env(cleanup)["ROBOAUG_STAGE"] == "cleanup"
     cr = wait_cr(cluster, k8s, namespace, "shc", lambda s: (s.get("shards") or {}).get("cleanup") == "started",
                  "cleanup started", op=op)
+
+
+def test_a_cleanup_that_keeps_failing_is_recorded_and_started_again_three_times(operator, cluster, k8s, namespace):
+    # Every pod of the pool fails (exit 75, retryable) and no Job retries a pod: the shards fail the
+    # job, then each cleanup Job fails at once; the operator records each, starts it again, and
+    # gives up after CLEANUP_ATTEMPTS saying the staging area is left.
+    from roboaug.operator.shard_steps import CLEANUP_ATTEMPTS
+
+    op = operator(backoff_limit=0, cpu={"pod_labels": {KWOK_FAIL: "true"},
+                                        "pod_annotations": {KWOK_DELAY: "1s", KWOK_EXIT: "75"}})
+    create_cr(k8s, namespace, "shf", shards=2)
+    cr = wait_cr(cluster, k8s, namespace, "shf", lambda s: (s.get("shards") or {}).get("cleanup") == "failed",
+                 "cleanup given up", op=op, timeout=300)
+    st = cr["status"]
+    assert st["status"] == "failed" and st["shards"]["cleanup_attempts"] == CLEANUP_ATTEMPTS
+    assert "75" in st["shards"]["cleanup_error"], st["shards"]  # its pod's exit
+    noted = [e for ph in st["phases"] for e in ph["events"] if e["status"] == "cleanup_failed"]
+    assert [e["data"]["attempt"] for e in noted] == list(range(1, CLEANUP_ATTEMPTS + 1))
+    assert "left behind" in noted[-1]["message"] and "roboaug-staging-" in noted[-1]["message"]
+    assert "CleanupFailed" in events_of(k8s, namespace, "shf")
+    # the last cleanup Job is kept (its pod's logs say why); no fourth is made
+    assert [j.metadata.name for j in jobs_of(k8s, namespace) if j.metadata.name.endswith("-cleanup")] == ["shf-cleanup"]

@@ -180,3 +180,182 @@ def test_staging_errors_map_to_exit_codes(local_hub, repo, tmp_path):
     assert "never copied to main" in err.value.message
     with pytest.raises(WorkerError):
         hub.staging_branch("a/../b")
+
+
+def test_a_shard_commit_that_loses_a_race_for_the_branch_is_made_again(local_hub, repo, tmp_path, monkeypatch):
+    # The real Hub answers 412 (or 409) to a commit whose branch moved under it, which many shards
+    # committing to one staging branch at once meet; the local Hub serialises commits, so the
+    # knob `commit_race` makes it answer that once, in the Hub's words.
+    monkeypatch.setattr(hub, "COMMIT_BACKOFF_S", 0.001)
+    branch = hub.open_staging(repo, "job-race", WRITE_TOKEN)
+    before = len(local_hub.store.history("dataset", repo, branch))
+    local_hub.reset()
+    local_hub.commit_race(repo, branch)
+    files = _shard_files(tmp_path, 0)
+    hub.commit_shard(repo, branch, 0, _write(tmp_path / "s0", files), WRITE_TOKEN)
+    commits = local_hub.requests("POST", rf"/commit/{branch}$")
+    assert [r.status for r in commits] == [412, 200]
+    # made again from a fresh read of the branch (its manifest looked up once per attempt)
+    assert len(local_hub.requests("GET", r"/paths-info/|/tree/|/resolve/")) >= 2
+    snap = local_hub.store.snapshot("dataset", repo, branch)
+    assert all(snap[rel] == data for rel, data in files.items())
+    assert len(local_hub.store.history("dataset", repo, branch)) == before + 1  # one commit, not two
+    # a 409 the same way
+    local_hub.reset()
+    local_hub.fail(rf"/commit/{branch}$", status=409, times=1, method="POST")
+    hub.commit_shard(repo, branch, 1, _write(tmp_path / "s1", _shard_files(tmp_path, 1)), WRITE_TOKEN)
+    assert [r.status for r in local_hub.requests("POST", rf"/commit/{branch}$")] == [409, 200]
+
+
+def test_a_shard_commit_refused_every_time_gives_up_retryable(local_hub, repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "COMMIT_BACKOFF_S", 0.001)
+    branch = hub.open_staging(repo, "job-race-all", WRITE_TOKEN)
+    local_hub.reset()
+    local_hub.commit_race(repo, branch, times=hub.COMMIT_ATTEMPTS)
+    with pytest.raises(WorkerError) as err:
+        hub.commit_shard(repo, branch, 0, _write(tmp_path, _shard_files(tmp_path, 0)), WRITE_TOKEN)
+    assert err.value.code == ExitCode.NETWORK  # retryable: the pod is retried
+    assert f"refused {hub.COMMIT_ATTEMPTS} commits in a row (412" in err.value.message and "shard 0" in err.value.message
+    assert len(local_hub.requests("POST", rf"/commit/{branch}$")) == hub.COMMIT_ATTEMPTS
+    # any other refusal is not retried here (a 403 is the token's, not a race)
+    local_hub.reset()
+    local_hub.fail(rf"/commit/{branch}$", status=403, times=1, method="POST")
+    with pytest.raises(WorkerError) as err:
+        hub.commit_shard(repo, branch, 0, _write(tmp_path, _shard_files(tmp_path, 0)), WRITE_TOKEN)
+    assert err.value.code == ExitCode.AUTH and len(local_hub.requests("POST", rf"/commit/{branch}$")) == 1
+
+
+def _opening_commits(local_hub, repo, branch):
+    return [c for c in local_hub.store.history("dataset", repo, branch)
+            if c["title"].startswith("roboaug: open staging")]
+
+
+def test_opening_the_staging_branch_that_loses_a_race_is_made_again(local_hub, api, repo, monkeypatch):
+    # Every shard opens the staging branch, usually all at once: another shard created the branch
+    # and has not made its opening commit yet, and this shard's opening commit loses the race
+    # for the branch (the knob: 412 in the Hub's words)
+    monkeypatch.setattr(hub, "COMMIT_BACKOFF_S", 0.001)
+    local_hub.seed(repo, {"meta/augmentation.json": ROBOAUG_MARK, "data/old.parquet": b"PAR1old"})
+    branch = hub.staging_branch("job-open-race")
+    api.create_branch(repo, branch=branch, repo_type="dataset")
+    local_hub.reset()
+    local_hub.commit_race(repo, branch)
+    assert hub.open_staging(repo, "job-open-race", WRITE_TOKEN) == branch
+    assert [r.status for r in local_hub.requests("POST", rf"/commit/{branch}$")] == [412, 200]
+    # made again from a fresh read of the branch head: one opening commit, the branch emptied
+    assert len(local_hub.requests("GET", rf"/revision/{branch}$")) == 2
+    assert len(_opening_commits(local_hub, repo, branch)) == 1
+    snap = local_hub.store.snapshot("dataset", repo, branch)
+    assert set(snap) - {".gitattributes"} == {".roboaug/staging.json"}
+    assert json.loads(snap[".roboaug/staging.json"]) == {"job_id": "job-open-race", "created_repo": False}
+    # opening an open branch again (a retried pod, a later shard) commits nothing
+    local_hub.reset()
+    assert hub.open_staging(repo, "job-open-race", WRITE_TOKEN) == branch
+    assert local_hub.requests("POST", r"/commit/") == []
+
+    # a 409 the same way, on a repo this call creates
+    other = repo + "-new"
+    if local_hub.store.exists("dataset", other):
+        local_hub.store.delete("dataset", other)
+    local_hub.reset()
+    local_hub.fail(rf"/commit/{branch}$", status=409, times=1, method="POST")
+    assert hub.open_staging(other, "job-open-race", WRITE_TOKEN) == branch
+    assert [r.status for r in local_hub.requests("POST", rf"/commit/{branch}$")] == [409, 200]
+    meta = json.loads(local_hub.store.snapshot("dataset", other, branch)[".roboaug/staging.json"])
+    assert meta == {"job_id": "job-open-race", "created_repo": True}
+
+
+def test_opening_refused_every_time_gives_up_retryable_naming_repo_and_branch(local_hub, api, repo, monkeypatch):
+    monkeypatch.setattr(hub, "COMMIT_BACKOFF_S", 0.001)
+    local_hub.seed(repo, {"meta/augmentation.json": ROBOAUG_MARK})
+    branch = hub.staging_branch("job-open-race-all")
+    api.create_branch(repo, branch=branch, repo_type="dataset")
+    local_hub.reset()
+    local_hub.commit_race(repo, branch, times=hub.COMMIT_ATTEMPTS)
+    with pytest.raises(WorkerError) as err:
+        hub.open_staging(repo, "job-open-race-all", WRITE_TOKEN)
+    assert err.value.code == ExitCode.NETWORK and err.value.retryable  # the pod is retried
+    assert err.value.message.startswith(f"dataset {repo} (staging branch {branch}): ")
+    assert f"refused {hub.COMMIT_ATTEMPTS} commits in a row (412" in err.value.message
+    assert len(local_hub.requests("POST", rf"/commit/{branch}$")) == hub.COMMIT_ATTEMPTS
+    assert _opening_commits(local_hub, repo, branch) == []
+    # the retried pod, once the race is over, opens it
+    assert hub.open_staging(repo, "job-open-race-all", WRITE_TOKEN) == branch
+    assert len(_opening_commits(local_hub, repo, branch)) == 1
+    # any other refusal is not retried here
+    local_hub.reset()
+    local_hub.fail(rf"/commit/{hub.staging_branch('job-403')}$", status=403, times=1, method="POST")
+    with pytest.raises(WorkerError) as err:
+        hub.open_staging(repo, "job-403", WRITE_TOKEN)
+    assert err.value.code == ExitCode.AUTH and len(local_hub.requests("POST", r"/commit/")) == 1
+
+
+def test_a_late_opening_commit_never_deletes_what_a_shard_staged(local_hub, repo, tmp_path, monkeypatch):
+    # Shards A and B open the branch at once. A's opening commit is slow to arrive (held); B opens
+    # the branch and stages a file at a path main holds too. A's commit, made against the head it
+    # read before, must not land: it would delete B's file. Refused (412), A finds the branch open.
+    import threading
+
+    monkeypatch.setattr(hub, "COMMIT_BACKOFF_S", 0.001)
+    files = _shard_files(tmp_path, 0)
+    shared = next(p for p in files if p.startswith("data/"))
+    local_hub.seed(repo, {"meta/augmentation.json": ROBOAUG_MARK, shared: b"PAR1 main's own"})
+    branch = hub.staging_branch("job-two-openers")
+    local_hub.reset()
+    held = local_hub.hold(rf"/commit/{branch}$", method="POST")
+    out = {}
+
+    def shard_a():
+        try:
+            out["a"] = hub.open_staging(repo, "job-two-openers", WRITE_TOKEN)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            out["a"] = exc
+
+    a = threading.Thread(target=shard_a)
+    a.start()
+    try:
+        assert held.arrived.wait(30), "shard A never made its opening commit"
+        assert hub.open_staging(repo, "job-two-openers", WRITE_TOKEN) == branch  # shard B
+        hub.commit_shard(repo, branch, 0, _write(tmp_path / "b", files), WRITE_TOKEN)
+    finally:
+        held.release()
+        a.join(60)
+    assert out.get("a") == branch
+    assert [r.status for r in local_hub.requests("POST", rf"/commit/{branch}$")] == [200, 200, 412]
+    snap = local_hub.store.snapshot("dataset", repo, branch)
+    assert all(snap[rel] == data for rel, data in files.items())
+    assert len(_opening_commits(local_hub, repo, branch)) == 1
+
+
+def test_the_shard_that_created_the_repo_marks_it_when_another_opened_first(local_hub, repo, tmp_path):
+    # Shard A creates the repo; shard B, finding it there, opens the branch first and records
+    # created_repo false. A adds the mark, so a failed job's drop_staging removes the empty repo.
+    import threading
+
+    branch = hub.staging_branch("job-created")
+    local_hub.reset()
+    held = local_hub.hold(r"/refs$", method="GET")  # A, after creating the repo
+    out = {}
+
+    def shard_a():
+        try:
+            out["a"] = hub.open_staging(repo, "job-created", WRITE_TOKEN)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            out["a"] = exc
+
+    a = threading.Thread(target=shard_a)
+    a.start()
+    try:
+        assert held.arrived.wait(30), "shard A never looked for the branch"
+        assert hub.open_staging(repo, "job-created", WRITE_TOKEN) == branch  # shard B
+        meta = json.loads(local_hub.store.snapshot("dataset", repo, branch)[".roboaug/staging.json"])
+        assert meta["created_repo"] is False
+    finally:
+        held.release()
+        a.join(60)
+    assert out.get("a") == branch
+    meta = json.loads(local_hub.store.snapshot("dataset", repo, branch)[".roboaug/staging.json"])
+    assert meta == {"job_id": "job-created", "created_repo": True}
+    assert len(_opening_commits(local_hub, repo, branch)) == 1
+    hub.drop_staging(repo, branch, WRITE_TOKEN)
+    assert not local_hub.store.exists("dataset", repo)

@@ -51,6 +51,19 @@ def test_automatic_count():
     assert shard_plan(big, 7).shards == 7 and shard_plan(small, 4).shards == 4  # a given count wins
 
 
+def test_the_projects_max_shards_caps_the_automatic_count_not_a_given_one():
+    big = units(*[plan.AUTO_FRAMES_PER_SHARD // 4] * 10)  # 3 shards uncapped
+    assert auto_shards(big, 2) == 2 and auto_shards(big, 5) == 3 and auto_shards(big, None) == 3
+    assert shard_plan(big, None, 2).shards == 2
+    assert shard_plan(big, 7, 2).shards == 7  # a given count is the policy's to refuse, not the plan's to cut
+
+
+def test_the_pools_frames_per_shard_is_the_automatic_threshold():
+    small = units(*[1000] * 10)  # 10,000 frames: one shard at the default threshold
+    assert auto_shards(small, per_shard=2500) == 4 and auto_shards(small, per_shard=10_000) == 1
+    assert shard_plan(small, None, 3, 2500).shards == 3  # and the project's cap still holds
+
+
 def test_a_single_run_over_the_threshold_exits_with_the_plan(sources, tmp_path, monkeypatch):
     import shutil
 
@@ -61,7 +74,7 @@ def test_a_single_run_over_the_threshold_exits_with_the_plan(sources, tmp_path, 
     info = json.loads((src / "meta/info.json").read_text())
     info["video_files_size_in_mb"] = 0  # a unit per new episode: 8 units
     (src / "meta/info.json").write_text(json.dumps(info))
-    monkeypatch.setattr(plan, "AUTO_FRAMES_PER_SHARD", 20)  # 2 copies x 45 frames: 5 shards
+    monkeypatch.setenv("ROBOAUG_FRAMES_PER_SHARD", "20")  # the pool's threshold; 2 copies x 45 frames: 5 shards
     spec = make_spec(src, tmp_path / "out", augment_transforms="lighting")
     err, out = io.StringIO(), io.StringIO()
     with redirect_stderr(err), redirect_stdout(out):
@@ -72,6 +85,13 @@ def test_a_single_run_over_the_threshold_exits_with_the_plan(sources, tmp_path, 
     assert got == ShardPlan(shards=5, units=8, frames=2 * info["total_frames"])
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no staging either
+    # the project's limits.max_shards (ROBOAUG_MAX_SHARDS) caps the plan the pod hands back
+    monkeypatch.setenv("ROBOAUG_MAX_SHARDS", "3")
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        assert main(["--spec", json.dumps(spec), "--processes", "1"]) == ExitCode.SHARD_PLAN
+    assert find_shard_plan(err.getvalue().strip().splitlines()[-1]).shards == 3
+    monkeypatch.delenv("ROBOAUG_MAX_SHARDS")
     # a fixed count (the spec's shards: 1) runs in this pod
     spec["shards"] = 1
     with redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):

@@ -118,9 +118,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/* The operator configuration file (schema: operator/config.py, OperatorConfig). */}}
-{{/* "true" when any pool names a Kueue LocalQueue (then the operator reads Workloads), else "". */}}
+{{/* "true" when a pool or a projects.items entry names a Kueue LocalQueue, or projects.kueueQueues
+says projects made elsewhere may (then the operator reads Workloads), else "". */}}
 {{- define "roboaug.kueueEnabled" -}}
-{{- range $_, $pool := .Values.pools }}{{ if $pool.kueueQueue }}true{{ break }}{{ end }}{{ end }}
+{{- $on := .Values.projects.kueueQueues }}
+{{- range $_, $pool := .Values.pools }}{{ if $pool.kueueQueue }}{{ $on = true }}{{ end }}{{ end }}
+{{- range $p := .Values.projects.items }}{{ if $p.kueueQueue }}{{ $on = true }}{{ end }}{{ end }}
+{{- if $on }}true{{ end }}
 {{- end }}
 
 {{- define "roboaug.operatorConfig" -}}
@@ -161,6 +165,9 @@ pools:
     {{- with $pool.maxParallelism }}
     max_parallelism: {{ int . }}
     {{- end }}
+    {{- with $pool.framesPerShard }}
+    frames_per_shard: {{ int64 . }}
+    {{- end }}
     {{- with $pool.kueueQueue }}
     kueue_queue: {{ . | quote }}
     {{- end }}
@@ -199,6 +206,7 @@ health_port: {{ int .Values.operator.healthPort }}
 metrics_port: {{ int .Values.operator.metricsPort }}
 resync_seconds: {{ .Values.operator.resyncSeconds }}
 api_concurrency: {{ int .Values.operator.apiConcurrency }}
+watch_initial_streaming: {{ .Values.operator.watchInitialStreaming | quote }}
 status_yield_seconds: {{ .Values.operator.statusYieldSeconds }}
 log_format: {{ .Values.logFormat | quote }}
 log_level: {{ .Values.logLevel | quote }}

@@ -89,6 +89,9 @@ def _variables() -> list[dict[str, str]]:
                    "variables.augment_mode == 'stacked' ? variables.augment_copies : "
                    "variables.transforms.map(t, t in variables.augment_copies_per_transform ? "
                    "variables.augment_copies_per_transform[t] : variables.augment_copies).sum()"),
+        # policy's shards rule judges a count the job or the project's defaults fix; 0: automatic.
+        ("shards", "has(object.spec.shards) ? object.spec.shards : "
+                   "has(variables.defaults.shards) ? variables.defaults.shards : 0"),
         ("file_allowed", "has(params.spec.file_access) && has(params.spec.file_access.allowed) "
                          "&& params.spec.file_access.allowed"),
         ("roots", "has(params.spec.file_access) && has(params.spec.file_access.roots) "
@@ -160,6 +163,12 @@ def _validations() -> list[dict[str, str]]:
         "? 'augment_copies_per_transform' : 'augment_copies') + ': the job would make ' + "
         "string(variables.copies) + \" augmented copies per episode, more than the project's "
         "limits.max_copies (\" + string(params.spec.limits.max_copies) + ')'",
+        "Invalid"))
+    rules.append(_rule(
+        "!has(params.spec.limits) || !has(params.spec.limits.max_shards) "
+        "|| variables.shards <= params.spec.limits.max_shards",
+        "'shards: the job asks for ' + string(variables.shards) + \" shards, more than the project's "
+        "limits.max_shards (\" + string(params.spec.limits.max_shards) + ')'",
         "Invalid"))
     return rules
 

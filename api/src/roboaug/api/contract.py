@@ -60,7 +60,7 @@ from enum import IntEnum
 from typing import Mapping, Optional
 
 from roboaug.api import joblogs
-from roboaug.api.models.spec import SecretKeyRef
+from roboaug.api.models.spec import MAX_SHARDS, SecretKeyRef
 from roboaug.api.models.status import (
     PHASE_ORDER,
     QUEUED_PHASES,
@@ -109,9 +109,18 @@ COMPLETION_INDEX = EnvVar("JOB_COMPLETION_INDEX", "the shard this pod runs, 0..R
 MAX_FRAMES = EnvVar("ROBOAUG_MAX_FRAMES", "the project's limits.max_frames_per_job: most frames the job may write "
                     "(policy.frames_written); unset = no limit", True)
 
+SHARDS_LIMIT = EnvVar("ROBOAUG_MAX_SHARDS", "the project's limits.max_shards: most shards the automatic plan "
+                      "may choose (a single stage without ROBOAUG_SHARDS); unset = MAX_SHARDS", True)
+DEFAULT_FRAMES_PER_SHARD = 250_000
+"""The automatic plan's threshold (augmented frames written) when the pool sets none: one shard up
+to this many, else one per this many (worker plan.auto_shards). The one definition: the worker's
+plan and the operator's pool setting take it from here."""
+FRAMES_PER_SHARD = EnvVar("ROBOAUG_FRAMES_PER_SHARD", "the pool's frames_per_shard: the automatic plan's "
+                          f"threshold (an integer >= 1); unset = {DEFAULT_FRAMES_PER_SHARD}", True)
+
 VARIABLES: tuple[EnvVar, ...] = (SPEC_FILE, JOB_ID, CR_NAME, CR_NAMESPACE, POD_NAME, ATTEMPT, HF_TOKEN,
                                  WORKDIR, PROCESSES, PIN_WORKERS, SVTAV1_PRESET, MAX_FRAMES, STAGE, SHARDS,
-                                 COMPLETION_INDEX)
+                                 COMPLETION_INDEX, SHARDS_LIMIT, FRAMES_PER_SHARD)
 """Every variable the worker reads itself."""
 RESERVED_ENV: frozenset[str] = frozenset(v.name for v in VARIABLES if v.reserved)
 """Names extra worker env may not set (the chart's values.schema.json repeats them; a test compares)."""
@@ -177,13 +186,17 @@ def _field(var: EnvVar, path: str) -> dict:
 def render_env(*, job_id: str, cr_name: str, cr_namespace: str,
                hub_token: Optional[SecretKeyRef], library: Mapping[str, str],
                extra: Mapping[str, str], max_frames: Optional[int] = None,
-               stage: str = Stage.SINGLE, shards: Optional[int] = None) -> list[dict]:
+               stage: str = Stage.SINGLE, shards: Optional[int] = None,
+               max_shards: Optional[int] = None, frames_per_shard: Optional[int] = None) -> list[dict]:
     """The worker container's `env`: what `WorkerEnv.parse` reads back, then the libraries'
     variables (`library`, names from LIBRARY_ENV), then `extra` sorted by name.
 
     `max_frames`: the job's project's limits.max_frames_per_job (None: no project or no limit).
     `stage`/`shards`: a sharded job's stage and shard count (the spec's `shards`, or the plan a
     single stage exited with); a single stage without `shards` renders neither (automatic plan).
+    `max_shards`: the project's limits.max_shards, the automatic plan's cap (rendered for a single
+    stage only: every other stage runs a count already fixed). `frames_per_shard`: the pool's
+    threshold of that plan (the same single stage only).
     JOB_COMPLETION_INDEX is Kubernetes' to set in an Indexed Job's pods."""
     unknown = sorted(set(library) - set(LIBRARY_ENV))
     if unknown:
@@ -208,6 +221,10 @@ def render_env(*, job_id: str, cr_name: str, cr_namespace: str,
         env.append(_value(SHARDS, str(_shards(str(shards)))))
     elif stage in (Stage.SHARD, Stage.FINALIZE):
         raise ContractError(f"{SHARDS.name} is required by stage {stage!r}")
+    if max_shards is not None and stage == Stage.SINGLE and shards is None:
+        env.append(_value(SHARDS_LIMIT, str(_shards(str(max_shards), SHARDS_LIMIT))))
+    if frames_per_shard is not None and stage == Stage.SINGLE and shards is None:
+        env.append(_value(FRAMES_PER_SHARD, str(_positive(str(frames_per_shard), FRAMES_PER_SHARD))))
     env += [{"name": k, "value": v} for k, v in library.items()]
     if hub_token is not None:
         env.append({"name": HF_TOKEN.name,
@@ -245,6 +262,10 @@ class WorkerEnv:
     """ROBOAUG_SHARDS; None = unset (a single stage plans automatically)."""
     shard_index: Optional[int] = None
     """JOB_COMPLETION_INDEX, read in the shard stage only (0..shards-1)."""
+    max_shards: Optional[int] = None
+    """ROBOAUG_MAX_SHARDS, the automatic plan's cap; None = MAX_SHARDS."""
+    frames_per_shard: Optional[int] = None
+    """ROBOAUG_FRAMES_PER_SHARD, the automatic plan's threshold; None = DEFAULT_FRAMES_PER_SHARD."""
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> "WorkerEnv":
@@ -268,23 +289,28 @@ class WorkerEnv:
                 raise ContractError(f"{COMPLETION_INDEX.name} must be an integer 0..{shards - 1} "
                                     f"({SHARDS.name}={shards}) in {STAGE.name}=shard, got {raw_index!r}")
             shard_index = int(raw_index)
+        raw_limit = get(SHARDS_LIMIT)
+        max_shards = None if raw_limit is None else _shards(raw_limit, SHARDS_LIMIT)
+        raw_per_shard = get(FRAMES_PER_SHARD)
+        frames_per_shard = None if raw_per_shard is None else _positive(raw_per_shard, FRAMES_PER_SHARD)
         return cls(spec_file=get(SPEC_FILE), job_id=get(JOB_ID), cr_name=get(CR_NAME),
                    cr_namespace=get(CR_NAMESPACE), pod_name=get(POD_NAME), attempt=int(raw_attempt),
                    hub_token=get(HF_TOKEN), workdir=get(WORKDIR), processes=get(PROCESSES),
                    max_frames=None if raw_max_frames is None else _max_frames(raw_max_frames),
-                   stage=stage, shards=shards, shard_index=shard_index)
+                   stage=stage, shards=shards, shard_index=shard_index, max_shards=max_shards,
+                   frames_per_shard=frames_per_shard)
 
 
 def _max_frames(raw: str) -> int:
     """MAX_FRAMES's rule, for both directions: an integer >= 1 (the model's bound on the limit)."""
+    return _positive(raw, MAX_FRAMES)
+
+
+def _positive(raw: str, var: EnvVar) -> int:
     value = raw.strip()
     if not value.isdigit() or int(value) < 1:
-        raise ContractError(f"{MAX_FRAMES.name} must be an integer >= 1, got {raw!r}")
+        raise ContractError(f"{var.name} must be an integer >= 1, got {raw!r}")
     return int(value)
-
-
-MAX_SHARDS = 10_000
-"""The most shards one job may have (the spec's `shards` has the same bound)."""
 
 
 def _stage(raw: str) -> str:
@@ -293,11 +319,11 @@ def _stage(raw: str) -> str:
     return raw
 
 
-def _shards(raw: str) -> int:
-    """SHARDS's rule, for both directions: an integer 1..MAX_SHARDS."""
+def _shards(raw: str, var: EnvVar = SHARDS) -> int:
+    """SHARDS's (and SHARDS_LIMIT's) rule, for both directions: an integer 1..MAX_SHARDS."""
     value = raw.strip()
     if not value.isdigit() or not 1 <= int(value) <= MAX_SHARDS:
-        raise ContractError(f"{SHARDS.name} must be an integer 1..{MAX_SHARDS}, got {raw!r}")
+        raise ContractError(f"{var.name} must be an integer 1..{MAX_SHARDS}, got {raw!r}")
     return int(value)
 
 
@@ -436,7 +462,7 @@ __all__ = [
     "TERMINAL_STATUSES", "VARIABLES", "WORKDIR", "WORKER_PHASES", "ContractError", "EnvVar", "ErrorLine",
     "ExitCode", "JobStatus", "PhaseName", "WorkerEnv", "error_line", "find_error_line", "is_permanent",
     "job_attempt_fields", "render_env", "spec_volume",
-    "COMPLETION_INDEX", "KUBERNETES_ENV", "MAX_SHARDS", "PLAN_FIELD", "PLAN_LINE_PREFIX", "SHARDS",
+    "COMPLETION_INDEX", "KUBERNETES_ENV", "MAX_SHARDS", "SHARDS_LIMIT", "FRAMES_PER_SHARD", "DEFAULT_FRAMES_PER_SHARD", "PLAN_FIELD", "PLAN_LINE_PREFIX", "SHARDS",
     "SHARD_RESULTS_DIR", "STAGE", "STAGING_PREFIX", "ShardPlan", "Stage", "find_shard_plan", "is_shard_plan",
     "plan_line", "staging_name",
 ]

@@ -36,6 +36,13 @@ ARCHIVE_BYTES = 1024 * 1024
 ARCHIVE_KEY = "log"
 MAX_ARCHIVE_PARTS = 8
 """Archives kept per attempt, one per pod (parts 0..7): a ninth pod of one attempt is not kept."""
+SHARD_LOG_SAMPLE = 2
+"""Of a sharded job's shard pods that succeed, those of indexes 0..1 only have their logs kept
+and served (`kept`): 10,000 shards ending well are 10,000 alike logs, and one archive each would
+be 10,000 ConfigMaps and three API calls per shard for the operator."""
+OWN_ARCHIVE_STAGES = ("finalize", "cleanup")
+"""A sharded job's stages whose pods' archives have names of their own (`archive_name`'s
+`stage`), so failed shard pods filling an attempt's parts never crowd out the finalize log."""
 ANNOTATION_ATTEMPT = "roboaug.dev/log-attempt"
 ANNOTATION_POD = "roboaug.dev/log-pod"
 ANNOTATION_SOURCE = "roboaug.dev/log-source"
@@ -144,7 +151,18 @@ def normalize(line: str, fallback_ts: str) -> tuple[str, str]:
 
 
 # -- the archive ---------------------------------------------------------------------------------
-def archive_name(cr_name: str, cr_uid: str, attempt: int, part: int = 0) -> str:
+def kept(stage: Optional[str], index: Optional[int], failed: bool) -> bool:
+    """Whether a pod's log is kept once it ends (operator) and served (gateway), by its stage
+    (the pod's `roboaug.dev/stage` label, `contract.Stage`'s names; None: a one-pod job), its
+    Indexed Job completion index
+    and whether it failed. Every pod of a one-pod job, of a finalize or cleanup Job, and every
+    failed shard pod; of the shard pods that did not fail, indexes below SHARD_LOG_SAMPLE."""
+    if stage != "shard" or failed:
+        return True
+    return index is not None and index < SHARD_LOG_SAMPLE
+
+
+def archive_name(cr_name: str, cr_uid: str, attempt: int, part: int = 0, stage: Optional[str] = None) -> str:
     """`<cr name>-logs-<8 hex of the CR's uid>-<attempt>`, then `.<part>` for the second and
     later pod of one attempt (a pod lost to a node disruption is replaced by one with the same
     attempt number). The uid: a CR created again under the same name never reads its
@@ -152,7 +170,8 @@ def archive_name(cr_name: str, cr_uid: str, attempt: int, part: int = 0) -> str:
     cut and hashed (a ConfigMap name is at most 253 characters)."""
     if attempt < 0 or part < 0:
         raise ValueError(f"attempt and part must be >= 0, got {attempt} and {part}")
-    suffix = f"-logs-{cr_uid.replace('-', '')[:8]}-{attempt}" + (f".{part}" if part else "")
+    own = f"{stage}-" if stage in OWN_ARCHIVE_STAGES else ""
+    suffix = f"-logs-{cr_uid.replace('-', '')[:8]}-{own}{attempt}" + (f".{part}" if part else "")
     if len(cr_name) + len(suffix) <= _NAME_LIMIT:
         return f"{cr_name}{suffix}"
     digest = hashlib.sha256(cr_name.encode()).hexdigest()[:8]
@@ -183,6 +202,7 @@ def tail(chunks: Iterable[bytes], limit: int = ARCHIVE_BYTES) -> tuple[bytes, bo
 
 __all__ = [
     "ANNOTATION_ATTEMPT", "ANNOTATION_POD", "ANNOTATION_SOURCE", "ANNOTATION_TRUNCATED", "ARCHIVE_BYTES",
-    "ARCHIVE_KEY", "LEVELS", "MAX_ARCHIVE_PARTS", "MEDIA_TYPE", "JsonLineFormatter", "Redactor", "archive_name", "level_name",
-    "normalize", "now_ts", "parse", "render", "tail",
+    "ARCHIVE_KEY", "LEVELS", "MAX_ARCHIVE_PARTS", "MEDIA_TYPE", "OWN_ARCHIVE_STAGES", "SHARD_LOG_SAMPLE",
+    "JsonLineFormatter", "Redactor", "archive_name", "kept", "level_name", "normalize", "now_ts", "parse", "render",
+    "tail",
 ]

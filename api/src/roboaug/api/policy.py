@@ -187,6 +187,12 @@ def _limit_violations(spec: AugmentationJobCreateRequest, project: AugmentationP
         found.append(Violation(field, "limits.max_copies", "limit",
                                f"{field}: the job would make {copies} augmented copies per episode, more than "
                                f"the project's limits.max_copies ({limits.max_copies})"))
+    # Only a count the request (or the project's defaults) fixes: an automatic plan is capped at
+    # the limit instead (the operator hands it to the worker, contract.MAX_SHARDS_ENV).
+    if limits.max_shards is not None and spec.shards is not None and spec.shards > limits.max_shards:
+        found.append(Violation("shards", "limits.max_shards", "limit",
+                               f"shards: the job asks for {spec.shards} shards, more than the project's "
+                               f"limits.max_shards ({limits.max_shards})"))
     if limits.max_spec_bytes is not None:
         size = len(json.dumps(spec.model_dump(mode="json"), separators=(",", ":")).encode())
         if size > limits.max_spec_bytes:

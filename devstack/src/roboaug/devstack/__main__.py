@@ -43,8 +43,10 @@ def _cmd_where(args) -> int:
 
 
 def _cmd_up(args) -> int:
-    from .cluster import LocalCluster
+    from .cluster import LocalCluster, local_nodes_from_env, parse_local_nodes
 
+    local_nodes = parse_local_nodes(args.local_nodes, "--local-nodes") if args.local_nodes \
+        else local_nodes_from_env()
     stop = {"flag": False}
 
     def on_signal(signum, _frame):
@@ -53,6 +55,7 @@ def _cmd_up(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with LocalCluster(work_dir=args.work_dir, node_agent=not args.no_node_agent,
+                      local_nodes=None if args.no_node_agent else local_nodes,
                       k8s_version=args.k8s_version, keep_work_dir=args.keep, kueue=args.kueue) as c:
         state = {**c.describe(), "pid": os.getpid()}
         _state_file().parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("up", help="start the local cluster in the foreground")
     u.add_argument("--work-dir", type=Path, default=None)
     u.add_argument("--no-node-agent", action="store_true")
+    u.add_argument("--local-nodes", default=None, metavar="CPUS;CPUS",
+                   help="several local nodes, one CPU set each: '0;1' = local-0 on CPU 0 and local-1 on "
+                        "CPU 1 (default: $ROBOAUG_DEVSTACK_LOCAL_NODES, else one unpinned local-0)")
     u.add_argument("--keep", action="store_true", help="keep the work dir after stopping")
     u.add_argument("--kueue", action="store_true", help="also run Kueue's manager (devstack/kueue.py)")
     u.set_defaults(func=_cmd_up)

@@ -10,6 +10,15 @@ own Stage set (``devstack/kwok/stages.yaml``), and optionally the dev node agent
     with LocalCluster(node_agent=True) as c:
         subprocess.run([c.kubectl_path, "--kubeconfig", c.kubeconfig, "get", "nodes"])
 
+Several local nodes with real capacity, each its own agent holding its pods to its own CPUs (the
+Node's cpu capacity is the set's size, so the scheduler places at most that many 1-CPU pods):
+
+    LocalCluster(local_nodes=[{"name": "local-0", "cpus": [0]}, {"name": "local-1", "cpus": [1]}])
+
+Each entry: ``name`` (DNS label), ``cpus`` (CPU ids; default: unpinned, every CPU), ``labels``
+(extra Node labels; every local node has ``roboaug.dev/pool: local``), ``taint`` (default True).
+``ROBOAUG_DEVSTACK_LOCAL_NODES`` gives the same from the shell (:func:`local_nodes_from_env`).
+
 Teardown kills every process group it started; the work dir (logs, PKI, etcd data) is deleted
 unless the cluster failed, ``keep_work_dir=True`` was given, or ``ROBOAUG_DEVSTACK_KEEP=1`` is set.
 """
@@ -18,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -99,6 +109,64 @@ class ClusterError(RuntimeError):
     pass
 
 
+LOCAL_NODES_ENV = "ROBOAUG_DEVSTACK_LOCAL_NODES"
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def parse_local_nodes(text: str, where: str = LOCAL_NODES_ENV) -> list[dict]:
+    """"0;1" -> local-0 on CPU 0, local-1 on CPU 1: one CPU set (cpuset syntax, "0-1,3") per node,
+    separated by ';' or spaces, nodes named local-<i> in order."""
+    from .nodeagent import parse_cpus
+
+    parts = [p for p in re.split(r"[;\s]+", text.strip()) if p]
+    if not parts:
+        raise ClusterError(f"{where}: give one CPU set per local node, e.g. '0;1', got {text!r}")
+    try:
+        return [{"name": f"local-{i}", "cpus": parse_cpus(p)} for i, p in enumerate(parts)]
+    except ValueError as e:
+        raise ClusterError(f"{where}: {e}") from None
+
+
+def local_nodes_from_env() -> list[dict] | None:
+    """The local nodes ``ROBOAUG_DEVSTACK_LOCAL_NODES`` asks for, or None (unset: one node)."""
+    text = os.environ.get(LOCAL_NODES_ENV, "").strip()
+    return parse_local_nodes(text) if text else None
+
+
+def check_local_nodes(nodes: list[dict]) -> list[dict]:
+    """Validated copies of `local_nodes` entries; ClusterError naming the entry and the rule."""
+    from .nodeagent import check_cpus
+
+    out, names, taken = [], set(), {}
+    for i, spec in enumerate(nodes):
+        where = f"local_nodes[{i}]"
+        if not isinstance(spec, dict):
+            raise ClusterError(f"{where} must be a dict with name and cpus, got {spec!r}")
+        unknown = set(spec) - {"name", "cpus", "labels", "taint"}
+        if unknown:
+            raise ClusterError(f"{where}: unknown key(s) {sorted(unknown)} (name, cpus, labels, taint)")
+        name = spec.get("name", f"local-{i}")
+        if not isinstance(name, str) or not _DNS_LABEL.fullmatch(name):
+            raise ClusterError(f"{where}.name must be a DNS label (a-z, 0-9, '-'), got {name!r}")
+        if name in names:
+            raise ClusterError(f"{where}.name {name!r} is used twice")
+        names.add(name)
+        entry = {"name": name, "labels": dict(spec.get("labels") or {}),
+                 "taint": bool(spec.get("taint", True)), "cpus": None}
+        if spec.get("cpus") is not None:
+            try:
+                entry["cpus"] = check_cpus(spec["cpus"], f"{where}.cpus")
+            except ValueError as e:
+                raise ClusterError(str(e)) from None
+            # disjoint: a CPU counted in two nodes' capacity would let the scheduler overbook it
+            for c in entry["cpus"]:
+                if c in taken:
+                    raise ClusterError(f"{where}.cpus: CPU {c} already belongs to {taken[c]}")
+                taken[c] = name
+        out.append(entry)
+    return out
+
+
 class LocalCluster:
     """etcd + kube-apiserver + controller-manager + scheduler + kwok (+ dev node agent).
 
@@ -111,12 +179,18 @@ class LocalCluster:
                  bin_dir: str | Path | None = None, build: bool = True,
                  controllers: list[str] | None = None, keep_work_dir: bool | None = None,
                  node_agent_args: list[str] | None = None, timeout: float = 180, log=None,
-                 kueue: bool = False):
+                 kueue: bool = False, local_nodes: list[dict] | None = None):
         self.k8s_version = k8s_version
         self.kueue = kueue  # also start Kueue's manager (devstack/kueue.py); see start_kueue
         self.kueue_manager = None
         self.nodes = copy.deepcopy(DEFAULT_NODES if nodes is None else nodes)
-        self.node_agent = node_agent
+        # local_nodes implies the agent; node_agent=True alone is one unpinned node, local-0.
+        if local_nodes is not None and not local_nodes:
+            raise ClusterError("local_nodes must name at least one node (or pass None)")
+        self.local_nodes = check_local_nodes(
+            local_nodes if local_nodes is not None
+            else [{"name": "local-0"}] if node_agent else [])
+        self.node_agent = bool(self.local_nodes)
         self.node_agent_args = list(node_agent_args or [])
         self.controllers = list(controllers or DEFAULT_CONTROLLERS)
         # ROBOAUG_DEVSTACK_BIN_DIR: use binaries from elsewhere (then nothing is built).
@@ -227,14 +301,17 @@ class LocalCluster:
         self.ca_file = self.pki.ca_crt
         self.token = new_token()
         tokens = {"admin": new_token(), "kcm": new_token(), "sched": new_token(),
-                  "kwok": new_token(), "agent": new_token()}
+                  "kwok": new_token()}
         tokens["admin"] = self.token
+        agents = {n["name"]: f"agent-{n['name']}" for n in self.local_nodes}
+        tokens.update({user: new_token() for user in agents.values()})
         (wd / "tokens.csv").write_text(
             f'{tokens["admin"]},admin,admin,"system:masters"\n'
             f'{tokens["kcm"]},system:kube-controller-manager,kcm,"system:masters"\n'
             f'{tokens["sched"]},system:kube-scheduler,sched\n'
             f'{tokens["kwok"]},kwok,kwok,"system:masters"\n'
-            f'{tokens["agent"]},system:node:local-0,agent,"system:masters,system:nodes"\n')
+            + "".join(f'{tokens[user]},system:node:{node},{user},"system:masters,system:nodes"\n'
+                      for node, user in agents.items()))
         (wd / "tokens.csv").chmod(0o600)
 
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
@@ -308,11 +385,19 @@ class LocalCluster:
 
         for spec in self.nodes:
             self.add_node(spec, wait=False)
-        if self.node_agent:
-            self._spawn("node-agent", [
-                sys.executable, "-m", "roboaug.devstack.nodeagent",
-                f"--kubeconfig={kc['agent']}", f"--work-dir={wd / 'node-agent'}",
-                *self.node_agent_args])
+        for node in self.local_nodes:  # one agent per node: its own process, port and CPU set
+            name = node["name"]
+            single = len(self.local_nodes) == 1  # keeps logs/node-agent.log where it always was
+            args = [sys.executable, "-m", "roboaug.devstack.nodeagent",
+                    f"--kubeconfig={kc[agents[name]]}", f"--node-name={name}",
+                    f"--work-dir={wd / ('node-agent' if single else f'node-agent-{name}')}",
+                    *(f"--label={k}={v}" for k, v in node["labels"].items())]
+            if node["cpus"] is not None:
+                args.append("--cpus=" + ",".join(map(str, node["cpus"])))
+            if not node["taint"]:
+                args.append("--no-taint")
+            self._spawn("node-agent" if single else f"node-agent-{name}",
+                        args + self.node_agent_args)
         self.wait_nodes_ready(timeout=self.timeout)
         self._wait_default_sa("default", self.timeout)
         if self.kueue:
@@ -331,8 +416,10 @@ class LocalCluster:
     def stop(self, keep_work_dir: bool | None = None) -> None:
         """Stop every component (node agent first, etcd last); drop the work dir if clean."""
         t0 = time.monotonic()
-        agent = self.procs.pop("node-agent", None)
-        if agent is not None:  # first: it kills the pods' processes it started
+        agents = [self.procs.pop(n) for n in list(self.procs) if n.startswith("node-agent")]
+        for agent in agents:  # first: they kill the pods' processes they started
+            agent.terminate()
+        for agent in agents:
             agent.stop(grace=10)
         # The rest together: we throw their state away, so a quick SIGTERM (then SIGKILL) is fine.
         for p in self.procs.values():
@@ -397,12 +484,17 @@ class LocalCluster:
         return body
 
     def node_names(self) -> list[str]:
-        names = [n["name"] for n in self.nodes]
-        if self.node_agent:
-            names.append(self.local_node_name)
-        return names
+        return [n["name"] for n in self.nodes] + self.local_node_names
 
-    local_node_name = "local-0"
+    @property
+    def local_node_names(self) -> list[str]:
+        """The nodes the dev node agents run (empty without them)."""
+        return [n["name"] for n in self.local_nodes]
+
+    @property
+    def local_node_name(self) -> str | None:
+        """The first local node (``local-0`` by default)."""
+        return self.local_nodes[0]["name"] if self.local_nodes else None
 
     def wait_nodes_ready(self, names: list[str] | None = None, timeout: float = 60) -> None:
         from kubernetes import client

@@ -2,8 +2,8 @@
 
 Why: kwok nodes never run containers, yet we want the real worker to run through the real
 AugmentationJob -> Job -> Pod path on a developer machine without a container engine. This agent
-registers Node ``local-0`` (pool ``local``), keeps its Ready condition and Lease fresh, and for
-each pod the scheduler binds to it:
+registers one Node (``local-0`` by default; pool ``local``), keeps its Ready condition and Lease
+fresh, and for each pod the scheduler binds to it:
 
 * runs the first container's ``command + args`` as a local process (the image is ignored;
   ``python``/``python3`` become this agent's own interpreter so the venv is used),
@@ -23,10 +23,19 @@ each pod the scheduler binds to it:
 * honours deletion: SIGTERM to the process group, SIGKILL after the grace period, final status,
   then deletes the pod with grace 0 (finalizers stay with their owners, as with a kubelet).
 
+CPU set (``--cpus 0-1,3``): every process the agent starts for a pod is held to those CPUs
+(``sched_setaffinity`` between fork and exec, so the pod's threads and children inherit it), and
+the Node's capacity/allocatable ``cpu`` is their count, so the real scheduler places no more
+1-CPU pods on it than it has CPUs (annotation ``roboaug.dev/cpuset`` names them). Without
+``--cpus`` processes may use every CPU this agent may, which is what the Node reports. Several
+agents with disjoint sets give several local nodes with real capacity (``LocalCluster(local_nodes=...)``).
+Memory is not divided: every local node reports the machine's.
+
 emptyDir volumes become per-pod folders and configMap volumes per-pod folders holding their keys
 as files, read-only (env values, args and workingDir under their mount path are rewritten); a
 configMap that is missing fails the pod (a kubelet waits for it). Not supported (dev only): other
-volume kinds, probes, init/sidecar containers, resources,
+volume kinds, probes, init/sidecar containers, resources (requests count for scheduling only:
+a pod gets its node's whole CPU set, limits are not enforced),
 images, ``kubectl exec``, log options other than ``follow``. Restart policy OnFailure/Always restarts the process in place.
 """
 from __future__ import annotations
@@ -60,6 +69,7 @@ NODE_LABELS = {"node.kubernetes.io/instance-type": "local-dev",
 NODE_TAINT = {"key": "roboaug.dev/local", "value": "true", "effect": "NoSchedule"}
 LOG_ANNOTATION = "roboaug.dev/node-agent-log"
 PID_ANNOTATION = "roboaug.dev/node-agent-pid"  # process group of the pod's process
+CPUSET_ANNOTATION = "roboaug.dev/cpuset"  # on the Node: the CPUs its pods' processes are held to
 PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH",
             "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 MESSAGE_BYTES = 2048  # like the kubelet's FallbackToLogsOnError cap
@@ -77,6 +87,38 @@ def expand(value: str, env: dict) -> str:
         return env.get(m.group(1), m.group(0))
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)", sub, value)
 
+
+
+def parse_cpus(text: str) -> list[int]:
+    """A CPU list in cpuset syntax ("0", "0-2,5") -> sorted CPU ids; ValueError names the rule."""
+    cpus: set[int] = set()
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise ValueError(f"CPU list {text!r}: {part!r} is not a CPU id or a range lo-hi (e.g. 0-1,3)")
+        lo = int(m.group(1))
+        cpus.update(range(lo, int(m.group(2) or lo) + 1))
+    if not cpus:
+        raise ValueError(f"CPU list {text!r} names no CPU")
+    return sorted(cpus)
+
+
+def usable_cpus() -> set[int]:
+    """The CPUs this process may run on (its cpuset, not the machine's count)."""
+    return set(os.sched_getaffinity(0))
+
+
+def check_cpus(cpus, where: str = "cpus") -> list[int]:
+    """Sorted CPU ids, each one this process may use; ValueError naming `where` otherwise."""
+    if isinstance(cpus, str):
+        cpus = parse_cpus(cpus)
+    if not cpus or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
+        raise ValueError(f"{where} must be a non-empty list of CPU ids (integers >= 0), got {cpus!r}")
+    missing = sorted(set(cpus) - usable_cpus())
+    if missing:
+        raise ValueError(f"{where}: CPU {missing} not available to this process "
+                         f"(available: {sorted(usable_cpus())})")
+    return sorted(set(cpus))
 
 
 def _remap(value: str, mounts: dict[str, str]) -> str:
@@ -101,8 +143,9 @@ class PodRun:
 
 class NodeAgent:
     def __init__(self, kubeconfig: str, work_dir: Path, node_name: str = NODE_NAME,
-                 labels: dict | None = None, taint: bool = True):
+                 labels: dict | None = None, taint: bool = True, cpus: list[int] | None = None):
         self.kubeconfig = kubeconfig
+        self.cpus = check_cpus(cpus) if cpus is not None else None
         self.work_dir = Path(work_dir)
         self.node_name = node_name
         self.labels = {**NODE_LABELS, **(labels or {})}
@@ -128,7 +171,8 @@ class NodeAgent:
                     mem_kib = int(line.split()[1])
         except OSError:
             pass
-        return {"cpu": str(os.cpu_count() or 1), "memory": f"{mem_kib}Ki", "pods": "110"}
+        cpus = len(self.cpus) if self.cpus is not None else len(usable_cpus())
+        return {"cpu": str(cpus), "memory": f"{mem_kib}Ki", "pods": "110"}
 
     def _conditions(self) -> list[dict]:
         t = now()
@@ -143,9 +187,11 @@ class NodeAgent:
         cap = self._capacity()
         labels = {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
                   "kubernetes.io/arch": "amd64", **self.labels}
+        annotations = {"roboaug.dev/dev-node-agent": "true"}
+        if self.cpus is not None:
+            annotations[CPUSET_ANNOTATION] = ",".join(map(str, self.cpus))
         body = {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": self.node_name, "labels": labels,
-                             "annotations": {"roboaug.dev/dev-node-agent": "true"}},
+                "metadata": {"name": self.node_name, "labels": labels, "annotations": annotations},
                 "spec": {"taints": [NODE_TAINT] if self.taint else []},
                 "status": {"capacity": cap, "allocatable": cap}}
         try:
@@ -153,7 +199,8 @@ class NodeAgent:
         except ApiException as e:
             if e.status != 409:
                 raise
-            self.core.patch_node(self.node_name, {"metadata": {"labels": labels},
+            self.core.patch_node(self.node_name, {"metadata": {"labels": labels,
+                                                               "annotations": annotations},
                                                   "spec": body["spec"]})
         self.heartbeat(cap)
 
@@ -407,13 +454,27 @@ class NodeAgent:
         threading.Thread(target=self._wait_pod, args=(run,), daemon=True,
                          name=f"pod-{run.name}").start()
 
+    def _preexec(self):
+        """What the child runs between fork and exec: the node's CPU set (before exec, so nothing
+        the pod starts ever runs elsewhere) and, from the main thread only, PDEATHSIG (it fires
+        when the forking *thread* ends)."""
+        pdeath = threading.current_thread() is threading.main_thread()
+        cpus = self.cpus
+        if cpus is None and not pdeath:
+            return None
+
+        def preexec():
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)
+            if pdeath:
+                set_parent_death_signal()
+        return preexec
+
     def _spawn(self, run: PodRun) -> None:
         with open(run.log_path, "ab") as out:
             run.proc = subprocess.Popen(
                 run.argv, env=run.env, cwd=run.cwd, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=set_parent_death_signal
-                if threading.current_thread() is threading.main_thread() else None)
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=self._preexec())
         log.info("started %s/%s pid %s: %s", run.ns, run.name, run.proc.pid, run.argv)
 
     def _wait_pod(self, run: PodRun) -> None:
@@ -553,10 +614,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node-name", default=NODE_NAME)
     p.add_argument("--no-taint", action="store_true",
                    help=f"do not taint the node with {NODE_TAINT['key']}")
+    p.add_argument("--cpus", default=None,
+                   help="CPU set the pods' processes are held to, e.g. 0 or 0-1,3 (the Node's cpu "
+                        "capacity is its size); default: every CPU this agent may use")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extra Node label (repeatable)")
     args = p.parse_args(argv)
+    try:
+        cpus = check_cpus(args.cpus, "--cpus") if args.cpus is not None else None
+    except ValueError as e:
+        p.error(str(e))
+    bad = [kv for kv in args.label if "=" not in kv]
+    if bad:
+        p.error(f"--label must be KEY=VALUE, got {bad[0]!r}")
+    labels = dict(kv.split("=", 1) for kv in args.label)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    agent = NodeAgent(args.kubeconfig, Path(args.work_dir), args.node_name,
-                      taint=not args.no_taint)
+    agent = NodeAgent(args.kubeconfig, Path(args.work_dir), args.node_name, labels=labels,
+                      taint=not args.no_taint, cpus=cpus)
 
     def on_signal(signum, _frame):
         agent.shutdown()

@@ -2,7 +2,9 @@
 
 `DevStack` is what `./dev demo` and the end-to-end tests stand on:
 
-* a `LocalCluster` with the dev node agent (node `local-0` really runs worker pods as processes),
+* a `LocalCluster` with the dev node agent (node `local-0` really runs worker pods as processes;
+  `local_nodes=` or ROBOAUG_DEVSTACK_LOCAL_NODES="0;1" gives several nodes, each held to its own
+  CPUs, and then pool `local` requests one CPU per worker pod so the scheduler spreads them),
 * the CRD from manifests/crd/ and the worker's ServiceAccount and RBAC rendered from the chart
   (so the worker runs under the same least-privilege rules as in production),
 * the local Hub test server holding the sample dataset as `lerobot/pusht`, and a Secret with a
@@ -35,7 +37,7 @@ import yaml
 
 from roboaug.api.models import TERMINAL_STATUSES
 
-from .cluster import LocalCluster, free_port
+from .cluster import LocalCluster, check_local_nodes, free_port, local_nodes_from_env
 from .hubserver import WRITE_TOKEN
 from .hubserver.server import LocalHub
 from .nodeagent import NODE_TAINT
@@ -57,7 +59,14 @@ class DevStack:
     """Start with `start()` (or use as a context manager); `stop()` ends every process it started."""
 
     def __init__(self, work_dir: str | Path | None = None, namespace: str = "roboaug-demo",
-                 cluster: LocalCluster | None = None, log=None, operator_overrides: dict | None = None):
+                 cluster: LocalCluster | None = None, log=None, operator_overrides: dict | None = None,
+                 local_nodes: list[dict] | None = None):
+        if cluster is not None and local_nodes is not None:
+            raise StackError("local_nodes applies to the cluster the stack starts; not with cluster=")
+        # checked now, before anything starts (the env knob's errors name it)
+        self.local_nodes = check_local_nodes(
+            local_nodes if local_nodes is not None else local_nodes_from_env() or [{"name": "local-0"}]) \
+            if cluster is None else cluster.local_nodes
         self._own_work_dir = work_dir is None
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="roboaug-stack-"))
         self.log_dir = self.work_dir / "logs"
@@ -88,7 +97,7 @@ class DevStack:
         try:
             if self.cluster is None:
                 self._log("starting the local control plane")
-                self.cluster = LocalCluster(node_agent=True).start()
+                self.cluster = LocalCluster(local_nodes=self.local_nodes).start()
             self.timings["cluster_s"] = time.monotonic() - t0
             self._install_cluster_objects()
             self._start_hub()
@@ -144,17 +153,32 @@ class DevStack:
                   "type": "Opaque", "stringData": {"token": WRITE_TOKEN}}
         self.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(secret))
 
+    @property
+    def pinned(self) -> bool:
+        """True when the local nodes hold their pods to CPU sets (real per-node capacity)."""
+        return any(n["cpus"] is not None for n in self.local_nodes)
+
     def operator_config(self) -> dict:
+        local_pool = {
+            "instance_type": "local-dev",
+            "node_selector": {"roboaug.dev/pool": "local"},
+            "tolerations": [{"key": NODE_TAINT["key"], "operator": "Exists", "effect": NODE_TAINT["effect"]}],
+            "image": "roboaug-worker:dev",
+            "image_pull_policy": "Never",
+        }
+        worker_env = {"HF_ENDPOINT": self.hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1",
+                      "HF_HUB_DISABLE_PROGRESS_BARS": "1", "NO_PROXY": "127.0.0.1,localhost"}
+        if self.pinned:
+            # a CPU each, so the scheduler puts no more pods on a node than it has CPUs; the worker
+            # sizes its pool from the CPUs it is held to (pool.default_processes)
+            local_pool["resources"] = {"requests": {"cpu": "1"}}
+        else:
+            # unpinned pods share the machine with everything else: one process each
+            worker_env["ROBOAUG_PROCESSES"] = "1"
         config = {
             "namespaces": [self.namespace],
             "pools": {
-                "local": {
-                    "instance_type": "local-dev",
-                    "node_selector": {"roboaug.dev/pool": "local"},
-                    "tolerations": [{"key": NODE_TAINT["key"], "operator": "Exists", "effect": NODE_TAINT["effect"]}],
-                    "image": "roboaug-worker:dev",
-                    "image_pull_policy": "Never",
-                },
+                "local": local_pool,
                 "gpu": {
                     "instance_type": "g6e.2xlarge",
                     "node_selector": {"roboaug.dev/pool": "gpu"},
@@ -167,9 +191,7 @@ class DevStack:
             # Tests submit jobs under fresh random project ids with no AugmentationProject; the
             # chart's `refuse` is tested on its own (tests/operator, tests/gateway, tests/chart).
             "jobs_without_project": {"action": "allow"},
-            "worker_env": {"HF_ENDPOINT": self.hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1",
-                           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "NO_PROXY": "127.0.0.1,localhost",
-                           "ROBOAUG_PROCESSES": "1"},
+            "worker_env": worker_env,
             "leader_election": {"lease_namespace": self.namespace},
             "health_port": free_port(),
             "metrics_port": free_port(),

@@ -123,6 +123,30 @@ def _features(cameras: dict[str, str], image_keys: list[str], h: int, w: int, fp
     return feats
 
 
+
+def _tasks_table(tasks: list[str]) -> pa.Table:
+    """meta/tasks.parquet as LeRobot writes it: a pandas frame indexed by the task string.
+
+    The pandas metadata is what makes the ``__index_level_0__`` column the index when LeRobot reads
+    the file back; without it every task reads as its row number and ``add_frame`` records "0".
+    """
+    pandas_meta = {
+        "index_columns": ["__index_level_0__"],
+        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode",
+                            "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}],
+        "columns": [
+            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
+             "numpy_type": "int64", "metadata": None},
+            {"name": None, "field_name": "__index_level_0__", "pandas_type": "unicode",
+             "numpy_type": "object", "metadata": None},
+        ],
+        "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": "2.2.3",
+    }
+    table = pa.table({"task_index": pa.array(range(len(tasks)), pa.int64()),
+                      "__index_level_0__": pa.array(list(tasks), pa.string())})
+    return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
+
 def make_lerobot(
     root: Path,
     version: str = "v3.0",
@@ -230,8 +254,7 @@ def make_lerobot(
                 rows.append(row)
         (root / "meta/episodes/chunk-000").mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), root / "meta/episodes/chunk-000/file-000.parquet")
-        task_table = pa.table({"task_index": pa.array(range(len(tasks)), pa.int64()), "__index_level_0__": list(tasks)})
-        pq.write_table(task_table, root / "meta/tasks.parquet")
+        pq.write_table(_tasks_table(tasks), root / "meta/tasks.parquet")
         agg = {}
         for feat in ep_stats[0]:
             per = [s[feat] for s in ep_stats]

@@ -1,7 +1,8 @@
 """`python -m roboaug.operator [--config FILE]`: run the operator.
 
 Order of start-up: configuration (fails fast, naming the bad field) -> logs -> metrics server ->
-the leader Lease (blocks while another replica leads) -> kopf, watching the configured namespaces
+the leader Lease (blocks while another replica leads) -> how watches start
+(`watch_initial_streaming`: auto probes the apiserver once) -> kopf, watching the configured namespaces
 (or the whole cluster), with its liveness endpoint at :<health_port>/healthz.
 """
 
@@ -15,7 +16,7 @@ from typing import Optional
 
 import kopf
 
-from . import handlers, logs, metrics
+from . import handlers, kopf_startup, logs, metrics
 from .config import CONFIG_ENV, ConfigError, load_config
 from .controller import Controller
 from .kube import Kube, load_api_client
@@ -57,7 +58,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         elector.acquire()
         elector.start_renewing()
 
-    handlers.install(Controller(cfg, kube), LogArchiver(kube))
+    streaming, why = kopf_startup.resolve_initial_streaming(
+        cfg.watch_initial_streaming, kube.api, cfg.namespaces[0] if cfg.namespaces else None)
+    handlers.install(Controller(cfg, kube), LogArchiver(kube), initial_streaming=streaming, why=why)
     log.info("watching %s", ", ".join(cfg.namespaces) if cfg.namespaces else "all namespaces")
     try:
         kopf.run(

@@ -21,8 +21,10 @@ from .jobs import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, job_name
 
 RBAC = "rbac.authorization.k8s.io"
 KINDS: tuple[str, ...] = ("ServiceAccount", "Role", "RoleBinding")
-"""What `worker_access` renders, in the order they are created (the pod needs its ServiceAccount
-to exist; the binding needs nothing before it but is useless without the Role)."""
+"""What `worker_access` renders. All exist before the Job (the pod needs its ServiceAccount); the
+controller creates the ServiceAccount and Role at once and the RoleBinding only once both are
+known to be its own (`Controller._create_first`), so a name clash never binds another's
+identity or rules."""
 
 
 def account_name(cr_name: str) -> str:

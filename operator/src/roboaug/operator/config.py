@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from roboaug.api.contract import RESERVED_ENV
 from roboaug.api.models import AugmentationType, SecretKeyRef
+from roboaug.api.models.project import QUEUE_NAME_PATTERN
 from roboaug.api.models.unbound import JobsWithoutProject
 
 CONFIG_ENV = "ROBOAUG_OPERATOR_CONFIG"
@@ -81,12 +82,18 @@ class Pool(_Strict):
         16, ge=1, le=1000,
         description="Most shard pods of one sharded job running at once on this pool (the Indexed Job's "
                     "parallelism is the least of this, the job's max_parallelism and its shard count).")
+    frames_per_shard: Optional[int] = Field(
+        None, ge=1,
+        description="The automatic plan's threshold on this pool: a job whose spec leaves shards unset runs "
+                    "as one shard per this many augmented frames (unset: contract.DEFAULT_FRAMES_PER_SHARD, "
+                    "250,000); small values shard small datasets (tests, pools of small nodes).")
     kueue_queue: Optional[str] = Field(
-        None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        None, max_length=63, pattern=QUEUE_NAME_PATTERN,
         description="A Kueue LocalQueue (in each job's namespace) that admits this pool's Jobs: they "
                     "carry kueue.x-k8s.io/queue-name and are created suspended, and a job stays queued "
                     "with Kueue's reason, never failing on the pending timeout, until Kueue admits it. "
-                    "Unset = no Kueue.")
+                    "A project's own kueue_queue (AugmentationProject spec) wins over it. Unset = no Kueue "
+                    "(unless the project names a queue).")
 
     @property
     def gpus(self) -> int:
@@ -183,8 +190,9 @@ class OperatorConfig(_Strict):
     pending_timeout_seconds: int = Field(600, ge=1)
     shard_progress_writes_per_second: float = Field(
         1.0, gt=0, le=100,
-        description="Most status writes per second per sharded job carrying only its shards' summed progress, "
-                    "whatever the shard count (phase moves, shard completions and the end go at once).")
+        description="Most status writes per second per sharded job carrying only its shards' summed progress "
+                    "and count of shards done, whatever the shard count (phase moves, the last shard done, "
+                    "a shard failed for good and the end go at once).")
     ttl_seconds_after_finished: Optional[int] = Field(86400, ge=0)
     active_deadline_seconds: Optional[int] = Field(
         None, ge=1, description="Job deadline of the pools that set none (pools.<name>.active_deadline_seconds).")
@@ -204,6 +212,12 @@ class OperatorConfig(_Strict):
     metrics_port: Optional[int] = Field(9090, ge=0, le=65535, description="Prometheus /metrics; null = off.")
     resync_seconds: float = Field(30, gt=0, description="How often every unfinished job is looked at anyway.")
     api_concurrency: int = Field(16, ge=1, le=256, description="Parallel Kubernetes API calls.")
+    watch_initial_streaming: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="How each watch starts: `on` = the apiserver's streamed initial events "
+                    "(sendInitialEvents, WatchList: objects arrive one by one, measured 222 MB instead of "
+                    "422 MB peak with 5,000 jobs), `off` = one LIST, `auto` = streamed when one probe at "
+                    "start-up finds the apiserver supports it, else LIST. true/false are read as on/off.")
     api_timeout_seconds: float = Field(
         10, gt=0, le=300,
         description="Timeout of one Kubernetes API call; with leader election, below its lease duration.")
@@ -213,6 +227,16 @@ class OperatorConfig(_Strict):
                     "while Job creations are in flight, so new jobs start sooner. 0 = never wait.")
     log_format: str = Field("json", pattern=r"^(json|text)$")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("watch_initial_streaming", mode="before")
+    @classmethod
+    def _streaming_bools(cls, value: Any) -> Any:
+        # configs from before `auto` said true/false; YAML 1.1 also reads a bare on/off as a bool
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return "on" if value.lower() == "true" else "off"
+        return value
 
     @field_validator("worker_env")
     @classmethod

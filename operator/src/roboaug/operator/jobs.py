@@ -31,7 +31,7 @@ from roboaug.api.models import (
     default_output_dataset_id,
 )
 
-from .config import OperatorConfig
+from .config import OperatorConfig, Pool
 from .kueue import LABEL_QUEUE_NAME
 from .pools import PoolChoice
 
@@ -168,18 +168,29 @@ def stage_fields(stage: str, shards: Optional[int], spec: AugmentationJobSpec, c
 
 def _env(cr: dict, job_id: str, config: OperatorConfig,
          token: Optional[SecretKeyRef], max_frames: Optional[int],
-         stage: str = Stage.SINGLE, shards: Optional[int] = None) -> list[dict]:
+         stage: str = Stage.SINGLE, shards: Optional[int] = None,
+         max_shards: Optional[int] = None, frames_per_shard: Optional[int] = None) -> list[dict]:
     meta = cr["metadata"]
     return render_env(job_id=job_id, cr_name=meta["name"],
                       cr_namespace=meta["namespace"], hub_token=token,
                       library={"HF_HOME": f"{SCRATCH_PATH}/hf", "TMPDIR": "/tmp"}, extra=config.worker_env,
-                      max_frames=max_frames, stage=stage, shards=shards)
+                      max_frames=max_frames, stage=stage, shards=shards, max_shards=max_shards,
+                      frames_per_shard=frames_per_shard)
+
+
+def job_queue(pool: Pool, project_queue: Optional[str]) -> Optional[str]:
+    """The Kueue LocalQueue a job's Jobs go to (kueue.py): its project's `kueue_queue`, else its
+    pool's; None = no Kueue. The project wins: its queue is the team's quota, and a pool is
+    shared by every team. The one rule: `render_job` labels each Job with it, and everything
+    after reads the queue back from that label (`JobView.queue`)."""
+    return project_queue or pool.kueue_queue
 
 
 def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: OperatorConfig,
                choice: PoolChoice, project_token: Optional[SecretKeyRef] = None,
                max_frames: Optional[int] = None, *, stage: str = Stage.SINGLE,
-               shards: Optional[int] = None, max_parallelism: Optional[int] = None) -> dict:
+               shards: Optional[int] = None, max_parallelism: Optional[int] = None,
+               max_shards: Optional[int] = None, project_queue: Optional[str] = None) -> dict:
     """The worker Job for CR `cr` (a dict with metadata name/namespace/uid) on pool `choice`.
 
     The Hub token mounted is the project's (`project_token`, its AugmentationProject's
@@ -195,7 +206,10 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     may exit SHARD_PLAN) is `<cr>-worker` with one pod, as is the shard stage with one index
     per shard (`stage_fields`); finalize and cleanup are `<cr>-finalize` / `<cr>-cleanup`, one
     pod each, same image, identity and Hub token. `max_parallelism`: the project's
-    limits.max_parallelism (a ceiling on the shards running at once)."""
+    limits.max_parallelism (a ceiling on the shards running at once). `max_shards`: the project's
+    limits.max_shards, the cap of a single stage's automatic plan (ROBOAUG_MAX_SHARDS); the pool's
+    frames_per_shard is that plan's threshold (ROBOAUG_FRAMES_PER_SHARD). `project_queue`: the
+    project's kueue_queue, which wins over the pool's (`job_queue`)."""
     meta = cr["metadata"]
     pool = choice.pool
     labels = {
@@ -226,7 +240,7 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         "image": pool.image,
         "imagePullPolicy": pool.image_pull_policy,
         "command": ["python", "-m", "roboaug.worker"],
-        "env": _env(cr, job_id, config, token, max_frames, stage, shards),
+        "env": _env(cr, job_id, config, token, max_frames, stage, shards, max_shards, pool.frames_per_shard),
         "resources": resources,
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_PATH},
                          {"name": "tmp", "mountPath": "/tmp"}, spec_mount],
@@ -276,10 +290,11 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     if deadline is not None:
         job_spec["activeDeadlineSeconds"] = deadline
     job_labels = dict(labels)
-    if pool.kueue_queue:
+    queue = job_queue(pool, project_queue)
+    if queue:
         # Kueue admits it: created suspended, so no pod starts before its Workload is admitted
         # (Kueue unsuspends it then); the label names the LocalQueue (kueue.py).
-        job_labels[LABEL_QUEUE_NAME] = pool.kueue_queue
+        job_labels[LABEL_QUEUE_NAME] = queue
         job_spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",

@@ -1,6 +1,7 @@
 """Kueue admission: what a worker Job carries for Kueue, and what its Workload says.
 
-A pool that names a Kueue LocalQueue (`Pool.kueue_queue`) gets Jobs labelled
+A job whose project or pool names a Kueue LocalQueue (`AugmentationProjectSpec.kueue_queue`,
+`Pool.kueue_queue`; the project's wins, `jobs.job_queue`) gets Jobs labelled
 `kueue.x-k8s.io/queue-name` and created suspended (`jobs.render_job`). Kueue makes a Workload
 for each such Job and unsuspends the Job once its ClusterQueue admits it; until then the job
 stays `queued`, with Kueue's reason (`steps.held_by_queue`), and the pending timeout does not

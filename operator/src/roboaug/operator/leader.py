@@ -29,6 +29,8 @@ from .config import LeaderElection
 from .kube import ApiError, Kube
 
 log = logging.getLogger("roboaug.operator.leader")
+RETRY_SECONDS = 1.0
+"""After a failed renewal, the next try (client-go retries every 2 s of its 10 s deadline)."""
 
 
 def _micro(moment: datetime) -> str:
@@ -183,7 +185,8 @@ class LeaderElector:
             self._stop.wait(left)
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self.cfg.renew_period_seconds):
+        wait = self.cfg.renew_period_seconds
+        while not self._stop.wait(wait):
             try:
                 with self._lock:
                     if self._stop.is_set():  # released meanwhile: nothing to renew
@@ -192,8 +195,13 @@ class LeaderElector:
                 if not d.acquire:
                     self._lost(f"lost the lease to {d.holder}")
                     return
+                # Due a period after this renewal *began*, not after it ended: on a loaded
+                # apiserver a renewal took 3 s, the next began 8 s into the 10 s deadline with
+                # under 2 s for its GET and PUT, timed out, and the operator exited mid-burst.
+                wait = max(0.0, self._last_renew + self.cfg.renew_period_seconds - time.monotonic())
             except Exception as e:  # the watchdog stops us if this goes on past the deadline
                 log.warning("lease renewal failed (will retry): %s", e)
+                wait = min(RETRY_SECONDS, self.cfg.renew_period_seconds)  # soon: the deadline is near
 
     def release(self) -> None:
         """Give the lease up (clean shutdown) so a standby takes over immediately."""

@@ -17,6 +17,14 @@ last 2 KiB / 80 lines, the error line among them); the archive holds that, marke
 Create only (RBAC: create/get on configmaps, get on pods/log): an archive is written once and
 never rewritten. Each pod is handled once per operator process; its uid is forgotten when the
 pod is deleted, so the set follows the pods that exist.
+
+A sharded job (`shard_steps.py`): the pods of its shards' Job `<cr>-worker`, its `<cr>-finalize`
+and `<cr>-cleanup` Jobs are archived by the rule `joblogs.kept`, decided from the pod event
+alone (no API call for a pod left out): every failed shard pod, the shards of index 0 and 1
+that succeed, every finalize and cleanup pod (archives of their own, `archive_name`'s stage).
+So a job of 10,000 shards that succeed keeps two shard logs, not 10,000 ConfigMaps, and the
+operator's work per shard ending is a comparison. An attempt whose parts are all taken (8 failed
+shard pods of attempt 0, say) is remembered, so later pods of it cost no request either.
 """
 
 from __future__ import annotations
@@ -28,16 +36,18 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Optional
 
 from roboaug.api import joblogs
-from roboaug.api.contract import JOB_INDEX_FAILURE_COUNT
+from roboaug.api.contract import JOB_INDEX_FAILURE_COUNT, Stage
 from roboaug.api.models import LABEL_JOB_ID
 
 from .access import owner_reference
-from .jobs import CONTAINER, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY, job_name
+from .jobs import CONTAINER, LABEL_MANAGED_BY, LABEL_NAME, LABEL_STAGE, MANAGED_BY, cleanup_name, finalize_name, job_name
 from .kube import USER_AGENT, ApiError, Kube
 from .observe import cr_name_of
+from .shards import COMPLETION_INDEX_ANNOTATION
 
 log = logging.getLogger("roboaug.operator")
 ENDED_PHASES = ("Succeeded", "Failed")
+FULL_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,9 @@ class Ended:
     job_id: Optional[str]
     gone: bool                 # the pod object is deleted: its log cannot be read any more
     message: Optional[str]     # the worker container's termination message
+    stage: Optional[str] = None  # contract.Stage of its Job (None: a one-pod job's)
+    index: Optional[int] = None  # its Indexed Job completion index
+    job_uid: str = ""            # the Job that owns it
 
 
 def attempt_of(pod: Mapping[str, Any]) -> int:
@@ -66,24 +79,51 @@ def _termination_message(pod: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
+def _stage(cr: str, owner: str, labels: Mapping[str, Any]) -> tuple[bool, Optional[str]]:
+    """(whether `owner` is one of the CR's Jobs, the pod's stage: None for a one-pod job's).
+    The Job decides the stage but a shard's, which its label tells apart from a one-pod run
+    under the same Job name."""
+    if owner == job_name(cr):
+        return True, Stage.SHARD if labels.get(LABEL_STAGE) == Stage.SHARD else None
+    if owner == finalize_name(cr):
+        return True, Stage.FINALIZE
+    if owner == cleanup_name(cr):
+        return True, Stage.CLEANUP
+    return False, None
+
+
+def _index(meta: Mapping[str, Any]) -> Optional[int]:
+    raw = str((meta.get("annotations") or {}).get(COMPLETION_INDEX_ANNOTATION) or "")
+    return int(raw) if raw.isdigit() else None
+
+
 def ended(event_type: Optional[str], pod: Mapping[str, Any]) -> Optional[Ended]:
     """The attempt to archive on this pod event, or None. Only a pod whose controlling owner is
-    the CR's worker Job counts: a look-alike pod (our labels copied) cannot write an archive."""
+    one of the CR's Jobs counts: a look-alike pod (our labels copied) cannot write an archive.
+    A pod `joblogs.kept` leaves out (a shard that did not fail, past the sample) is None too."""
     meta = pod.get("metadata") or {}
     cr = cr_name_of(pod)
     if not cr:
         return None
     owner = next((r for r in meta.get("ownerReferences") or () if r.get("controller")), {})
-    if owner.get("kind") != "Job" or owner.get("name") != job_name(cr):
+    if owner.get("kind") != "Job":
+        return None
+    labels = meta.get("labels") or {}
+    ours, stage = _stage(cr, owner.get("name") or "", labels)
+    if not ours:
         return None
     gone = event_type == "DELETED"
     phase = (pod.get("status") or {}).get("phase")
     if phase not in ENDED_PHASES and not gone:
         return None
+    index = _index(meta)
+    if not joblogs.kept(stage, index, failed=phase == "Failed"):
+        return None
     return Ended(namespace=meta.get("namespace", ""), cr_name=cr, pod_name=meta.get("name", ""),
                  pod_uid=meta.get("uid", ""), attempt=attempt_of(pod),
-                 job_id=(meta.get("labels") or {}).get(LABEL_JOB_ID), gone=gone,
-                 message=_termination_message(pod))
+                 job_id=labels.get(LABEL_JOB_ID), gone=gone,
+                 message=_termination_message(pod), stage=stage, index=index,
+                 job_uid=owner.get("uid") or "")
 
 
 def lost_line(e: Ended) -> str:
@@ -93,7 +133,8 @@ def lost_line(e: Ended) -> str:
 
 def archive(cr: Mapping[str, Any], e: Ended, text: str, source: str, truncated: bool, part: int = 0) -> dict:
     """The ConfigMap holding the log tail `text` of pod `e.pod_name`, part `part` of attempt
-    `e.attempt` (one part per pod of the attempt), owned by the CR."""
+    `e.attempt` (one part per pod of the attempt; a finalize or cleanup pod's under its stage's
+    own name), owned by the CR."""
     meta = cr["metadata"]
     labels = {LABEL_NAME: "roboaug-worker-log", LABEL_MANAGED_BY: MANAGED_BY}
     if e.job_id:
@@ -102,7 +143,7 @@ def archive(cr: Mapping[str, Any], e: Ended, text: str, source: str, truncated: 
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": joblogs.archive_name(meta["name"], meta["uid"], e.attempt, part),
+            "name": joblogs.archive_name(meta["name"], meta["uid"], e.attempt, part, e.stage),
             "namespace": meta["namespace"],
             "labels": labels,
             "annotations": {joblogs.ANNOTATION_ATTEMPT: str(e.attempt), joblogs.ANNOTATION_POD: e.pod_name,
@@ -129,6 +170,9 @@ class LogArchiver:
         self.limit = limit
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="log-archive")
         self._handled: set[str] = set()
+        # (Job uid, stage, attempt) whose every part is taken: its later pods are left out
+        # without a request. Bounded: cleared past FULL_REMEMBERED (forgetting costs requests).
+        self._full: set[tuple[str, Optional[str], int]] = set()
 
     def pod_event(self, event_type: Optional[str], pod: Mapping[str, Any]) -> Optional[asyncio.Future]:
         uid = (pod.get("metadata") or {}).get("uid", "")
@@ -154,6 +198,9 @@ class LogArchiver:
 
     def archive(self, e: Ended) -> Optional[str]:
         """Archive `e`; returns the ConfigMap's name, or None when there was nothing to do."""
+        full = (e.job_uid, e.stage, e.attempt)
+        if e.job_uid and full in self._full:
+            return None
         try:
             cr = self.kube.get_cr(e.namespace, e.cr_name)
         except ApiError as exc:
@@ -163,6 +210,11 @@ class LogArchiver:
         path = f"/api/v1/namespaces/{e.namespace}/configmaps"
         part = self.free_part(cr, e, path)
         if part is None:
+            return None
+        if part < 0:  # every part taken
+            if len(self._full) >= FULL_REMEMBERED:
+                self._full.clear()
+            self._full.add(full)
             return None
         text, source, truncated = None, "pod", False
         if not e.gone:
@@ -187,9 +239,9 @@ class LogArchiver:
 
     def free_part(self, cr: Mapping[str, Any], e: Ended, path: str) -> Optional[int]:
         """The first part of `e.attempt` with no archive yet; None when this pod has one already
-        (handled before a restart) or every part is taken."""
+        (handled before a restart), -1 when every part is taken."""
         for part in range(joblogs.MAX_ARCHIVE_PARTS):
-            name = joblogs.archive_name(cr["metadata"]["name"], cr["metadata"]["uid"], e.attempt, part)
+            name = joblogs.archive_name(cr["metadata"]["name"], cr["metadata"]["uid"], e.attempt, part, e.stage)
             try:
                 found = self.kube.request("GET", f"{path}/{name}", resource="configmaps")
             except ApiError as exc:
@@ -201,7 +253,7 @@ class LogArchiver:
         log.warning("attempt %s of %s had more than %d pods: the log of %s is not archived", e.attempt,
                     e.cr_name, joblogs.MAX_ARCHIVE_PARTS, e.pod_name,
                     extra={"object": {"namespace": e.namespace, "name": e.cr_name}})
-        return None
+        return -1
 
     def read_log(self, e: Ended) -> Iterator[bytes]:
         return self.kube.pod_log_chunks(e.namespace, e.pod_name, CONTAINER)

@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
-from roboaug.api.contract import TERMINAL_STATUSES
+from roboaug.api.contract import HF_TOKEN, TERMINAL_STATUSES
 from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT
 
 from .jobs import ANNOTATION_CR_NAME, CONTAINER
@@ -131,6 +131,9 @@ class JobView:
     queue: Optional[str] = None
     # status.startTime: when the Job last started, i.e. was unsuspended (Kueue's admission)
     started: Optional[str] = None
+    # the Secret (name, key) its worker's HF_TOKEN comes from, as it was rendered: the later
+    # stages of a sharded job mount the same one (shard_steps), whatever the project says now
+    hub_token: Optional[tuple[str, str]] = None
 
     @property
     def finished(self) -> bool:
@@ -208,7 +211,20 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
         suspended=bool((body.get("spec") or {}).get("suspend")),
         queue=(meta.get("labels") or {}).get(LABEL_QUEUE_NAME),
         started=status.get("startTime"),
+        hub_token=_hub_token(body),
     )
+
+
+def _hub_token(body: Mapping[str, Any]) -> Optional[tuple[str, str]]:
+    pod = (((body.get("spec") or {}).get("template") or {}).get("spec") or {})
+    for c in pod.get("containers") or ():
+        if c.get("name") != CONTAINER:
+            continue
+        for env in c.get("env") or ():
+            ref = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}) if env.get("name") == HF_TOKEN.name else {}
+            if ref.get("name"):
+                return ref["name"], ref.get("key") or "token"
+    return None
 
 
 def summarize_pod(body: Mapping[str, Any]) -> PodView:

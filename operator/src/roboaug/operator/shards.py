@@ -18,9 +18,10 @@ COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 """The shard a pod of an Indexed Job runs (the job controller writes it on each pod)."""
 
 PROGRESS_WRITES_PER_SECOND = 1.0
-"""Most status writes per second per job carrying only the shards' summed progress, whatever
-the shard count: 10,000 shards report as often as one. Phase moves, shard completions and the
-end are written at once."""
+"""Most status writes per second per job carrying only the shards' summed progress (frames, and
+how many shards are done), whatever the shard count: 10,000 shards report and end as often as
+one. Phase moves, every shard done (finalize), a shard failed for good and the end are written
+at once."""
 
 
 def index_pods(pods: Iterable[PodView]) -> dict[int, PodView]:

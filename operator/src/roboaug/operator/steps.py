@@ -359,14 +359,21 @@ def ensure_job(d: Decision) -> bool:
     if job.suspended and job.queue and not job.finished:
         return held_by_queue(d)
     if d.h.phase == "queued":
+        # stamped when the Job started, not when we noticed: an operator that was stopped or
+        # slow sees the Job late, and a `scheduling` begun at its own clock would push the
+        # worker's earlier `downloading` start forward (phases never overlap). startTime is when
+        # the job controller took it up (after Kueue's admission for a held one); a Job without
+        # it yet counts from its creation unless Kueue held it (then the wait was not ours).
+        began = parse_ts(job.started) or (parse_ts(job.created) if not job.queue else None)
         d.h.advance("scheduling", d.now, f"Job {job.name} created on pool {d.choice.name}",
                     data={"job": job.name, "pool": d.choice.name,
-                          "instance_type": d.choice.pool.instance_type})
+                          "instance_type": d.choice.pool.instance_type}, at=began)
     return False
 
 
 def held_by_queue(d: Decision) -> bool:
-    """Our Job waits, suspended, for Kueue to admit it (its pool names a LocalQueue, kueue.py):
+    """Our Job waits, suspended, for Kueue to admit it (its project or pool names a LocalQueue:
+    `jobs.job_queue`, read back from the Job's label, kueue.py):
     the job stays where it is (`queued`, before it ever ran), with Kueue's reason from its
     Workload as a `waiting_for_admission` event and a Normal Event each time the reason changes
     (at most MAX_ADMISSION_EVENTS per phase). The decision ends here, so the pending timeout
@@ -498,9 +505,12 @@ def started(d: Decision) -> bool:
     """The current pod runs on a node: `downloading`, and the queue wait is measured."""
     if not (d.ran and d.h.phase in QUEUED_PHASES):
         return False
-    c = d.current
-    d.h.advance("downloading", d.now, f"worker started on node {c.node}",
-                data={"pod": c.name, "node": c.node,
+    # the pod that ran: a sharded job's current pod may be a pending shard while others are done
+    c = d.current if d.current is not None and d.current.node else \
+        next((p for p in reversed(d.pods) if p.node), d.current)
+    d.h.advance("downloading", d.now, f"worker started on node {c.node}" if c is not None and c.node
+                else "worker started",
+                data={"pod": c.name if c is not None else None, "node": c.node if c is not None else None,
                       "instance_type": d.h.status.get("instance_type"), "region": d.h.status.get("region")})
     created = parse_ts(d.h.status.get("created_at"))
     if created:
@@ -621,18 +631,27 @@ def pending_timeout(d: Decision) -> bool:
     deleted (`reconcile.stop_worker`) and the job fails (no retry is spent); before it, a look
     again when it runs out."""
     timeout = d.spec.pending_timeout_seconds or d.config.pending_timeout_seconds
-    events = d.h.current["events"]
-    stall = (unplaced(d.current, d.job, events, d.now, timeout)
-             or not_starting(d.current, events, d.now, timeout))
-    if stall is None:
+    hit = stalled(d, d.current, d.job, timeout)
+    if hit is None:
         return False
+    stall, data = hit
+    return d.fail(stall.error, stall.message, data, reason=stall.reason)
+
+
+def stalled(d: Decision, pod: Optional[PodView], job: JobView, timeout: int) -> Optional[tuple[Stall, dict]]:
+    """The pending timeout's rule for a pod of any of the job's Jobs (a sharded job's finalize
+    and cleanup pods too, `shard_steps`): the stall's news recorded as it comes, a look again
+    when the timeout runs out; once the pod has waited `timeout` seconds, the stall and the data
+    of its `failed` event (the caller decides what a timeout means), else None."""
+    events = d.h.current["events"]
+    stall = unplaced(pod, job, events, d.now, timeout) or not_starting(pod, events, d.now, timeout)
+    if stall is None:
+        return None
     if stall.note is not None:
         d.h.event(stall.note.status, d.now, stall.note.message, data=stall.note.data)
         d.plan.events.append(("Warning", stall.note.reason, stall.note.message))
     waited = (d.now - stall.since).total_seconds()
     if waited < timeout:
-        d.plan.requeue_after = max(0.5, timeout - waited)
-        return False
-    return d.fail(stall.error, stall.message,
-                  {"pending_seconds": round(waited, 1), "timeout_seconds": timeout, **stall.data},
-                  reason=stall.reason)
+        d.plan.requeue_after = min(d.plan.requeue_after or float("inf"), max(0.5, timeout - waited))
+        return None
+    return stall, {"pending_seconds": round(waited, 1), "timeout_seconds": timeout, **stall.data}

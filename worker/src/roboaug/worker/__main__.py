@@ -10,7 +10,7 @@ ROBOAUG_PROCESSES, else min(2, usable CPUs); ROBOAUG_PIN_WORKERS (auto, 0, 1) ho
 (auto: when it owns exactly that many). Encoder preset: ROBOAUG_SVTAV1_PRESET. Frame limit:
 ROBOAUG_MAX_FRAMES (the project's limits.max_frames_per_job). Sharded jobs: ROBOAUG_STAGE, ROBOAUG_SHARDS
 and JOB_COMPLETION_INDEX (a single stage whose automatic plan wants several shards exits
-SHARD_PLAN, its last line the plan: contract.plan_line). Hub token: env HF_TOKEN (never logged: masked in every line). Every line written is a JSON
+SHARD_PLAN, its last line the plan: contract.plan_line; ROBOAUG_MAX_SHARDS caps that plan, ROBOAUG_FRAMES_PER_SHARD sets its threshold). Hub token: env HF_TOKEN (never logged: masked in every line). Every line written is a JSON
 log line (roboaug.api.joblogs; worker/log.py). Progress goes to
 stdout as JSON lines and, with ROBOAUG_CR_NAME / ROBOAUG_CR_NAMESPACE set, to the CR's
 status.progress. Every variable, the exit codes and the error line are the worker contract's:
@@ -121,7 +121,8 @@ def run(argv: Optional[Sequence[str]] = None, env=os.environ) -> int:
     try:
         opts = pipeline.RunOptions(job_id=job_id, workdir=workdir, processes=_processes(args, wenv),
                                    token=wenv.hub_token, max_frames=wenv.max_frames, stage=wenv.stage,
-                                   shards=wenv.shards, shard_index=wenv.shard_index)
+                                   shards=wenv.shards, shard_index=wenv.shard_index,
+                                   max_shards=wenv.max_shards, frames_per_shard=wenv.frames_per_shard)
         summary = pipeline.run(spec, opts, ProgressReporter.from_env(wenv))
     finally:
         if created:

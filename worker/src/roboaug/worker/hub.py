@@ -52,7 +52,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 from roboaug.api.models import DatasetRef
 
@@ -122,13 +122,15 @@ def resolve(ref: DatasetRef, token: Optional[str]) -> Resolved:
     return Resolved(ref.repo_id, info.sha, bool(info.private))
 
 
-def download(ref: DatasetRef, dest: Path, token: Optional[str], *, only: Optional[list[str]] = None) -> Path:
+def download(ref: DatasetRef, dest: Path, token: Optional[str], *, only: Optional[list[str]] = None,
+             fresh: bool = True) -> Path:
     """A complete local copy of the dataset `ref` names.
 
     `file://` datasets are used in place (checked, not copied). Hub datasets are downloaded into
     `dest` (emptied first, so nothing stale can pass for part of the snapshot; removed again on
     failure) at `ref.revision` or `main`, and `dest` is returned. `only`: just the files matching these patterns
-    (fnmatch, `*` crosses `/`), for a preview that needs a few episodes' files.
+    (fnmatch, `*` crosses `/`), for a preview that needs a few episodes' files. `fresh=False`: `dest`
+    already holds part of this same pinned commit (SourceParts); it is added to, not emptied.
     """
     if ref.scheme == "file":
         root = Path(ref.path or "")
@@ -142,8 +144,9 @@ def download(ref: DatasetRef, dest: Path, token: Optional[str], *, only: Optiona
 
     dest = Path(dest)
     what = f"dataset {ref.repo_id}" + (f"@{ref.revision}" if ref.revision else "")
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
+    if fresh:
+        shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True, exist_ok=True)
     try:
         path = snapshot_download(
             ref.repo_id,
@@ -161,6 +164,46 @@ def download(ref: DatasetRef, dest: Path, token: Optional[str], *, only: Optiona
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return Path(path)
+
+
+def file_sizes(ref: DatasetRef, token: Optional[str]) -> dict[str, int]:
+    """Path -> size in bytes of every file of the Hub dataset `ref` (pinned: `ref.revision` a sha),
+    from the tree listing: what the LeRobot layout weighs units by before any data file is here."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    what = f"the file list of dataset {ref.repo_id}" + (f"@{ref.revision}" if ref.revision else "")
+    try:
+        tree = HfApi(endpoint=_endpoint(), token=_auth(token)).list_repo_tree(
+            ref.repo_id, repo_type=REPO_TYPE, revision=ref.revision, recursive=True)
+        return {f.path: int(f.size) for f in tree if isinstance(f, RepoFile)}
+    except Exception as exc:
+        _reraise(exc, what, token)
+
+
+def exact_pattern(path: str) -> str:
+    """An `only=` pattern that matches `path` alone (fnmatch's wildcards in a name taken literally)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+
+
+@dataclass
+class SourceParts:
+    """A Hub LeRobot source fetched in parts into `root`: meta/ first, then what the pod's work reads
+    (stages.LeRobotUnits): a pod that only plans, or runs one shard, skips the other files' bytes."""
+
+    ref: DatasetRef  # pinned to a commit sha
+    root: Path
+    token: Optional[str]
+    sizes: dict[str, int]  # file_sizes of that commit
+
+    def fetch(self, paths) -> None:
+        """These files (repo-relative), those not here yet."""
+        missing = sorted({p for p in paths if not (self.root / p).is_file()})
+        if missing:
+            download(self.ref, self.root, self.token, only=[exact_pattern(p) for p in missing], fresh=False)
+
+    def fetch_all(self) -> None:
+        download(self.ref, self.root, self.token, fresh=False)
 
 
 def read_file(ref: DatasetRef, filename: str, token: Optional[str]) -> Optional[bytes]:
@@ -322,35 +365,78 @@ def open_staging(repo_id: str, job_id: str, token: Optional[str], *, private: bo
 
     The repo is created when missing (`private`: its visibility) and refused (INVALID_SPEC) when
     it holds a dataset roboaug did not make, before any shard works. The branch starts at main's
-    head with every file but `.gitattributes` (which decides what goes through LFS) deleted, so
-    it holds only what the shards stage; LFS objects main already references are not uploaded
-    again (the Hub's LFS store is per repo). A branch
-    that already exists (a retried pod) is kept as it is. Whether this call created the repo is
-    recorded on the branch, so that `drop_staging` can remove a repo left empty.
-    """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    head and its first commit (the one that opens it: `.roboaug/staging.json` added) deletes every
+    file but `.gitattributes` (which decides what goes through LFS), so it holds only what the
+    shards stage; LFS objects main already references are not uploaded again (the Hub's LFS store
+    is per repo). Whether this call created the repo is recorded on the branch, so that
+    `drop_staging` can remove a repo left empty.
 
+    Every shard of a job calls this, usually at once: a branch that is open already (a retried
+    pod, or another shard first) is kept as it is, and the opening commit is made against the
+    branch head read just before (`parent_commit`), so of two shards racing to open it one
+    commits and the other is refused (409/412) and, retried by `_retry_conflicts` like a shard
+    commit, finds it open; a late opening commit can never delete what a shard staged meanwhile.
+    """
     branch = staging_branch(job_id)
+    what = f"dataset {repo_id} (staging branch {branch})"
     api = _api(token)
     try:
         created = _ensure_repo(api, repo_id, private)
         head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision="main").sha
-        remote = api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head)
         if not created:
-            _check_ours(api, repo_id, head, remote, token)
-        branches = {b.name for b in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).branches}
-        if branch not in branches:
-            api.create_branch(repo_id, branch=branch, revision=head, repo_type=REPO_TYPE, exist_ok=True)
-            meta = json.dumps({"job_id": job_id, "created_repo": created}, sort_keys=True).encode()
-            # the branch keeps only main's .gitattributes: what it holds is what the shards staged
-            ops = [CommitOperationAdd(_STAGING_META, meta)]
-            ops += [CommitOperationDelete(p) for p in sorted(remote) if p != ".gitattributes"]
-            api.create_commit(repo_id, operations=ops,
-                              commit_message=f"roboaug: open staging for job {job_id}", repo_type=REPO_TYPE,
-                              revision=branch)
+            _check_ours(api, repo_id, head, api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head), token)
     except Exception as exc:
-        _reraise(exc, f"dataset {repo_id} (staging branch {branch})", token)
+        _reraise(exc, what, token)
+    meta = {"job_id": job_id, "created_repo": created}
+    _retry_conflicts(what, token, lambda: _open_staging_once(api, repo_id, branch, head, meta, token))
     return branch
+
+
+def _open_staging_once(api, repo_id: str, branch: str, main_head: str, meta: dict, token: Optional[str]) -> None:
+    """One try at opening `branch`, from a fresh read of its head; a commit that loses a race for
+    the branch raises the Hub's 409/412 for `_retry_conflicts`."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    if branch not in {b.name for b in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).branches}:
+        # exist_ok: another shard may create it between the listing and this call; same branch
+        api.create_branch(repo_id, branch=branch, revision=main_head, repo_type=REPO_TYPE, exist_ok=True)
+    head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=branch).sha
+    have = _read_json(api, repo_id, head, _STAGING_META, token)
+    if have is not None and (have.get("created_repo") or not meta["created_repo"]):
+        return  # open already: kept as it is
+    body = json.dumps({**(have or {}), **meta}, sort_keys=True).encode()
+    ops = [CommitOperationAdd(_STAGING_META, body)]
+    if have is None:
+        # the branch keeps only main's .gitattributes: what it holds is what the shards staged
+        remote = api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=head)
+        ops += [CommitOperationDelete(p) for p in sorted(remote) if p not in (".gitattributes", _STAGING_META)]
+        message = f"roboaug: open staging for job {meta['job_id']}"
+    else:
+        # another shard opened it first, not knowing that this one had just created the repo:
+        # without the mark, drop_staging would leave the empty repo behind
+        message = f"roboaug: staging for job {meta['job_id']}: the repo was created for it"
+    api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=REPO_TYPE, revision=branch,
+                      parent_commit=head)
+
+
+COMMIT_CONFLICTS = frozenset({409, 412})
+"""What the Hub answers a commit that lost a race for its branch (another commit moved it): many
+shards opening (`open_staging`) or committing to one staging branch at once meet it on the real Hub."""
+COMMIT_ATTEMPTS = 6
+COMMIT_BACKOFF_S = 0.5
+"""The first wait after a conflict; each next one doubles (at most COMMIT_BACKOFF_MAX_S), each
+drawn at random up to that bound (full jitter) so the shards that collided do not collide again."""
+COMMIT_BACKOFF_MAX_S = 8.0
+
+
+def _conflict(exc: BaseException) -> Optional[int]:
+    """The HTTP status when `exc` (or a cause) is the Hub refusing a commit that lost a race."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for e in _chain(exc):
+        if isinstance(e, HfHubHTTPError) and e.response is not None and e.response.status_code in COMMIT_CONFLICTS:
+            return e.response.status_code
+    return None
 
 
 def commit_shard(repo_id: str, branch: str, shard_index: int, files: dict[str, Path], token: Optional[str]) -> str:
@@ -360,29 +446,63 @@ def commit_shard(repo_id: str, branch: str, shard_index: int, files: dict[str, P
     of the same shard committed and this one lacks are deleted in the same commit, so a retried
     shard replaces exactly its own files and never touches another shard's. Unchanged files are
     not uploaded again (the client skips what the branch already holds).
-    """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
+    A commit the Hub refuses with 409 or 412 (COMMIT_CONFLICTS: the branch moved under it) is
+    made again from a fresh read of the branch, up to COMMIT_ATTEMPTS times with jittered
+    exponential backoff (`_retry_conflicts`, as `open_staging`); then NETWORK (retryable: the pod
+    is retried). Files uploaded by a refused attempt are not uploaded again (the Hub already
+    holds them).
+    """
     manifest = shard_manifest_path(shard_index)
     bad = [p for p in files if p == manifest or p == _STAGING_META or not p or p.startswith("/")]
     if bad:
         raise WorkerError(ExitCode.INTERNAL, f"shard {shard_index}: {bad[0]!r} is not a path a shard may commit")
     api = _api(token)
     what = f"dataset {repo_id} (staging branch {branch}, shard {shard_index})"
-    try:
-        before = _read_json(api, repo_id, branch, manifest, token) or {"files": []}
-        present = set(api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=branch))
-        now = sorted(files)
-        body = json.dumps({"shard": int(shard_index), "files": now}, sort_keys=True).encode()
-        ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(files[p])) for p in now]
-        ops.append(CommitOperationAdd(path_in_repo=manifest, path_or_fileobj=body))
-        ops += [CommitOperationDelete(path_in_repo=p) for p in sorted(set(before["files"]) - set(now)) if p in present]
-        with _transfer_protocol(api, repo_id, token):
-            info = api.create_commit(repo_id, operations=ops, repo_type=REPO_TYPE, revision=branch,
-                                     commit_message=f"roboaug: shard {shard_index}")
-        return info.oid
-    except Exception as exc:
-        _reraise(exc, what, token)
+    return _retry_conflicts(
+        what, token, lambda: _commit_shard_once(api, repo_id, branch, shard_index, files, manifest, token))
+
+
+_T = TypeVar("_T")
+
+
+def _retry_conflicts(what: str, token: Optional[str], attempt: Callable[[], _T]) -> _T:
+    """`attempt()`, made again while the Hub refuses its commit with 409/412 (COMMIT_CONFLICTS),
+    up to COMMIT_ATTEMPTS times with jittered exponential backoff; then NETWORK naming `what`
+    and the status (retryable: the pod is retried). `attempt` reads the branch afresh each time,
+    which is what makes trying again right. Any other failure is mapped at once (`map_error`)."""
+    import random
+    import time
+
+    for n in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except Exception as exc:
+            status = _conflict(exc)
+            if status is None:
+                _reraise(exc, what, token)
+            if n == COMMIT_ATTEMPTS:
+                raise WorkerError(ExitCode.NETWORK, f"{what}: the Hub refused {COMMIT_ATTEMPTS} commits in a row "
+                                  f"({status}: the branch kept moving under them)") from exc
+            time.sleep(random.uniform(0, min(COMMIT_BACKOFF_MAX_S, COMMIT_BACKOFF_S * 2 ** (n - 1))))
+    raise AssertionError("unreachable")
+
+
+def _commit_shard_once(api, repo_id: str, branch: str, shard_index: int, files: dict[str, Path], manifest: str,
+                       token: Optional[str]) -> str:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    before = _read_json(api, repo_id, branch, manifest, token) or {"files": []}
+    present = set(api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=branch))
+    now = sorted(files)
+    body = json.dumps({"shard": int(shard_index), "files": now}, sort_keys=True).encode()
+    ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(files[p])) for p in now]
+    ops.append(CommitOperationAdd(path_in_repo=manifest, path_or_fileobj=body))
+    ops += [CommitOperationDelete(path_in_repo=p) for p in sorted(set(before["files"]) - set(now)) if p in present]
+    with _transfer_protocol(api, repo_id, token):
+        info = api.create_commit(repo_id, operations=ops, repo_type=REPO_TYPE, revision=branch,
+                                 commit_message=f"roboaug: shard {shard_index}")
+    return info.oid
 
 
 def read_staging(repo_id: str, branch: str, path_in_repo: str, token: Optional[str], *,

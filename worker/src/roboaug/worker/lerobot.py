@@ -161,12 +161,30 @@ class Prepared:
         return self.layout.units
 
 
-def prepare(source: Path, job: FormatJob) -> Prepared:
-    ds = load(source)
+def prepare(source: Path, job: FormatJob, sizes: Optional[dict[str, int]] = None) -> Prepared:
+    """`sizes`: the source's file list when only its meta/ is on disk (hub.SourceParts): the plan
+    and the units need nothing more."""
+    ds = load(source, sizes=sizes)
     # again from the episodes themselves, before any video is opened: info.json's total may understate them
     check_frame_limit(job.spec, sum(ep.length for ep in ds.episodes), job.max_frames)
     planned = plan(ds, job.spec)
     return Prepared(ds, planned, lerobot_writer.layout(ds, job.spec.augment_dataset_mode, planned))
+
+
+def source_files(prep: Prepared, units: Iterable[Unit], mode: str) -> list[str]:
+    """The source files `run_units` reads for these units: their episodes' data file and mp4s, and
+    in v3.0 copy mode the first data file, whose schema every new data file takes
+    (lerobot_writer._unit_v30_copy)."""
+    ds = prep.ds
+    wanted = {e for u in units for e in u.episodes}
+    files = set()
+    for oe in prep.planned:
+        if oe.out_index in wanted:
+            files.add(oe.source.data_file)
+            files.update(rel for rel, _ in oe.source.videos.values())
+    if files and ds.version == "v3.0" and mode == "copy":
+        files.add(ds.data_files()[0])
+    return sorted(files)
 
 
 def _png64(rgb) -> str:

@@ -40,6 +40,14 @@ class LeRobotDataset:
     root: Path
     info: dict[str, Any]
     episodes: list[Episode]
+    sizes: dict[str, int] | None = None
+    """Path -> bytes of every source file, when the files are not all here yet (a Hub source
+    fetched in parts: hub.SourceParts); None: the files are on disk, asked there."""
+
+    def file_size(self, rel: str) -> int:
+        if self.sizes is not None:
+            return self.sizes[rel]
+        return (self.root / rel).stat().st_size
 
     @property
     def version(self) -> str:
@@ -112,10 +120,11 @@ def is_lerobot(root: Path) -> bool:
     return (root / "meta" / "info.json").is_file()
 
 
-def load(root: Path, *, check_files: bool = True) -> LeRobotDataset:
+def load(root: Path, *, check_files: bool = True, sizes: dict[str, int] | None = None) -> LeRobotDataset:
     """Read a LeRobot dataset's metadata; UNSUPPORTED_FORMAT for another version or a broken layout.
     `check_files=False`: only meta/ is read (a preview fetches just the picked episodes' files and
-    checks those with `check_episode_files`)."""
+    checks those with `check_episode_files`). `sizes` (the source's file list, only meta/ on disk):
+    every episode's files are checked against it instead, with the same errors as on disk."""
     info_path = root / "meta" / "info.json"
     try:
         info = json.loads(info_path.read_text())
@@ -144,19 +153,22 @@ def load(root: Path, *, check_files: bool = True) -> LeRobotDataset:
         raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"LeRobot {version} metadata is unreadable: {exc}") from exc
     if [e.index for e in episodes] != list(range(len(episodes))) or len(episodes) != info["total_episodes"]:
         raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, "episode indices are not 0..total_episodes-1")
-    ds = LeRobotDataset(root=root, info=info, episodes=episodes)
+    ds = LeRobotDataset(root=root, info=info, episodes=episodes, sizes=sizes)
     if check_files:
         for ep in episodes:
-            check_episode_files(root, ep)
+            check_episode_files(root, ep, listed=sizes)
     return ds
 
 
-def check_episode_files(root: Path, ep: Episode, *, data: bool = True) -> None:
-    """The episode's video files (and data file) exist."""
+def check_episode_files(root: Path, ep: Episode, *, data: bool = True, listed: dict[str, int] | None = None) -> None:
+    """The episode's video files (and data file) exist: on disk, or in `listed` when given."""
+    def exists(rel: str) -> bool:
+        return rel in listed if listed is not None else (root / rel).is_file()
+
     for key, (rel, _) in ep.videos.items():
-        if not (root / rel).is_file():
+        if not exists(rel):
             raise WorkerError(ExitCode.CORRUPT_VIDEO, f"video file {rel} of episode {ep.index} is missing")
-    if data and not (root / ep.data_file).is_file():
+    if data and not exists(ep.data_file):
         raise WorkerError(ExitCode.UNSUPPORTED_FORMAT, f"data file {ep.data_file} of episode {ep.index} is missing")
 
 

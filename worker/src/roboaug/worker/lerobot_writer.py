@@ -190,7 +190,7 @@ def _bytes_per_frame(ds: LeRobotDataset, file_of) -> dict[str, float]:
     frames: dict[str, int] = {}
     for ep in ds.episodes:
         frames[file_of(ep)] = frames.get(file_of(ep), 0) + ep.length
-    return {rel: (ds.root / rel).stat().st_size / n if n else 0.0 for rel, n in frames.items()}
+    return {rel: ds.file_size(rel) / n if n else 0.0 for rel, n in frames.items()}
 
 
 def layout(ds: LeRobotDataset, mode: str, plan: list[OutputEpisode]) -> Layout:

@@ -43,6 +43,8 @@ class RunOptions:
     stage: str = Stage.SINGLE  # contract.STAGE
     shards: Optional[int] = None  # contract.SHARDS: None = automatic (single stage only)
     shard_index: Optional[int] = None  # contract.COMPLETION_INDEX (shard stage)
+    max_shards: Optional[int] = None  # contract.SHARDS_LIMIT: the automatic plan's cap (the project's)
+    frames_per_shard: Optional[int] = None  # contract.FRAMES_PER_SHARD: the automatic plan's threshold (the pool's)
 
 
 @dataclass
@@ -62,12 +64,16 @@ class Source:
     root: Path
     revision: Optional[str] = None  # commit sha of a Hub source; None for file://
     private: bool = True  # a file:// source has no visibility: treated as private
+    parts: Optional[object] = None  # hub.SourceParts: a Hub LeRobot source of which only meta/ is here yet
 
 
 def resolve_source(spec, opts: RunOptions) -> Source:
     """The source on local disk. A Hub source is first pinned to the commit its revision names
-    now, and exactly that commit is downloaded; under a frame limit, a LeRobot source's
-    meta/info.json is read first, so an oversized source is refused before its videos are fetched."""
+    now, and only that commit is read; under a frame limit, a LeRobot source's meta/info.json is
+    read first, so an oversized source is refused before its videos are fetched. Of a Hub LeRobot
+    source only meta/ is downloaded here (`parts`): the plan and the units need nothing more, and
+    each stage fetches the files its work reads (stages.LeRobotUnits). Any other Hub source
+    comes whole."""
     ref = DatasetRef.parse(spec.dataset_id)
     if ref.scheme == "file":
         root = Path(ref.path)
@@ -82,8 +88,11 @@ def resolve_source(spec, opts: RunOptions) -> Source:
         info = hub.read_file(at, "meta/info.json", opts.token)
         if info is not None:  # an image dataset has none: its rows are counted once downloaded
             check_frame_limit(spec, lerobot.declared_frames(info), opts.max_frames)
-    root = hub.download(at, opts.workdir / "source", opts.token)
-    return Source(root, pinned.sha, pinned.private)
+    sizes = hub.file_sizes(at, opts.token)
+    if "meta/info.json" not in sizes:  # not LeRobot (lerobot_dataset.is_lerobot): read whole
+        return Source(hub.download(at, opts.workdir / "source", opts.token), pinned.sha, pinned.private)
+    root = hub.download(at, opts.workdir / "source", opts.token, only=["meta/*"])
+    return Source(root, pinned.sha, pinned.private, hub.SourceParts(at, root, opts.token, sizes))
 
 
 def output_private(spec, source: Source) -> bool:
@@ -134,7 +143,7 @@ def run(spec, opts: RunOptions, reporter: ProgressReporter) -> RunSummary:
                     max_frames=opts.max_frames)
     if opts.stage == Stage.SINGLE:
         return _single(spec, opts, reporter, source, fmt, handler, job, output_id)
-    units = stages.format_units(fmt, handler, root, job)
+    units = stages.format_units(fmt, handler, root, job, source.parts)
     if opts.stage == Stage.SHARD:
         return _shard(spec, opts, reporter, source, units, output_id, job_id)
     return _finalize(spec, opts, reporter, source, units, output_id, job_id)
@@ -145,8 +154,8 @@ def _single(spec, opts, reporter, source, fmt, handler, job, output_id) -> RunSu
     stage, dest = staging_for(output_id, root, opts.workdir)
     units = None
     if fmt == "lerobot":  # the plan first: a job that wants several pods does no work here
-        units = stages.format_units(fmt, handler, root, job)
-        stages.check_single(units, spec, opts.shards)
+        units = stages.format_units(fmt, handler, root, job, source.parts)
+        stages.check_single(units, spec, opts.shards, opts.max_shards, opts.frames_per_shard)
     fresh_dir(stage)
     commit = None
     try:

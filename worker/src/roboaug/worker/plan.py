@@ -13,12 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from roboaug.api.contract import MAX_SHARDS, ShardPlan
+from roboaug.api.contract import DEFAULT_FRAMES_PER_SHARD, MAX_SHARDS, ShardPlan
 
-AUTO_FRAMES_PER_SHARD = 250_000
+AUTO_FRAMES_PER_SHARD = DEFAULT_FRAMES_PER_SHARD
 """The automatic plan (spec.shards unset): one shard up to this many frames of work (augmented
-frames written), else one shard per this many, at most one per unit. The one place the size
-threshold lives; every test dataset is far below it (the pusht-sized bench: 77,250)."""
+frames written), else one shard per this many, at most one per unit, unless the pool sets its own
+(contract.FRAMES_PER_SHARD). Every test dataset is far below it (the pusht-sized bench: 77,250)."""
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,20 @@ def units_of_shard(units: Sequence[Unit], shards: int, index: int) -> list[Unit]
     return [u for u, s in zip(units, owner) if s == index]
 
 
-def auto_shards(units: Sequence[Unit]) -> int:
-    """The automatic shard count for these units (AUTO_FRAMES_PER_SHARD)."""
+def auto_shards(units: Sequence[Unit], cap: Optional[int] = None, per_shard: Optional[int] = None) -> int:
+    """The automatic shard count for these units: one shard per `per_shard` frames (the pool's,
+    contract.FRAMES_PER_SHARD; None: AUTO_FRAMES_PER_SHARD), at most `cap` (the project's
+    limits.max_shards, contract.SHARDS_LIMIT; None: MAX_SHARDS)."""
+    per_shard = per_shard or AUTO_FRAMES_PER_SHARD
     frames = sum(u.frames for u in units)
-    if frames <= AUTO_FRAMES_PER_SHARD:
+    if frames <= per_shard:
         return 1
-    return max(1, min(len(units), math.ceil(frames / AUTO_FRAMES_PER_SHARD), MAX_SHARDS))
+    return max(1, min(len(units), math.ceil(frames / per_shard), cap or MAX_SHARDS, MAX_SHARDS))
 
 
-def shard_plan(units: Sequence[Unit], requested: Optional[int]) -> ShardPlan:
-    """The plan for a job: `requested` (spec.shards) when given, else automatic."""
-    shards = requested if requested is not None else auto_shards(units)
+def shard_plan(units: Sequence[Unit], requested: Optional[int], cap: Optional[int] = None,
+               per_shard: Optional[int] = None) -> ShardPlan:
+    """The plan for a job: `requested` (spec.shards) when given, else automatic, at most `cap`.
+    A requested count above the cap never gets here: the project's policy refuses it first."""
+    shards = requested if requested is not None else auto_shards(units, cap, per_shard)
     return ShardPlan(shards=shards, units=len(units), frames=sum(u.frames for u in units))

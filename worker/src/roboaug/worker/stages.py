@@ -47,22 +47,31 @@ class ShardPlanned(Exception):
 
 # -- the format's side: units, running some, finalizing ----------------------------------------
 class LeRobotUnits:
-    """A LeRobot job's units (lerobot.prepare) and its two steps."""
+    """A LeRobot job's units (lerobot.prepare) and its two steps. `parts` (a Hub source of which
+    only meta/ is here, hub.SourceParts): the units come from the metadata and the file list, and
+    each step fetches what it reads first, so a pod that only plans fetches nothing more and a
+    shard pod only its own units' files."""
 
-    def __init__(self, source: Path, job: FormatJob):
-        self.source, self.job = source, job
-        self.prep = lerobot.prepare(source, job)
+    def __init__(self, source: Path, job: FormatJob, parts=None):
+        self.source, self.job, self.parts = source, job, parts
+        self.prep = lerobot.prepare(source, job, sizes=parts.sizes if parts is not None else None)
 
     @property
     def units(self) -> list[Unit]:
         return self.prep.units
 
     def run(self, out: Path, units: list[Unit], *, sharded: bool = True) -> tuple[dict, list[str]]:
+        if self.parts is not None:
+            self.parts.fetch(lerobot.source_files(self.prep, units, self.job.spec.augment_dataset_mode))
         body = lerobot.run_units(self.prep, out, self.job, units, may_replan=not sharded)
         files = sorted(f for u in body["units"].values() for f in u["files"])
         return body, files
 
     def finalize(self, out: Path, bodies: list[dict]) -> Augmented:
+        if self.parts is not None:
+            # every original: copy mode copies them all into the output, both modes reread every
+            # episode's rows for its stats, and the card is the source's README
+            self.parts.fetch_all()
         return lerobot.finalize(self.prep, self.source, out, self.job, bodies)
 
 
@@ -88,9 +97,9 @@ class WholeUnits:
         return Augmented(**done)
 
 
-def format_units(fmt: str, handler, source: Path, job: FormatJob):
+def format_units(fmt: str, handler, source: Path, job: FormatJob, parts=None):
     if fmt == "lerobot":
-        return LeRobotUnits(source, job)
+        return LeRobotUnits(source, job, parts)
     from roboaug.api import policy
 
     return WholeUnits(handler, source, job, policy.frames_written(handler.source_frames(source), job.spec))
@@ -101,10 +110,13 @@ def requested_shards(spec, env_shards: Optional[int]) -> Optional[int]:
     return env_shards if env_shards is not None else getattr(spec, "shards", None)
 
 
-def check_single(units, spec, env_shards: Optional[int]) -> None:
-    """A single stage with no fixed count whose automatic plan wants several shards: ShardPlanned."""
+def check_single(units, spec, env_shards: Optional[int], max_shards: Optional[int] = None,
+                 frames_per_shard: Optional[int] = None) -> None:
+    """A single stage with no fixed count whose automatic plan (at most `max_shards`, the
+    project's limit; one shard per `frames_per_shard`, the pool's) wants several shards:
+    ShardPlanned. A cap of 1 runs here, in one pod."""
     requested = requested_shards(spec, env_shards)
-    plan = shard_plan(units.units, requested)
+    plan = shard_plan(units.units, requested, max_shards, frames_per_shard)
     if requested is None and plan.shards > 1:
         raise ShardPlanned(plan)
 

@@ -13,6 +13,13 @@ with the same attempt number, so an attempt may have had several pods):
    apiserver (`pods/log`), the last one followed when asked.
 Lines that are not contract lines are wrapped (`joblogs.normalize`).
 
+A sharded job: its shard, finalize and cleanup pods all carry the job's label, and most of its
+shard pods' logs are not kept (`joblogs.kept`: failed shard pods, shards 0 and 1, finalize and
+cleanup). The same rule picks the pods served, so a job of 10,000 shards answers with a few
+logs, not 10,000 reads: the attempt's shard archives, then its finalize and cleanup archives
+(names of their own), then its live pods the rule keeps, and one `logs_left_out` line counting
+the live shard pods it left out (`kubectl logs` reads any of them while it exists).
+
 Who may read: the same rules as GET /v1/augmentation/{id} (a key bound to projects sees only
 their jobs; another project's job is a 404). The Kubernetes client blocks: every call runs in
 the thread pool, and a followed stream reads chunk by chunk there, so the event loop never waits.
@@ -47,6 +54,9 @@ FOLLOW_READ_SECONDS = 60.0
 """A followed read quiet this long is made again (the client's read timeout must be finite)."""
 _CHUNK = 16 * 1024
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
+LABEL_STAGE = "roboaug.dev/stage"
+"""The worker stage label of the operator's Jobs and pods (operator/jobs.py LABEL_STAGE)."""
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
 class PodGone(Exception):
@@ -64,6 +74,14 @@ class PodRef:
     attempt: int
     created: str
     ended: bool
+    stage: Optional[str] = None   # its `roboaug.dev/stage` label (None: a one-pod job's)
+    index: Optional[int] = None   # its Indexed Job completion index
+    failed: bool = False
+
+    @property
+    def kept(self) -> bool:
+        """Served by the rule the operator archives by (`joblogs.kept`)."""
+        return joblogs.kept(self.stage, self.index, self.failed)
 
 
 class LogSource(Protocol):
@@ -96,10 +114,14 @@ def pod_ref(pod: dict) -> Optional[PodRef]:
     meta = pod.get("metadata") or {}
     if not any(r.get("kind") == "Job" and r.get("controller") for r in meta.get("ownerReferences") or ()):
         return None
-    raw = str((meta.get("annotations") or {}).get(JOB_INDEX_FAILURE_COUNT) or "0")
+    annotations = meta.get("annotations") or {}
+    raw = str(annotations.get(JOB_INDEX_FAILURE_COUNT) or "0")
+    index = str(annotations.get(COMPLETION_INDEX_ANNOTATION) or "")
     phase = (pod.get("status") or {}).get("phase")
     return PodRef(name=meta.get("name", ""), uid=meta.get("uid", ""), attempt=int(raw) if raw.isdigit() else 0,
-                  created=str(meta.get("creationTimestamp") or ""), ended=phase in ("Succeeded", "Failed"))
+                  created=str(meta.get("creationTimestamp") or ""), ended=phase in ("Succeeded", "Failed"),
+                  stage=(meta.get("labels") or {}).get(LABEL_STAGE), index=int(index) if index.isdigit() else None,
+                  failed=phase == "Failed")
 
 
 class KubernetesLogSource:
@@ -214,13 +236,14 @@ def latest_attempt(cr: dict, pods: list[PodRef]) -> int:
     return max(known, default=0)
 
 
-def archived_parts(source: LogSource, cr: dict, attempt: int, live: set[str]) -> list[str]:
+def archived_parts(source: LogSource, cr: dict, attempt: int, live: set[str], stage: Optional[str] = None) -> list[str]:
     """The archive texts of `attempt` whose pods no longer exist, in the order written; only
-    ConfigMaps whose controlling owner is this CR (a look-alike of that name is ignored)."""
+    ConfigMaps whose controlling owner is this CR (a look-alike of that name is ignored).
+    `stage`: a sharded job's finalize or cleanup archives (`joblogs.OWN_ARCHIVE_STAGES`)."""
     meta = cr.get("metadata") or {}
     texts = []
     for part in range(joblogs.MAX_ARCHIVE_PARTS):
-        cm = source.archive(joblogs.archive_name(meta.get("name", ""), meta.get("uid", ""), attempt, part))
+        cm = source.archive(joblogs.archive_name(meta.get("name", ""), meta.get("uid", ""), attempt, part, stage))
         if cm is None:
             break
         cm_meta = cm.get("metadata") or {}
@@ -305,13 +328,25 @@ async def lines(source: LogSource, store, cr: dict, job_id: str, pods: list[PodR
     served: set[str] = set()
     consumed: dict[str, int] = {}
     archives_served = False
+    sharded = bool((cr.get("status") or {}).get("shards"))
     while True:
-        mine = sorted((p for p in pods if p.attempt == want), key=lambda p: (p.created, p.name))
+        attempts = [p for p in pods if p.attempt == want]
+        mine = sorted((p for p in attempts if p.kept), key=lambda p: (p.created, p.name))
         if not archives_served:
             archives_served = True
-            for text in await run_in_threadpool(archived_parts, source, cr, want, {p.name for p in mine}):
+            live = {p.name for p in mine}
+            texts = await run_in_threadpool(archived_parts, source, cr, want, live)
+            for stage in joblogs.OWN_ARCHIVE_STAGES if sharded else ():
+                texts += await run_in_threadpool(archived_parts, source, cr, want, live, stage)
+            for text in texts:
                 for line in out.feed(text.encode()) + out.end():
                     yield line
+            left = len(attempts) - len(mine)
+            if left:
+                yield (joblogs.render("info", f"the logs of {left} other shard pods of attempt {want} are left out: "
+                                              f"only failed shard pods and shards below {joblogs.SHARD_LOG_SAMPLE} "
+                                              "are kept; `kubectl logs` reads any pod while it exists",
+                                      event="logs_left_out", left_out=left) + "\n").encode()
         for pod in [p for p in mine if p.name not in served]:
             live = follow and pod is mine[-1] and not pod.ended
             try:

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from .spec import MAX_COPIES, AugmentationJobCreateRequest, SecretKeyRef
+from .spec import MAX_COPIES, MAX_SHARDS, AugmentationJobCreateRequest, SecretKeyRef
 
 PROJECT_KIND = "AugmentationProject"
 PROJECT_PLURAL = "augmentationprojects"
@@ -67,6 +67,9 @@ CANONICAL_ROOT = rf"^/$|^(?:/{_SEGMENT})+$"
 (checked below). The admission policy compares `file://` paths with roots as plain strings, so a
 root must already be in the one form a path is compared against."""
 AbsolutePath = Annotated[str, Field(max_length=1024, json_schema_extra={"pattern": CANONICAL_ROOT})]
+QUEUE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""A Kueue LocalQueue's name as a Job's `kueue.x-k8s.io/queue-name` label value can hold it: a
+DNS-1123 label (at most 63 characters), the rule the operator's `pools.<name>.kueue_queue` uses."""
 
 
 def _defaults_model() -> type[BaseModel]:
@@ -134,6 +137,10 @@ class ProjectLimits(BaseModel):
         None, ge=1, le=1000,
         description="Most shard pods of one sharded job running at once: the least of this, the job's "
                     "max_parallelism and its pool's bound (a ceiling, never a refusal).")
+    max_shards: Optional[int] = Field(
+        None, ge=1, le=MAX_SHARDS,
+        description="Most shards (pods of one Indexed Job) one job may be split into: a request setting "
+                    "`shards` above it is refused; the automatic plan (shards unset) never chooses more.")
 
 
 class AugmentationProjectSpec(BaseModel):
@@ -164,6 +171,13 @@ class AugmentationProjectSpec(BaseModel):
     limits: ProjectLimits = Field(default_factory=ProjectLimits, description="Ceilings for one job.")
     ttl_seconds_after_finished: Optional[int] = Field(
         None, ge=0, description="Finished jobs (and their Jobs) are deleted this long after they end; unset = kept.")
+    kueue_queue: Optional[str] = Field(
+        None, min_length=1, max_length=63, json_schema_extra={"pattern": QUEUE_NAME_PATTERN},
+        description="A Kueue LocalQueue in this namespace that admits the project's Jobs (every Job of its "
+                    "jobs: single, shards, finalize, cleanup): they carry kueue.x-k8s.io/queue-name and are "
+                    "created suspended, and a job stays queued with Kueue's reason, never failing on the "
+                    "pending timeout, until Kueue admits it. Wins over the pool's kueue_queue (the project's "
+                    "quota is the team's); unset = the pool's queue, if any.")
 
     @field_validator("allowed_sources", "allowed_outputs")
     @classmethod
@@ -172,6 +186,15 @@ class AugmentationProjectSpec(BaseModel):
             if not re.match(REPO_PATTERN, p):
                 raise ValueError(f"{info.field_name}: {p!r} is not `*`, an org or an `org/name` glob")
         return patterns
+
+    @field_validator("kueue_queue")
+    @classmethod
+    def _queue_name(cls, name: Optional[str]) -> Optional[str]:
+        # The pattern is in the schema (the apiserver checks it); this words the error.
+        if name is not None and not re.match(QUEUE_NAME_PATTERN, name):
+            raise ValueError(f"kueue_queue: {name!r} is not a LocalQueue name (a DNS-1123 label: lowercase "
+                             "letters, digits and '-', starting and ending with a letter or digit)")
+        return name
 
     @model_validator(mode="after")
     def _defaults_form_a_valid_request(self):

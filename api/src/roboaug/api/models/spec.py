@@ -237,7 +237,9 @@ only bounded: at most one key per transform, MAX_COPIES_KEY_CHARS characters eac
 # most of it: MAX_PROMPTS x MAX_PROMPT_CHARS.
 MAX_SPEC_JSON_BYTES = 64 * 1024
 MAX_SHARDS = 10000
-"""Most shards (pods of one Indexed Job) a job may be split into."""
+"""Most shards (pods of one Indexed Job) a job may be split into. The one definition: the worker
+contract's ROBOAUG_SHARDS rule (`contract.py`), the worker's plan and the project limit
+`limits.max_shards` take it from here."""
 MAX_PARALLELISM = 1000
 """Most shards of one job running at once, whatever the pool allows."""
 MAX_PROMPTS = 16

@@ -228,8 +228,13 @@ class ShardsStatus(BaseModel):
     stage: Literal["shard", "finalize"] = Field("shard", description="Running the shards, or merging and publishing them.")
     frames_done: int = Field(0, ge=0, description="Frames augmented, summed over the shards.")
     frames_total: int = Field(0, ge=0, description="Frames to augment, summed over the shards that reported.")
-    cleanup: Optional[Literal["pending", "started"]] = Field(
-        None, description="A failed or cancelled sharded job's staging area: its cleanup pod is to start, or started.")
+    cleanup: Optional[Literal["pending", "started", "retrying", "done", "failed"]] = Field(
+        None, description="A failed or cancelled sharded job's staging area: its cleanup Job is to start, started, "
+                          "failed and is to start again, succeeded (the staging area is gone), or failed every "
+                          "attempt (the staging area is left; cleanup_error says why).")
+    cleanup_attempts: int = Field(0, ge=0, description="Cleanup Jobs started (each with the pool's pod retries).")
+    cleanup_job: Optional[str] = Field(None, max_length=64, description="uid of the cleanup Job last counted.")
+    cleanup_error: Optional[str] = Field(None, max_length=2048, description="Why the last cleanup attempt failed.")
 
 
 class AugmentationJobStatus(AugmentationStatusResponse):

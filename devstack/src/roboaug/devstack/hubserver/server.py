@@ -25,7 +25,8 @@ prefix `datasets/`, `spaces/` or nothing for models):
   HEAD|GET /_cdn/{type}/{repo}/{oid}?sig=             (served on http://localhost:<port>, another
                                                        origin, so the client drops its token there)
 
-Test knobs: `fail()` answers the next matching requests with an error status; `hold()` keeps
+Test knobs: `fail()` answers the next matching requests with an error status (`commit_race()`:
+412 to the next commits on a branch, as the Hub answers a commit that lost a race); `hold()` keeps
 the next matching requests waiting until released (a client stopped mid-step, e.g. mid-upload).
 The request log (`requests()`) records each request's method, path, status and the name of its
 token's user (`user`), so a test can tell which credentials reached which repo.
@@ -87,6 +88,7 @@ class Fault:
     status: int
     times: int
     hits: int = 0
+    message: Optional[str] = None  # the Hub's words to answer with (default: "injected fault <status>")
 
 
 @dataclass
@@ -192,12 +194,25 @@ class LocalHub:
             h.release()
 
     # -- test knobs --------------------------------------------------------------------------
-    def fail(self, path_regex: str, status: int = 503, times: int = 1, method: Optional[str] = None) -> Fault:
-        """Answer `status` to the next `times` requests whose decoded path matches `path_regex`."""
-        f = Fault(method.upper() if method else None, re.compile(path_regex), status, times)
+    def fail(self, path_regex: str, status: int = 503, times: int = 1, method: Optional[str] = None,
+             message: Optional[str] = None) -> Fault:
+        """Answer `status` to the next `times` requests whose decoded path matches `path_regex`,
+        with `message` as the Hub's words when given (`commit_race` uses the real Hub's)."""
+        f = Fault(method.upper() if method else None, re.compile(path_regex), status, times, message=message)
         with self._lock:
             self.faults.append(f)
         return f
+
+    def commit_race(self, repo_id: str, branch: str, times: int = 1, repo_type: str = "dataset") -> Fault:
+        """The next `times` commits to `branch` of `repo_id` lose a race with another writer: 412
+        with the Hub's parent-commit mismatch words, as the Hub answers a commit whose branch
+        moved under it (many shards committing to one staging branch). This server serialises
+        commits, so without this knob it never answers that."""
+        words = (f"A commit has happened since {self.store.resolve(repo_type, repo_id, branch)}. "
+                 "Please refresh and try again.")
+        prefix = {"dataset": "datasets", "model": "models", "space": "spaces"}[repo_type]
+        return self.fail(rf"^/api/{prefix}/{re.escape(repo_id)}/commit/{re.escape(branch)}$", status=412,
+                         times=times, method="POST", message=words)
 
     def hold(self, path_regex: str, times: int = 1, method: Optional[str] = None, timeout: float = 120.0) -> Hold:
         """Hold the next `times` requests whose decoded path matches `path_regex` until released."""
@@ -309,7 +324,7 @@ class LocalHub:
                     await asyncio.sleep(0.02)  # the other clients are served meanwhile
             fault = self._injected(method, path)
             if fault is not None:
-                resp = _error(fault.status, f"injected fault {fault.status}",
+                resp = _error(fault.status, fault.message or f"injected fault {fault.status}",
                               headers={"Retry-After": "0"} if fault.status == 429 else None)
             else:
                 try:
