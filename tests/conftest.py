@@ -22,6 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "manifests" / "crd"
+WORKER_POLICY = REPO / "manifests" / "admission" / "worker-policy.yaml"
 
 # =============================================================================================
 # 1. Cluster
@@ -196,6 +197,8 @@ def crd(cluster):
         names += [line.split("/", 1)[1] for line in out.stdout.split() if "/" in line]
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                     *[f"crd/{n}" for n in names])
+    # installed with them, as the chart does: every worker of every cluster test runs under it
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(WORKER_POLICY))
     return names
 
 

@@ -80,7 +80,10 @@ def test_defaults_render_the_documented_objects(render):
         ("ServiceAccount", "roboaug-operator"),
         ("ServiceAccount", "roboaug-preview"),
         ("ValidatingAdmissionPolicy", "roboaug-project-policy"),   # the apiserver's door of projects
+        # each worker pod writes its own job's status only (api/admission.py build_worker_policy)
+        ("ValidatingAdmissionPolicy", "roboaug-worker-own-job"),
         ("ValidatingAdmissionPolicyBinding", "roboaug-project-policy"),
+        ("ValidatingAdmissionPolicyBinding", "roboaug-worker-own-job"),
     ])
     # The chart never holds a secret value: only references.
     assert docs.of("Secret") == []
@@ -230,7 +233,7 @@ def test_operator_rbac_is_least_privilege(render):
         ("", "pods"): {"get", "list", "watch"},
         ("", "pods/log"): {"get"},  # each ended attempt's log tail (operator/log_archive.py)
         ("", "events"): {"create"},
-        # each job's worker identity (operator/access.py); the garbage collector deletes it
+        # the workers' identity, once per namespace (operator/access.py); never deleted
         ("", "serviceaccounts"): {"create", "get"},
         ("rbac.authorization.k8s.io", "roles"): {"create", "get"},
         ("rbac.authorization.k8s.io", "rolebindings"): {"create", "get"},
@@ -263,7 +266,8 @@ def test_gateway_rbac_is_least_privilege_and_no_worker_role_is_shared(render):
         ("", "pods/log"): {"get"},
         ("", "configmaps"): {"get"},
     }  # no ConfigMap written or listed: an Idempotency-Key's record is its job's CR
-    # Workers get a Role per job from the operator (operator/access.py), none from the chart.
+    # Workers get their namespace's identity from the operator (operator/access.py), none from
+    # the chart: it also works in namespaces no value lists.
     assert not [d for d in docs.of("Role") + docs.of("ServiceAccount") if "worker" in d["metadata"]["name"]]
     # No role grants secrets (but the operator's `get` of the webhook Secret names listed in
     # values, tests/chart/test_chart_webhooks.py), wildcards or escalation verbs.

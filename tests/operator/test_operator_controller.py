@@ -35,6 +35,13 @@ class FakeKube:
             (body["kind"], body["metadata"]["name"], any(c.startswith("create ") for c, _ in self.calls)))
         return self.owned_clash.get(body["kind"])
 
+    same_clash: dict = {}  # kind -> what ensure_same answers for it (a clash); none by default
+
+    def ensure_same(self, ns, body):
+        """The workers' identity (access.py): (kind, namespace) in `identity`, in call order."""
+        self.__dict__.setdefault("identity", []).append((body["kind"], ns))
+        return self.same_clash.get(body["kind"])
+
     def create_job(self, ns, body):
         self._log("create " + body["metadata"]["name"])
         if body["metadata"]["name"] in self.slow:

@@ -61,7 +61,7 @@ def test_owner_labels_and_policy():
 def test_pod_template_security_and_command():
     pod = render()["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
-    assert pod["serviceAccountName"] == "aug-demo-worker"  # the job's own (access.py)
+    assert pod["serviceAccountName"] == "roboaug-worker"  # the namespace's workers' (access.py)
     assert "imagePullSecrets" not in pod
     pulled = render(config={"image_pull_secrets": ["regcred"]})["spec"]["template"]["spec"]
     assert pulled["imagePullSecrets"] == [{"name": "regcred"}]

@@ -154,6 +154,24 @@ LIBRARY_ENV: dict[str, str] = {
 }
 """Variables the operator sets for the libraries the worker uses, not for the worker's own code."""
 
+WORKER_SERVICE_ACCOUNT = "roboaug-worker"
+"""The ServiceAccount of every worker pod in a namespace. The operator makes it (with a Role that
+may patch AugmentationJob status and its RoleBinding) once per namespace (operator/access.py);
+the worker policy (api/admission.py `build_worker_policy`) narrows each pod's writes to the one
+AugmentationJob its name says it works for. One identity per namespace, not per job: three
+objects per job put three more POSTs (and two more rounds) between a CR and its Job."""
+
+JOB_SUFFIXES = ("-worker", "-finalize", "-cleanup")
+"""A worker Job is named `<cr-name><suffix>` (operator/jobs.py `job_name`), one suffix per kind of
+Job: the single or shard stage, the finalize stage, the cleanup stage. Its pods (all Indexed)
+are named `<job-name>-<index>-<5 random>` by the job controller."""
+
+MAX_CR_NAME_LENGTH = 63 - 5 - 1 - len(str(MAX_SHARDS - 1)) - 1 - max(len(s) for s in JOB_SUFFIXES)
+"""The longest AugmentationJob name (43): the job controller cuts a pod name's generated part to
+58 characters (63 less 5 random ones), and a pod name must keep the whole of its CR's name,
+Job suffix and shard index for the worker policy to tell, from the pod name alone, which job it
+works for. The gateway's names (`aug-<uuid>`) have 40."""
+
 SPEC_DIR = "/etc/roboaug/spec"
 """Where the worker container mounts the spec's ConfigMap (read-only)."""
 SPEC_KEY = "spec.json"
@@ -457,7 +475,7 @@ def find_shard_plan(message: Optional[str]) -> Optional[ShardPlan]:
 
 __all__ = [
     "ATTEMPT", "CR_NAME", "CR_NAMESPACE", "ERROR_LINE_PREFIX", "HF_TOKEN", "JOB_ID",
-    "JOB_INDEX_FAILURE_COUNT", "LIBRARY_ENV", "MAX_FRAMES", "PERMANENT_EXIT_CODES", "PHASE_ORDER", "PIN_WORKERS", "POD_NAME",
+    "JOB_INDEX_FAILURE_COUNT", "JOB_SUFFIXES", "MAX_CR_NAME_LENGTH", "WORKER_SERVICE_ACCOUNT", "LIBRARY_ENV", "MAX_FRAMES", "PERMANENT_EXIT_CODES", "PHASE_ORDER", "PIN_WORKERS", "POD_NAME",
     "PROCESSES", "QUEUED_PHASES", "RESERVED_ENV", "SPEC_DIR", "SPEC_FILE", "SPEC_KEY", "SPEC_PATH", "SVTAV1_PRESET", "TERMINAL_PHASES",
     "TERMINAL_STATUSES", "VARIABLES", "WORKDIR", "WORKER_PHASES", "ContractError", "EnvVar", "ErrorLine",
     "ExitCode", "JobStatus", "PhaseName", "WorkerEnv", "error_line", "find_error_line", "is_permanent",

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from .contract import MAX_CR_NAME_LENGTH
 from .models import (
     GROUP,
     KIND,
@@ -301,6 +302,11 @@ def build_crd() -> dict[str, Any]:
         "(lighting, noise, blur, occlusion) and published as a new dataset.",
         {"spec": spec_schema(), "status": status_schema()},
         subresources={"status": {}},
+        validations=[
+            _cel(f"size(self.metadata.name) <= {MAX_CR_NAME_LENGTH}",
+                 f"metadata.name: at most {MAX_CR_NAME_LENGTH} characters (its worker Jobs and their "
+                 "pods are named after it, and a pod name must keep it whole)")
+        ],
     )
 
 

@@ -47,6 +47,7 @@ from .sample_dataset import write_sample_dataset
 # devstack/src/roboaug/devstack/stack.py -> the repository root (devstack runs from a checkout)
 REPO = Path(__file__).resolve().parents[4]
 CRD_DIR = REPO / "manifests" / "crd"
+WORKER_POLICY = REPO / "manifests" / "admission" / "worker-policy.yaml"
 SAMPLE_REPO_ID = "lerobot/pusht"
 HUB_TOKEN_SECRET = "roboaug-hf-token"
 
@@ -141,8 +142,9 @@ class DevStack:
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/augmentationjobs.roboaug.dev")
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
         self.kubectl("apply", "-f", "-", input=json.dumps(ns))
-        # No worker identity to install: the operator gives each job's worker its own
-        # ServiceAccount, Role and RoleBinding (operator/access.py), as in a real cluster.
+        # The workers' identity is the operator's to make (operator/access.py); what narrows it
+        # to each worker's own job is this policy, which the chart installs with the CRDs.
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(WORKER_POLICY))
 
     def _start_hub(self) -> None:
         self.hub = LocalHub(self.work_dir / "hub").start()

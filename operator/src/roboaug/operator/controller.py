@@ -26,6 +26,7 @@ from roboaug.api.contract import TERMINAL_STATUSES
 from roboaug.api.models.unbound import UnboundAction
 
 from . import kueue, metrics, shards
+from .access import worker_identity
 from .config import OperatorConfig
 from .jobs import CLEANUP_SUFFIX, FINALIZE_SUFFIX, cleanup_name, finalize_name, job_name
 from .kube import ApiError, Kube
@@ -35,6 +36,9 @@ from .reconcile import Observed, Plan, decide
 from .webhooks import Notifier
 
 log = logging.getLogger("roboaug.operator")
+
+IDENTITY_RECHECK_S = 300.0
+"""How long a namespace's workers' identity, once made or found, is taken as there (access.py)."""
 Key = tuple[str, str]  # (namespace, CR name)
 
 
@@ -87,6 +91,9 @@ class Controller:
         # Jobs held `queued` by their project's max_running_jobs, per (namespace, project id):
         # woken when another job of that project finishes.
         self._slot_waiters: dict[Key, set[Key]] = {}
+        # namespace -> when its workers' identity was last made or found as rendered (access.py)
+        self._identity_checked: dict[str, float] = {}
+        self._identity_locks: dict[str, asyncio.Lock] = {}
         self.crs: Any = None
         self.jobs: Any = None
         self.pods: Any = None
@@ -437,26 +444,50 @@ class Controller:
         return plan
 
     async def _create_first(self, ns: str, objs: list[dict]) -> Optional[str]:
-        """The worker's identity and spec file, all before its Job (its pods need them); refused
-        like the Job itself (a reason: the job fails). Two rounds, not one call after another:
-        under a burst each sequential call waits its turn behind every other job's in the
-        create pool, so five in a row (four objects, then the Job) put five queue waits between
-        a CR and its Job. The objects that grant nothing (ServiceAccount, Role, ConfigMap) go
-        at once; the RoleBinding only once its ServiceAccount and Role are known to be ours, so
-        a clash never binds another's identity or rules."""
-        grants = [o for o in objs if o["kind"] == "RoleBinding"]
-        for round_ in ([o for o in objs if o["kind"] != "RoleBinding"], grants):
-            answers = await asyncio.gather(
-                *(self._call(self.kube.ensure_owned, ns, obj, pool=self.create_executor) for obj in round_),
-                return_exceptions=True)
-            for answer in answers:  # in the plan's order, as if made one after another
-                if isinstance(answer, ApiError) and 400 <= answer.status < 500 and answer.status not in (409, 429):
-                    return answer.message
-                if isinstance(answer, BaseException):
-                    raise answer
-                if answer:
-                    return answer
+        """The workers' identity in this namespace, then the Job's own objects (its spec file),
+        all before its Job (its pods need them); refused like the Job itself (a reason: the
+        job fails)."""
+        clash = await self._ensure_identity(ns)
+        if clash:
+            return clash
+        answers = await asyncio.gather(
+            *(self._call(self.kube.ensure_owned, ns, obj, pool=self.create_executor) for obj in objs),
+            return_exceptions=True)
+        return self._first_refusal(answers)
+
+    @staticmethod
+    def _first_refusal(answers: list) -> Optional[str]:
+        for answer in answers:  # in the plan's order, as if made one after another
+            if isinstance(answer, ApiError) and 400 <= answer.status < 500 and answer.status not in (409, 429):
+                return answer.message
+            if isinstance(answer, BaseException):
+                raise answer
+            if answer:
+                return answer
         return None
+
+    async def _ensure_identity(self, ns: str) -> Optional[str]:
+        """The workers' ServiceAccount, Role and RoleBinding in `ns` (access.py): made or checked
+        once, then again after IDENTITY_RECHECK_S (someone may have deleted them), not per job.
+        The RoleBinding goes only once its ServiceAccount and Role are known to be as rendered,
+        so a clash never binds another's identity or rules. A clash is not remembered: fixed by
+        a person, the next job finds it fixed."""
+        if self.clock().timestamp() - self._identity_checked.get(ns, float("-inf")) < IDENTITY_RECHECK_S:
+            return None
+        async with self._identity_locks.setdefault(ns, asyncio.Lock()):
+            if self.clock().timestamp() - self._identity_checked.get(ns, float("-inf")) < IDENTITY_RECHECK_S:
+                return None  # another job of this namespace made them while this one waited
+            objs = worker_identity(ns)
+            grants = [o for o in objs if o["kind"] == "RoleBinding"]
+            for round_ in ([o for o in objs if o["kind"] != "RoleBinding"], grants):
+                answers = await asyncio.gather(
+                    *(self._call(self.kube.ensure_same, ns, obj, pool=self.create_executor) for obj in round_),
+                    return_exceptions=True)
+                clash = self._first_refusal(answers)
+                if clash:
+                    return clash
+            self._identity_checked[ns] = self.clock().timestamp()
+            return None
 
     def _wake_slot_waiters(self, cr: dict) -> None:
         """A job of a project finished: the project's jobs waiting for a slot look now (each

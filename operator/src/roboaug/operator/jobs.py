@@ -12,6 +12,7 @@ import json
 from typing import Any, Optional
 
 from roboaug.api.contract import (
+    JOB_SUFFIXES,
     PERMANENT_EXIT_CODES,
     SPEC_KEY,
     ExitCode,
@@ -19,6 +20,7 @@ from roboaug.api.contract import (
     job_attempt_fields,
     render_env,
     spec_volume,
+    WORKER_SERVICE_ACCOUNT,
 )
 from roboaug.api.models import (
     GROUP,
@@ -49,9 +51,7 @@ SCRATCH_PATH = "/scratch"
 # An Indexed Job's pods are named `<job-name>-<index>-<5 random>`, so 10,000 shards need five
 # digits more: 61 characters leaves the pod names (and host names `<job-name>-<index>`) legal.
 _NAME_LIMIT = 61
-_SUFFIX = "-worker"
-FINALIZE_SUFFIX = "-finalize"
-CLEANUP_SUFFIX = "-cleanup"
+_SUFFIX, FINALIZE_SUFFIX, CLEANUP_SUFFIX = JOB_SUFFIXES
 LABEL_STAGE = f"{GROUP}/stage"
 """The worker stage a Job runs (contract.Stage): single, shard, finalize or cleanup."""
 
@@ -103,6 +103,15 @@ def _owner(cr: dict) -> dict:
     meta = cr["metadata"]
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "uid": meta["uid"],
             "controller": True, "blockOwnerDeletion": True}
+
+
+def owner_reference(cr: dict) -> dict:
+    """The CR as controller of an object that may outlive its Jobs (a log archive): the garbage
+    collector deletes it with the CR. No blockOwnerDeletion: nothing waits for it before the CR
+    goes."""
+    meta = cr["metadata"]
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "uid": meta["uid"],
+            "controller": True}
 
 
 def spec_config_map_name(cr: dict) -> str:
@@ -255,8 +264,9 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         },
     }
     pod_spec: dict[str, Any] = {
-        # the job's own ServiceAccount, whose Role reaches only this CR (access.py)
-        "serviceAccountName": job_name(meta["name"]),
+        # the namespace's worker identity (access.py); the worker policy lets this pod write the
+        # status of this CR only, known from the pod's name
+        "serviceAccountName": WORKER_SERVICE_ACCOUNT,
         "restartPolicy": "Never",
         "nodeSelector": dict(pool.node_selector),
         "tolerations": [t.model_dump(exclude_none=True) for t in pool.tolerations],

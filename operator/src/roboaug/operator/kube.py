@@ -160,10 +160,30 @@ class Kube:
                            query={"labelSelector": kueue.job_uid_selector(job_uid)}, resource="workloads")
         return list((out or {}).get("items") or []) if isinstance(out, dict) else []
 
-    # -- objects a Job needs (its worker's ServiceAccount, Role, RoleBinding) ----------------
+    # -- objects a Job needs (the workers' ServiceAccount, Role, RoleBinding; its spec) ------
     _PATHS = {"v1": "/api/v1", "rbac.authorization.k8s.io/v1": "/apis/rbac.authorization.k8s.io/v1"}
     _PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings",
                 "ConfigMap": "configmaps"}
+
+    def ensure_same(self, namespace: str, body: dict) -> Optional[str]:
+        """Create `body` (an object nothing owns: the workers' identity, access.py), or accept
+        the one of that name when it grants what `body` grants (made before, by us or by whoever
+        prepared the namespace). Returns a reason when it grants something else: binding our
+        workers' name to other rules or other subjects is what a clash must never do."""
+        kind, name = body["kind"], body["metadata"]["name"]
+        plural = self._PLURALS[kind]
+        path = f"{self._PATHS[body['apiVersion']]}/namespaces/{namespace}/{plural}"
+        try:
+            self.request("POST", path, body, query={"fieldManager": USER_AGENT}, resource=plural)
+            return None
+        except ApiError as e:
+            if e.status != 409:
+                raise
+        found = self.request("GET", f"{path}/{name}", resource=plural)
+        if any(k in body and found.get(k) != body[k] for k in ("rules", "roleRef", "subjects")):
+            return (f"a {kind} named {name} already exists in namespace {namespace} with other "
+                    "contents; the workers' identity cannot be made there")
+        return None
 
     def ensure_owned(self, namespace: str, body: dict) -> Optional[str]:
         """Create `body` (a namespaced object whose ownerReferences[0] is its AugmentationJob), or

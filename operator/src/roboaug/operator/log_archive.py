@@ -39,8 +39,7 @@ from roboaug.api import joblogs
 from roboaug.api.contract import JOB_INDEX_FAILURE_COUNT, Stage
 from roboaug.api.models import LABEL_JOB_ID
 
-from .access import owner_reference
-from .jobs import CONTAINER, LABEL_MANAGED_BY, LABEL_NAME, LABEL_STAGE, MANAGED_BY, cleanup_name, finalize_name, job_name
+from .jobs import CONTAINER, LABEL_MANAGED_BY, LABEL_NAME, LABEL_STAGE, MANAGED_BY, cleanup_name, finalize_name, job_name, owner_reference
 from .kube import USER_AGENT, ApiError, Kube
 from .observe import cr_name_of
 from .shards import COMPLETION_INDEX_ANNOTATION

@@ -31,7 +31,6 @@ from roboaug.api.models.unbound import LABEL_DEFAULT_PROJECT, UnboundAction
 from .decision import Decision, failure_of
 from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
 from . import kueue
-from .access import worker_access
 from . import shard_steps
 from .jobs import output_dataset_id, spec_config_map
 from .observe import JobView, PodView
@@ -340,7 +339,6 @@ def ensure_job(d: Decision) -> bool:
         if d.obs.create_error:
             return d.fail(f"cannot create the worker Job: {d.obs.create_error}", "Job creation refused",
                           reason="JobCreateRefused")
-        d.plan.create_first += worker_access(d.obs.cr)
         # the spec, as the file the pod mounts (not an env var: one over 128 KiB stops the pod)
         d.plan.create_first.append(spec_config_map(d.obs.cr, d.spec, d.job_id))
         # one pod, or a sharded job's Indexed Job (shard_steps: the spec's shards, or the plan)
