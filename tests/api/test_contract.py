@@ -61,17 +61,18 @@ def rendered(extra=None, token=SecretKeyRef(name="hf", key="tok"), max_frames=No
                       max_frames=max_frames)
 
 
-def mount_spec(job: dict, config_map: dict, root: Path) -> Path:
-    """What the kubelet does with the Job's spec volume: the ConfigMap's item as a file under the
-    container's (read-only) mount; the file's path on this machine."""
+def mount_spec(job: dict, root: Path) -> Path:
+    """What the kubelet does with the Job's spec volume: the pod's annotation (from the Job's
+    template) that the downward API item names, as a file under the container's (read-only)
+    mount; the file's path on this machine."""
     pod = job["spec"]["template"]["spec"]
     [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == SPEC_DIR]
     [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert mount.get("readOnly") is True
-    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
-    [item] = volume["configMap"]["items"]
+    [item] = volume["downwardAPI"]["items"]
+    key = re.fullmatch(r"metadata\.annotations\['(.+)'\]", item["fieldRef"]["fieldPath"]).group(1)
     path = root / item["path"]
-    path.write_text(config_map["data"][item["key"]])
+    path.write_text(job["spec"]["template"]["metadata"]["annotations"][key])
     assert f"{SPEC_DIR}/{item['path']}" == SPEC_PATH
     return path
 
@@ -133,9 +134,9 @@ class Recording(dict):
 def test_every_name_the_operator_sets_is_read(tmp_path):
     """The operator's real Job; the worker's real entry (`worker_env`, `load_spec`): a variable
     only the operator knows about fails here (ROBOAUG_OUTPUT_DATASET_ID, ROBOAUG_NODE_NAME did).
-    The spec reaches the worker as the file the Job mounts from the operator's ConfigMap."""
+    The spec reaches the worker as the file the Job mounts from its pods' annotation."""
     from roboaug.operator.config import parse_config
-    from roboaug.operator.jobs import render_job, spec_config_map
+    from roboaug.operator.jobs import render_job
     from roboaug.operator.pools import select_pool
     from roboaug.worker.__main__ import load_spec, worker_env
 
@@ -148,10 +149,9 @@ def test_every_name_the_operator_sets_is_read(tmp_path):
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     pod = {"name": "aug-x-worker-0-abcde", "annotations": {JOB_INDEX_FAILURE_COUNT: "1"}}
     seen = Recording(kubelet(env, pod, {"roboaug-hf-token": {"token": "hf_x"}}))
-    # the kubelet's part: the ConfigMap's key as a file where the mount puts it
+    # the kubelet's part: the annotation as a file where the mount puts it
     assert seen[SPEC_FILE.name] == SPEC_PATH
-    config_map = spec_config_map(cr, spec, "0d8c4a3e-0000-4000-8000-000000000000")
-    mounted = mount_spec(job, config_map, tmp_path)
+    mounted = mount_spec(job, tmp_path)
     seen[SPEC_FILE.name] = str(mounted)
     wenv = worker_env(seen)
     got = load_spec(argparse.Namespace(spec_file=None, spec=None), wenv)

@@ -237,7 +237,7 @@ def test_operator_rbac_is_least_privilege(render):
         ("", "serviceaccounts"): {"create", "get"},
         ("rbac.authorization.k8s.io", "roles"): {"create", "get"},
         ("rbac.authorization.k8s.io", "rolebindings"): {"create", "get"},
-        ("", "configmaps"): {"create", "get"},  # each job's spec and log archives, immutable, owned by the CR
+        ("", "configmaps"): {"create", "get"},  # log archives, immutable, owned by the CR
     }
     assert rules_of(docs.get("ClusterRole", "roboaug-operator-cluster-read")) == {
         ("", "nodes"): {"get"},

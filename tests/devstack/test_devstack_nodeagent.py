@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from roboaug.api.contract import SPEC_ANNOTATION, spec_volume
 from roboaug.devstack.nodeagent import LOG_ANNOTATION, NODE_TAINT, PID_ANNOTATION
 
 pytestmark = pytest.mark.slow
@@ -163,8 +164,30 @@ def test_deleting_the_pod_kills_the_process(cluster, k8s, namespace):
     cluster.wait_for(dead, 10, what="process killed")
 
 
+def test_downward_api_volume_mounts_the_pods_annotation_read_only(cluster, k8s, namespace):
+    # the worker reads its spec this way (operator jobs.render_job + contract.spec_volume)
+    script = textwrap.dedent("""
+        import json, os
+        path = os.environ["SPEC_FILE"]
+        print(json.dumps({"spec": open(path).read(), "writable": os.access(path, os.W_OK) and os.getuid() != 0,
+                          "listing": sorted(os.listdir(os.path.dirname(path))),
+                          "mode": oct(os.stat(path).st_mode & 0o777)}))
+    """)
+    job = local_job("dapi", ["python3", "-c", script],
+                    [{"name": "SPEC_FILE", "value": "/etc/roboaug/spec/spec.json"}])
+    volume, mount = spec_volume()
+    job["spec"]["template"].setdefault("metadata", {}).setdefault("annotations", {})[SPEC_ANNOTATION] = \
+        '{"a": "\u00e9"}'
+    job["spec"]["template"]["spec"]["volumes"] = [volume]
+    job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [mount]
+    k8s.batch.create_namespaced_job(namespace, job)
+    pod = finished_pod(cluster, k8s, namespace, "dapi")
+    assert pod.status.phase == "Succeeded", output(pod)
+    seen = json.loads(output(pod).splitlines()[0])
+    assert seen == {"spec": '{"a": "\u00e9"}', "writable": False, "listing": ["spec.json"], "mode": "0o444"}
+
+
 def test_config_map_volume_is_mounted_read_only(cluster, k8s, namespace):
-    # the worker reads its spec this way (operator jobs.spec_config_map + contract.spec_volume)
     k8s.core.create_namespaced_config_map(namespace, {
         "metadata": {"name": "spec"}, "data": {"spec.json": '{"a": 1}', "other": "x"}})
     script = textwrap.dedent("""

@@ -29,11 +29,9 @@ def test_the_workers_identity_may_patch_job_status_in_its_namespace():
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "roboaug-worker", "namespace": "ns1"}]
 
 
-def test_a_new_job_plans_only_its_spec_and_runs_under_the_namespaces_worker_identity():
+def test_a_new_job_runs_under_the_namespaces_worker_identity():
     plan = decide(Observed(cr=cr(), now=at(1)), CFG)
-    assert [o["kind"] for o in plan.create_first] == ["ConfigMap"]
-    for stage_job in (plan.create_job,):
-        assert stage_job["spec"]["template"]["spec"]["serviceAccountName"] == WORKER_SERVICE_ACCOUNT
+    assert plan.create_job["spec"]["template"]["spec"]["serviceAccountName"] == WORKER_SERVICE_ACCOUNT
 
 
 class _RecordingKube(FakeKube):
@@ -52,7 +50,6 @@ def test_the_identity_is_made_once_per_namespace_before_the_first_job_and_a_clas
     assert sorted(kube.identity[:2]) == [("Role", "ns1"), ("ServiceAccount", "ns1")]
     assert kube.identity[2:] == [("RoleBinding", "ns1")]
     assert [c for c, _ in kube.calls if c.startswith("create")] == ["create aug-a-worker"]
-    assert not [o for o in kube.owned if o[2]]  # the spec's ConfigMap comes before the Job
     asyncio.run(ctl.reconcile(("ns1", "aug-b")))
     assert len(kube.identity) == 3  # not again for the namespace's next job
     assert [c for c, _ in kube.calls if c.startswith("create")] == ["create aug-a-worker", "create aug-b-worker"]

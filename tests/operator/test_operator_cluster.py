@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from roboaug.api.contract import JOB_INDEX_FAILURE_COUNT
+from roboaug.api.contract import JOB_INDEX_FAILURE_COUNT, SPEC_ANNOTATION
 from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE
 from roboaug.api.models.project import PROJECT_PLURAL
 
@@ -42,13 +42,15 @@ def test_success(operator, cluster, k8s, namespace):
     ref = job.metadata.owner_references[0]
     assert (ref.kind, ref.uid, ref.controller, ref.block_owner_deletion) == (
         "AugmentationJob", cr["metadata"]["uid"], True, True)
-    # the spec: a file mounted from a ConfigMap the operator made, owned by the CR like the Job
-    [volume] = [v for v in job.spec.template.spec.volumes if v.config_map is not None]
-    spec_cm = k8s.core.read_namespaced_config_map(volume.config_map.name, namespace)
-    ref = spec_cm.metadata.owner_references[0]
-    assert (ref.kind, ref.name, ref.uid, ref.controller) == ("AugmentationJob", "ok", cr["metadata"]["uid"], True)
-    assert spec_cm.immutable is True
-    assert json.loads(spec_cm.data["spec.json"])["output_dataset_id"] == st["augmented_dataset_id"]
+    # the spec: a file the pod mounts from its own annotation (downward API), as stored by the
+    # apiserver in the Job's pod template and in the pod
+    [volume] = [v for v in job.spec.template.spec.volumes if v.downward_api is not None]
+    assert volume.downward_api.items[0].field_ref.field_path == f"metadata.annotations['{SPEC_ANNOTATION}']"
+    spec = json.loads(job.spec.template.metadata.annotations[SPEC_ANNOTATION])
+    assert spec["output_dataset_id"] == st["augmented_dataset_id"]
+    [pod] = k8s.core.list_namespaced_pod(namespace, label_selector="job-name=ok-worker").items
+    assert pod.metadata.annotations[SPEC_ANNOTATION] == job.spec.template.metadata.annotations[SPEC_ANNOTATION]
+    assert pod.spec.service_account_name == "roboaug-worker"
     assert "ROBOAUG_SPEC" not in {e.name for e in job.spec.template.spec.containers[0].env}
     cluster.wait_for(lambda: {"Scheduling", "Downloading", "Completed"} <= events_of(k8s, namespace, "ok"),
                      30, what="Events on the CR")

@@ -27,14 +27,6 @@ class FakeKube:
     def _log(self, what):
         self.calls.append((what, time.monotonic()))
 
-    owned_clash: dict = {}  # kind -> what ensure_owned answers for it (a clash); none by default
-
-    def ensure_owned(self, ns, body):
-        """Apart from `calls`: (kind, name, whether the Job was created already)."""
-        self.__dict__.setdefault("owned", []).append(
-            (body["kind"], body["metadata"]["name"], any(c.startswith("create ") for c, _ in self.calls)))
-        return self.owned_clash.get(body["kind"])
-
     same_clash: dict = {}  # kind -> what ensure_same answers for it (a clash); none by default
 
     def ensure_same(self, ns, body):

@@ -3,7 +3,7 @@ holds it, else the project's default, else the built-in one; settled once into s
 operator's own decisions and the worker Job run. The steps as decide() runs them, no cluster."""
 import json
 
-from roboaug.api.contract import SPEC_KEY
+from roboaug.api.contract import SPEC_ANNOTATION
 from roboaug.api.models import GENERATIVE_DISABLED_MESSAGE
 from roboaug.operator import steps
 from roboaug.operator.config import parse_config
@@ -28,9 +28,8 @@ def accepted(c, **obs):
 
 
 def worker_spec(plan):
-    """The spec the worker receives: the file its Job mounts from the planned ConfigMap."""
-    [config_map] = [o for o in plan.create_first if o["kind"] == "ConfigMap"]
-    return json.loads(config_map["data"][SPEC_KEY])
+    """The spec the worker receives: the file its pods mount from their annotation."""
+    return json.loads(plan.create_job["spec"]["template"]["metadata"]["annotations"][SPEC_ANNOTATION])
 
 
 def test_a_kubectl_cr_takes_the_projects_default_for_a_field_it_leaves_out():

@@ -1,10 +1,10 @@
 """Rendering the worker's batch/v1 Job, without a cluster."""
 import json
 
-from roboaug.api.contract import PERMANENT_EXIT_CODES, JOB_INDEX_FAILURE_COUNT, SPEC_DIR, SPEC_FILE, SPEC_KEY
+from roboaug.api.contract import PERMANENT_EXIT_CODES, JOB_INDEX_FAILURE_COUNT, SPEC_ANNOTATION, SPEC_DIR, SPEC_FILE, SPEC_KEY
 from roboaug.api.models import AugmentationJobSpec
 from roboaug.operator.config import parse_config
-from roboaug.operator.jobs import job_name, render_job, spec_config_map, worker_spec_json
+from roboaug.operator.jobs import job_name, render_job, worker_spec_json
 from roboaug.operator.pools import select_pool
 
 from tests.operator._operator_factories import CR_UID, JOB_ID, PROJECT, cr
@@ -79,32 +79,28 @@ def test_pod_template_security_and_command():
 
 
 def mounted_spec(spec=None) -> dict:
-    """The spec the worker reads: the file its Job mounts from the ConfigMap the operator makes."""
+    """The spec the worker reads: the file its pod mounts from its own annotation (downward API)."""
     job = render(spec=spec)
-    c = cr()
-    c["spec"].update(spec or {})
-    config_map = spec_config_map(c, AugmentationJobSpec.model_validate(c["spec"]), JOB_ID)
     pod = job["spec"]["template"]["spec"]
-    [volume] = [v for v in pod["volumes"] if "configMap" in v]
-    assert volume["configMap"] == {"name": config_map["metadata"]["name"], "defaultMode": 0o444,
-                                   "items": [{"key": SPEC_KEY, "path": SPEC_KEY}]}
+    [volume] = [v for v in pod["volumes"] if "downwardAPI" in v]
+    assert volume["downwardAPI"] == {
+        "defaultMode": 0o444,
+        "items": [{"path": SPEC_KEY, "fieldRef": {"fieldPath": f"metadata.annotations['{SPEC_ANNOTATION}']"}}]}
     [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
     assert mount == {"name": volume["name"], "mountPath": SPEC_DIR, "readOnly": True}
     assert env_of(job)[SPEC_FILE.name]["value"] == f"{SPEC_DIR}/{SPEC_KEY}"
-    return json.loads(config_map["data"][SPEC_KEY])
+    return json.loads(job["spec"]["template"]["metadata"]["annotations"][SPEC_ANNOTATION])
 
 
-def test_the_spec_is_a_mounted_config_map_owned_by_the_cr_not_an_env_var():
+def test_the_spec_rides_in_the_pods_annotation_as_a_file_not_an_env_var():
     j = render()
     names = [e["name"] for e in j["spec"]["template"]["spec"]["containers"][0]["env"]]
     assert "ROBOAUG_SPEC" not in names
     # a spec past Linux's 128 KiB for one environment string would never start as env
     assert all(len(e.get("value", "")) < 1024 for e in j["spec"]["template"]["spec"]["containers"][0]["env"])
-    config_map = spec_config_map(cr(), AugmentationJobSpec.model_validate(cr()["spec"]), JOB_ID)
-    assert config_map["metadata"]["ownerReferences"] == j["metadata"]["ownerReferences"]
-    assert config_map["metadata"]["ownerReferences"][0]["uid"] == CR_UID
-    assert config_map["immutable"] is True
-    assert config_map["metadata"]["name"] == f"aug-demo-worker-spec-{CR_UID.replace('-', '')[:8]}"
+    # in the pods' template only: the Job's own annotations do not repeat it
+    assert SPEC_ANNOTATION not in j["metadata"]["annotations"]
+    assert mounted_spec()["dataset_id"] == "lerobot/pusht"
 
 
 def test_env_carries_spec_and_token_only_by_reference():

@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from roboaug.api.contract import SPEC_ANNOTATION
+
 from tests.operator._cluster_helpers import (GROUP, PLURAL, PROJECT, VERSION, OperatorProcess, base_config,
                                              get_cr, jobs_of, wait_cr)
 
@@ -40,8 +42,7 @@ def test_a_kubectl_cr_runs_with_its_projects_defaults(cluster, crd, namespace, k
     try:
         cr = wait_cr(cluster, k8s, namespace, "team", lambda st: st.get("job_name"), "its worker Job", op=op)
         (job,) = jobs_of(k8s, namespace)
-        [volume] = [v for v in job.spec.template.spec.volumes if v.config_map is not None]
-        mounted = k8s.core.read_namespaced_config_map(volume.config_map.name, namespace).data["spec.json"]
+        mounted = job.spec.template.metadata.annotations[SPEC_ANNOTATION]  # the pods' spec file
     finally:
         op.stop()
         print(f"--- operator log ({op.log}) ---\n{op.tail(60)}")

@@ -173,9 +173,17 @@ Job suffix and shard index for the worker policy to tell, from the pod name alon
 works for. The gateway's names (`aug-<uuid>`) have 40."""
 
 SPEC_DIR = "/etc/roboaug/spec"
-"""Where the worker container mounts the spec's ConfigMap (read-only)."""
+"""Where the worker container mounts the spec (read-only)."""
 SPEC_KEY = "spec.json"
-"""The ConfigMap's key, and the file's name under SPEC_DIR."""
+"""The spec file's name under SPEC_DIR."""
+SPEC_ANNOTATION = "roboaug.dev/spec"
+"""The worker pod's annotation holding its spec as JSON; the downward API makes it the file
+SPEC_PATH (`spec_volume`)."""
+SPEC_ANNOTATION_MAX_BYTES = 192 * 1024
+"""The most a spec may weigh as UTF-8 JSON to ride in SPEC_ANNOTATION: a pod's annotations
+together hold at most 256 KiB, and the pool's own pod annotations need room beside it. Every spec
+of ASCII text is under 64 KiB (models.spec MAX_SPEC_JSON_BYTES); only prompts of many-byte
+characters at their longest can pass it, and the operator fails such a job before its Job."""
 SPEC_PATH = f"{SPEC_DIR}/{SPEC_KEY}"
 
 JOB_INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
@@ -251,11 +259,18 @@ def render_env(*, job_id: str, cr_name: str, cr_namespace: str,
     return env
 
 
-def spec_volume(config_map: str) -> tuple[dict, dict]:
-    """The pod volume holding the spec (ConfigMap `config_map`, key SPEC_KEY) and the container's
-    read-only mount of it at SPEC_DIR, where SPEC_FILE points."""
-    volume = {"name": "spec", "configMap": {"name": config_map, "items": [{"key": SPEC_KEY, "path": SPEC_KEY}],
-                                            "defaultMode": 0o444}}
+def spec_volume() -> tuple[dict, dict]:
+    """The pod volume holding the spec and the container's read-only mount of it at SPEC_DIR,
+    where SPEC_FILE points: the pod's own SPEC_ANNOTATION as the file SPEC_KEY (downward API).
+
+    Why the pod's annotation and not a ConfigMap (as before): it comes with the Job in one
+    object, so nothing is made before the Job (one POST per job start, not two one after the
+    other) and no object of the same name made by someone else can stand in for it. The spec is
+    bounded (models.spec: < 64 KiB as JSON, under the 256 KiB of a pod's annotations) and holds
+    no secret (the Hub token is a Secret reference)."""
+    volume = {"name": "spec", "downwardAPI": {
+        "items": [{"path": SPEC_KEY, "fieldRef": {"fieldPath": f"metadata.annotations['{SPEC_ANNOTATION}']"}}],
+        "defaultMode": 0o444}}
     return volume, {"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}
 
 
@@ -476,7 +491,7 @@ def find_shard_plan(message: Optional[str]) -> Optional[ShardPlan]:
 __all__ = [
     "ATTEMPT", "CR_NAME", "CR_NAMESPACE", "ERROR_LINE_PREFIX", "HF_TOKEN", "JOB_ID",
     "JOB_INDEX_FAILURE_COUNT", "JOB_SUFFIXES", "MAX_CR_NAME_LENGTH", "WORKER_SERVICE_ACCOUNT", "LIBRARY_ENV", "MAX_FRAMES", "PERMANENT_EXIT_CODES", "PHASE_ORDER", "PIN_WORKERS", "POD_NAME",
-    "PROCESSES", "QUEUED_PHASES", "RESERVED_ENV", "SPEC_DIR", "SPEC_FILE", "SPEC_KEY", "SPEC_PATH", "SVTAV1_PRESET", "TERMINAL_PHASES",
+    "PROCESSES", "QUEUED_PHASES", "RESERVED_ENV", "SPEC_ANNOTATION", "SPEC_ANNOTATION_MAX_BYTES", "SPEC_DIR", "SPEC_FILE", "SPEC_KEY", "SPEC_PATH", "SVTAV1_PRESET", "TERMINAL_PHASES",
     "TERMINAL_STATUSES", "VARIABLES", "WORKDIR", "WORKER_PHASES", "ContractError", "EnvVar", "ErrorLine",
     "ExitCode", "JobStatus", "PhaseName", "WorkerEnv", "error_line", "find_error_line", "is_permanent",
     "job_attempt_fields", "render_env", "spec_volume",

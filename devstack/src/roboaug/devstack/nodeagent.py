@@ -31,9 +31,10 @@ the Node's capacity/allocatable ``cpu`` is their count, so the real scheduler pl
 agents with disjoint sets give several local nodes with real capacity (``LocalCluster(local_nodes=...)``).
 Memory is not divided: every local node reports the machine's.
 
-emptyDir volumes become per-pod folders and configMap volumes per-pod folders holding their keys
-as files, read-only (env values, args and workingDir under their mount path are rewritten); a
-configMap that is missing fails the pod (a kubelet waits for it). Not supported (dev only): other
+emptyDir volumes become per-pod folders, configMap volumes per-pod folders holding their keys
+as files and downwardAPI volumes per-pod folders holding their fieldRef items as files, read-only
+(env values, args and workingDir under their mount path are rewritten); a configMap that is
+missing fails the pod (a kubelet waits for it). Not supported (dev only): other
 volume kinds, probes, init/sidecar containers, resources (requests count for scheduling only:
 a pod gets its node's whole CPU set, limits are not enforced),
 images, ``kubectl exec``, log options other than ``follow``. Restart policy OnFailure/Always restarts the process in place.
@@ -369,14 +370,28 @@ class NodeAgent:
         mounts = {}
         for m in container.volume_mounts or []:
             volume = volumes.get(m.name)
-            if volume is None or (volume.empty_dir is None and volume.config_map is None):
+            if volume is None or (volume.empty_dir is None and volume.config_map is None
+                                  and volume.downward_api is None):
                 continue
             host = pod_dir / "volumes" / m.name
             host.mkdir(parents=True, exist_ok=True)
             if volume.config_map is not None:
                 self._write_config_map(pod.metadata.namespace, volume.config_map, host)
+            if volume.downward_api is not None:
+                self._write_downward_api(pod, volume.downward_api, host)
             mounts[m.mount_path.rstrip("/") or "/"] = str(host)
         return mounts
+
+    def _write_downward_api(self, pod, source, host: Path) -> None:
+        """A downwardAPI volume as the kubelet projects it: each fieldRef item (the pod's name,
+        namespace, labels or an annotation) as a file, read-only. resourceFieldRef: unsupported."""
+        for item in source.items or []:
+            if item.field_ref is None:
+                raise ValueError(f"downwardAPI item {item.path!r}: only fieldRef is supported here")
+            path = host / item.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self._field(pod, item.field_ref.field_path))
+            path.chmod((item.mode if item.mode is not None else source.default_mode or 0o644) & 0o555)
 
     def _write_config_map(self, ns: str, source, host: Path) -> None:
         """A configMap volume as the kubelet projects it: its `items` (else every key) as files,

@@ -84,8 +84,8 @@ class Controller:
         self._keys: dict[Key, _KeyState] = {}
         self._written: dict[Key, CrView] = {}  # our status writes the watch has not shown yet
         self._created: dict[Key, JobView] = {}  # Jobs we created that the watch has not shown yet
-        # Keys whose Job (or its identity objects) is being created right now: no view of the Job
-        # exists yet, but for max_running_jobs it already runs (else a job the index shows only
+        # Keys whose Job (or their namespace's worker identity) is being created right now: no
+        # view of the Job exists yet, but for max_running_jobs it already runs (else a job the index shows only
         # later, older by creationTimestamp, would count neither it as running nor as ahead).
         self._starting: set[Key] = set()
         # Jobs held `queued` by their project's max_running_jobs, per (namespace, project id):
@@ -398,15 +398,16 @@ class Controller:
             st.inputs = inputs
 
     async def _decide_and_create(self, key: Key, obs: Observed) -> Plan:
-        """Decide; while the plan creates a Job, create it (its identity objects first) and decide
-        again with the result, until the plan creates nothing more."""
+        """Decide; while the plan creates a Job, create it (the namespace's worker identity first)
+        and decide again with the result, until the plan creates nothing more."""
         ns, cr = key[0], obs.cr
         for _ in range(3):
             plan = decide(obs, self.config)
             if not plan.create_job:
                 break
             self._starting.add(key)
-            clash = await self._create_first(ns, plan.create_first)
+            # the workers' identity of the namespace (made once); the spec rides in the Job
+            clash = await self._ensure_identity(ns)
             if clash:
                 obs.create_error = clash
                 obs.now = self.clock()
@@ -443,21 +444,9 @@ class Controller:
             raise RuntimeError("Job creation did not converge")
         return plan
 
-    async def _create_first(self, ns: str, objs: list[dict]) -> Optional[str]:
-        """The workers' identity in this namespace, then the Job's own objects (its spec file),
-        all before its Job (its pods need them); refused like the Job itself (a reason: the
-        job fails)."""
-        clash = await self._ensure_identity(ns)
-        if clash:
-            return clash
-        answers = await asyncio.gather(
-            *(self._call(self.kube.ensure_owned, ns, obj, pool=self.create_executor) for obj in objs),
-            return_exceptions=True)
-        return self._first_refusal(answers)
-
     @staticmethod
     def _first_refusal(answers: list) -> Optional[str]:
-        for answer in answers:  # in the plan's order, as if made one after another
+        for answer in answers:  # in the given order, as if made one after another
             if isinstance(answer, ApiError) and 400 <= answer.status < 500 and answer.status not in (409, 429):
                 return answer.message
             if isinstance(answer, BaseException):

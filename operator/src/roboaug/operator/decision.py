@@ -69,8 +69,6 @@ class Observed:
 class Plan:
     status: dict = field(default_factory=dict)          # status fields to merge-patch (changed only)
     create_job: Optional[dict] = None
-    # Objects the Job needs, created (or adopted when ours) before it: its spec's ConfigMap.
-    create_first: list[dict] = field(default_factory=list)
     delete_job: Optional[str] = None                    # foreground deletion
     delete_also: list[str] = field(default_factory=list)  # more Jobs to delete (a sharded job's finalize)
     delete_cr: bool = False                             # the finished job's TTL ran out

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from roboaug.api.contract import (
     JOB_SUFFIXES,
     PERMANENT_EXIT_CODES,
-    SPEC_KEY,
+    SPEC_ANNOTATION,
     ExitCode,
     Stage,
     job_attempt_fields,
@@ -87,7 +87,7 @@ def output_dataset_id(spec: AugmentationJobSpec, job_id: str) -> str:
 
 
 def worker_spec_json(spec: AugmentationJobSpec, job_id: str) -> str:
-    """The spec as the worker receives it (the file of its ConfigMap, `spec_config_map`), with
+    """The spec as the worker receives it (its pod's annotation, `contract.spec_volume`), with
     `output_dataset_id` filled in: the worker writes where the operator says (and reports) the
     result is. UTF-8 as it is: the spec's bounds are counted in characters (models.spec).
 
@@ -112,28 +112,6 @@ def owner_reference(cr: dict) -> dict:
     meta = cr["metadata"]
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "uid": meta["uid"],
             "controller": True}
-
-
-def spec_config_map_name(cr: dict) -> str:
-    """`<job name>-spec-<8 hex of the CR's uid>`: a CR created again under the same name gets its
-    own ConfigMap, never the one of its predecessor still waiting for garbage collection."""
-    return f"{job_name(cr['metadata']['name'])}-spec-{cr['metadata']['uid'].replace('-', '')[:8]}"
-
-
-def spec_config_map(cr: dict, spec: AugmentationJobSpec, job_id: str) -> dict:
-    """The ConfigMap the worker's pod mounts its spec from (contract.spec_volume). Owned by the
-    AugmentationJob, so it goes with it; immutable, as the spec is once accepted."""
-    meta = cr["metadata"]
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": spec_config_map_name(cr), "namespace": meta["namespace"],
-                     "labels": {LABEL_NAME: "roboaug-worker", LABEL_MANAGED_BY: MANAGED_BY, LABEL_JOB_ID: job_id},
-                     "annotations": {ANNOTATION_CR_NAME: meta["name"]},
-                     "ownerReferences": [_owner(cr)]},
-        "immutable": True,
-        "data": {SPEC_KEY: worker_spec_json(spec, job_id)},
-    }
 
 
 def pod_failure_policy(stage: str = Stage.SINGLE) -> dict:
@@ -208,8 +186,8 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
     `max_frames` is the project's limits.max_frames_per_job: only the worker learns the source's
     size, so it enforces the limit (ROBOAUG_MAX_FRAMES).
 
-    The spec is not in it: the pod mounts it from `spec_config_map(cr, spec, job_id)`, which the
-    operator creates first.
+    The spec rides in the pod template's SPEC_ANNOTATION, which the pod mounts as its spec file
+    (`contract.spec_volume`): the Job is the one object a job start makes.
 
     `stage` (contract.Stage) and `shards`: a single stage (`shards` None: it plans itself, and
     may exit SHARD_PLAN) is `<cr>-worker` with one pod, as is the shard stage with one index
@@ -242,7 +220,7 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
                                          if config.scratch_size_limit else {})},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
-    spec_vol, spec_mount = spec_volume(spec_config_map_name(cr))
+    spec_vol, spec_mount = spec_volume()
     volumes.append(spec_vol)
     container = {
         "name": CONTAINER,
@@ -290,7 +268,8 @@ def render_job(cr: dict, spec: AugmentationJobSpec, job_id: str, config: Operato
         "podFailurePolicy": pod_failure_policy(stage),
         "template": {
             "metadata": {"labels": {**pool.pod_labels, **labels},
-                         "annotations": {**pool.pod_annotations, **annotations}},
+                         "annotations": {**pool.pod_annotations, **annotations,
+                                         SPEC_ANNOTATION: worker_spec_json(spec, job_id)}},
             "spec": pod_spec,
         },
     }

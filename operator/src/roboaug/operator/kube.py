@@ -160,10 +160,9 @@ class Kube:
                            query={"labelSelector": kueue.job_uid_selector(job_uid)}, resource="workloads")
         return list((out or {}).get("items") or []) if isinstance(out, dict) else []
 
-    # -- objects a Job needs (the workers' ServiceAccount, Role, RoleBinding; its spec) ------
+    # -- the workers' ServiceAccount, Role, RoleBinding (access.py) --------------------------
     _PATHS = {"v1": "/api/v1", "rbac.authorization.k8s.io/v1": "/apis/rbac.authorization.k8s.io/v1"}
-    _PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings",
-                "ConfigMap": "configmaps"}
+    _PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings"}
 
     def ensure_same(self, namespace: str, body: dict) -> Optional[str]:
         """Create `body` (an object nothing owns: the workers' identity, access.py), or accept
@@ -184,38 +183,6 @@ class Kube:
             return (f"a {kind} named {name} already exists in namespace {namespace} with other "
                     "contents; the workers' identity cannot be made there")
         return None
-
-    def ensure_owned(self, namespace: str, body: dict) -> Optional[str]:
-        """Create `body` (a namespaced object whose ownerReferences[0] is its AugmentationJob), or
-        adopt the one of that name when it has the same owner (created before a restart).
-
-        Returns None when it is there and ours; a reason when an object of that name belongs to
-        someone else (the job cannot run: its worker would act with another's identity). One
-        left by an earlier CR of the same name (owned by another AugmentationJob uid: CR names are
-        unique, so that CR is gone and the garbage collector is about to delete it) raises, so
-        the caller tries again later."""
-        kind, name = body["kind"], body["metadata"]["name"]
-        plural = self._PLURALS[kind]
-        path = f"{self._PATHS[body['apiVersion']]}/namespaces/{namespace}/{plural}"
-        try:
-            self.request("POST", path, body, query={"fieldManager": USER_AGENT}, resource=plural)
-            return None
-        except ApiError as e:
-            if e.status != 409:
-                raise
-        found = self.request("GET", f"{path}/{name}", resource=plural)
-        want = body["metadata"]["ownerReferences"][0]
-        owner = next((r for r in found["metadata"].get("ownerReferences") or () if r.get("controller")), {})
-        if owner.get("uid") == want["uid"]:
-            # what the worker runs, and with which rights, must be what was decided, whoever wrote
-            # the one found (anyone who may create such objects can copy an ownerReference)
-            if any(k in body and found.get(k) != body[k] for k in ("data", "rules", "roleRef", "subjects")):
-                return f"a {kind} named {name} already exists with other contents; not using it"
-            return None
-        if (owner.get("kind"), owner.get("apiVersion")) == (want["kind"], want["apiVersion"]):
-            raise ApiError(409, "Conflict", {"message": f"{kind} {name} still belongs to an earlier "
-                                                        f"AugmentationJob {name!r}; waiting for it to be deleted"})
-        return f"a {kind} named {name} already exists and is not owned by this AugmentationJob; not adopting it"
 
     # -- Jobs -------------------------------------------------------------------------------
     def create_job(self, namespace: str, body: dict) -> dict:

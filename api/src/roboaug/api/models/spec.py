@@ -231,9 +231,10 @@ only bounded: at most one key per transform, MAX_COPIES_KEY_CHARS characters eac
 
 # The size of a spec: every string and list of the request is bounded, so that the largest spec
 # the bounds allow, as the worker gets it (JSON, `ensure_ascii=False`, every string at its
-# maximum length), stays under MAX_SPEC_JSON_BYTES for ASCII text and under a ConfigMap's 1 MiB
-# for any text (a character is at most 4 bytes of UTF-8, 6 where JSON escapes a control
-# character); tests/api/test_spec_bounds.py builds that spec and measures it. The prompts are
+# maximum length), stays under MAX_SPEC_JSON_BYTES for ASCII text; tests/api/test_spec_doors.py
+# builds that spec and measures it. Text of many-byte characters can weigh up to 6 bytes a
+# character (4 of UTF-8, 6 where JSON escapes a control character): past the worker pod's
+# annotation (contract.SPEC_ANNOTATION_MAX_BYTES) the operator fails the job, naming the size. The prompts are
 # most of it: MAX_PROMPTS x MAX_PROMPT_CHARS.
 MAX_SPEC_JSON_BYTES = 64 * 1024
 MAX_SHARDS = 10000
