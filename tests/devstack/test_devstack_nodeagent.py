@@ -164,16 +164,19 @@ def test_deleting_the_pod_kills_the_process(cluster, k8s, namespace):
     cluster.wait_for(dead, 10, what="process killed")
 
 
+# What the worker sees of its spec file: its text, whether it may write it, the folder, the mode.
+SHOW_SPEC_FILE = textwrap.dedent("""
+    import json, os
+    path = os.environ["SPEC_FILE"]
+    print(json.dumps({"spec": open(path).read(), "writable": os.access(path, os.W_OK) and os.getuid() != 0,
+                      "listing": sorted(os.listdir(os.path.dirname(path))),
+                      "mode": oct(os.stat(path).st_mode & 0o777)}))
+""")
+
+
 def test_downward_api_volume_mounts_the_pods_annotation_read_only(cluster, k8s, namespace):
     # the worker reads its spec this way (operator jobs.render_job + contract.spec_volume)
-    script = textwrap.dedent("""
-        import json, os
-        path = os.environ["SPEC_FILE"]
-        print(json.dumps({"spec": open(path).read(), "writable": os.access(path, os.W_OK) and os.getuid() != 0,
-                          "listing": sorted(os.listdir(os.path.dirname(path))),
-                          "mode": oct(os.stat(path).st_mode & 0o777)}))
-    """)
-    job = local_job("dapi", ["python3", "-c", script],
+    job = local_job("dapi", ["python3", "-c", SHOW_SPEC_FILE],
                     [{"name": "SPEC_FILE", "value": "/etc/roboaug/spec/spec.json"}])
     volume, mount = spec_volume()
     job["spec"]["template"].setdefault("metadata", {}).setdefault("annotations", {})[SPEC_ANNOTATION] = \
@@ -190,14 +193,7 @@ def test_downward_api_volume_mounts_the_pods_annotation_read_only(cluster, k8s, 
 def test_config_map_volume_is_mounted_read_only(cluster, k8s, namespace):
     k8s.core.create_namespaced_config_map(namespace, {
         "metadata": {"name": "spec"}, "data": {"spec.json": '{"a": 1}', "other": "x"}})
-    script = textwrap.dedent("""
-        import json, os, sys
-        path = os.environ["SPEC_FILE"]
-        print(json.dumps({"spec": open(path).read(), "writable": os.access(path, os.W_OK) and os.getuid() != 0,
-                          "listing": sorted(os.listdir(os.path.dirname(path))),
-                          "mode": oct(os.stat(path).st_mode & 0o777)}))
-    """)
-    job = local_job("cm", ["python3", "-c", script],
+    job = local_job("cm", ["python3", "-c", SHOW_SPEC_FILE],
                     [{"name": "SPEC_FILE", "value": "/etc/roboaug/spec/spec.json"}])
     spec = job["spec"]["template"]["spec"]
     spec["volumes"] = [{"name": "spec", "configMap": {"name": "spec", "defaultMode": 0o444,

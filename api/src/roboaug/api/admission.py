@@ -180,39 +180,33 @@ def _validations() -> list[dict[str, str]]:
     return rules
 
 
+def _admission(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
 def build_policy(name: str = POLICY_NAME) -> dict[str, Any]:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": PROJECT_KIND},
-            "matchConstraints": {"resourceRules": [{
-                # CREATE only: the CRD makes the spec immutable but for cancel_requested (crd.py), so
-                # no UPDATE can change what is judged here, and a policy tightened after admission
-                # never blocks a cancel or the operator's own writes.
-                "apiGroups": [GROUP], "apiVersions": ["*"], "operations": ["CREATE"],
-                "resources": [PLURAL]}]},
-            "variables": _variables(),
-            "validations": _validations(),
-        },
-    }
+    return _admission("ValidatingAdmissionPolicy", name, {
+        "failurePolicy": "Fail",
+        "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": PROJECT_KIND},
+        "matchConstraints": {"resourceRules": [{
+            # CREATE only: the CRD makes the spec immutable but for cancel_requested (crd.py), so
+            # no UPDATE can change what is judged here, and a policy tightened after admission
+            # never blocks a cancel or the operator's own writes.
+            "apiGroups": [GROUP], "apiVersions": ["*"], "operations": ["CREATE"],
+            "resources": [PLURAL]}]},
+        "variables": _variables(),
+        "validations": _validations(),
+    })
 
 
 def build_binding(name: str = POLICY_NAME, policy_name: str = POLICY_NAME) -> dict[str, Any]:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": policy_name,
-            "validationActions": ["Deny"],
-            # Every project of the job's namespace (no namespace given: the object's own); none at
-            # all is no policy to apply, not an error.
-            "paramRef": {"selector": {}, "parameterNotFoundAction": "Allow"},
-        },
-    }
+    return _admission("ValidatingAdmissionPolicyBinding", name, {
+        "policyName": policy_name,
+        "validationActions": ["Deny"],
+        # Every project of the job's namespace (no namespace given: the object's own); none at
+        # all is no policy to apply, not an error.
+        "paramRef": {"selector": {}, "parameterNotFoundAction": "Allow"},
+    })
 
 
 def build_worker_policy(name: str = WORKER_POLICY_NAME) -> dict[str, Any]:
@@ -225,40 +219,31 @@ def build_worker_policy(name: str = WORKER_POLICY_NAME) -> dict[str, Any]:
     pattern is anchored and the suffix is followed by the index, so the pods of a CR named
     `a-worker-1` are not taken for pods of `a`. Anyone else's writes (the operator's) are not
     judged here."""
-    suffixes = "|".join(re_suffix.lstrip("-") for re_suffix in JOB_SUFFIXES)
+    suffixes = "|".join(suffix.lstrip("-") for suffix in JOB_SUFFIXES)
     pattern = (f"'^' + object.metadata.name.replace('.', '\\\\.') + '-({suffixes})-[0-9]+-[a-z0-9]{{5}}$'")
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": [GROUP], "apiVersions": ["*"], "operations": ["UPDATE"],
-                "resources": [f"{PLURAL}/status"]}]},
-            "matchConditions": [{
-                "name": "worker",
-                "expression": (f"request.userInfo.username.startsWith('system:serviceaccount:') && "
-                               f"request.userInfo.username.endsWith(':{WORKER_SERVICE_ACCOUNT}')")}],
-            "validations": [{
-                "expression": (f"'{POD_NAME_CLAIM}' in request.userInfo.extra && "
-                               f"request.userInfo.extra['{POD_NAME_CLAIM}'].exists(p, p.matches({pattern}))"),
-                "messageExpression": ("'a worker may write the status of its own AugmentationJob only: ' + "
-                                      f"('{POD_NAME_CLAIM}' in request.userInfo.extra ? 'pod ' + "
-                                      f"request.userInfo.extra['{POD_NAME_CLAIM}'][0] : 'a token bound to no pod') "
-                                      "+ ' does not run ' + object.metadata.name"),
-                "reason": "Forbidden"}],
-        },
-    }
+    return _admission("ValidatingAdmissionPolicy", name, {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": [{
+            "apiGroups": [GROUP], "apiVersions": ["*"], "operations": ["UPDATE"],
+            "resources": [f"{PLURAL}/status"]}]},
+        "matchConditions": [{
+            "name": "worker",
+            "expression": (f"request.userInfo.username.startsWith('system:serviceaccount:') && "
+                           f"request.userInfo.username.endsWith(':{WORKER_SERVICE_ACCOUNT}')")}],
+        "validations": [{
+            "expression": (f"'{POD_NAME_CLAIM}' in request.userInfo.extra && "
+                           f"request.userInfo.extra['{POD_NAME_CLAIM}'].exists(p, p.matches({pattern}))"),
+            "messageExpression": ("'a worker may write the status of its own AugmentationJob only: ' + "
+                                  f"('{POD_NAME_CLAIM}' in request.userInfo.extra ? 'pod ' + "
+                                  f"request.userInfo.extra['{POD_NAME_CLAIM}'][0] : 'a token bound to no pod') "
+                                  "+ ' does not run ' + object.metadata.name"),
+            "reason": "Forbidden"}],
+    })
 
 
 def build_worker_binding(name: str = WORKER_POLICY_NAME, policy_name: str = WORKER_POLICY_NAME) -> dict[str, Any]:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {"policyName": policy_name, "validationActions": ["Deny"]},
-    }
+    return _admission("ValidatingAdmissionPolicyBinding", name,
+                      {"policyName": policy_name, "validationActions": ["Deny"]})
 
 
 _HEADER = "# Generated by `python -m roboaug.api.admission` from api/policy.py's rules. Do not edit by hand.\n"
@@ -271,15 +256,19 @@ def render_manifest() -> str:
     return _HEADER + yaml.safe_dump_all([build_policy(), build_binding()], sort_keys=False, width=100)
 
 
-def render_chart_template() -> str:
+def _chart_template(header: str, docs: list[dict[str, Any]], suffix: str) -> str:
     # Cluster-scoped objects: named after the release so two releases do not fight over one name.
-    name = '{{ include "roboaug.fullname" . }}-project-policy'
-    body = yaml.safe_dump_all([build_policy("NAME"), build_binding("NAME", "NAME")], sort_keys=False, width=100)
+    name = '{{ include "roboaug.fullname" . }}-' + suffix
+    body = yaml.safe_dump_all(docs, sort_keys=False, width=100)
     labels = "  labels:\n    {{- include \"roboaug.labels\" . | nindent 4 }}\n"
     body = body.replace("metadata:\n  name: NAME\n", f"metadata:\n  name: {name}\n{labels}")
     body = body.replace("policyName: NAME", f"policyName: {name}")
     assert "NAME" not in body
-    return _HEADER + body
+    return header + body
+
+
+def render_chart_template() -> str:
+    return _chart_template(_HEADER, [build_policy("NAME"), build_binding("NAME", "NAME")], "project-policy")
 
 
 def render_worker_manifest() -> str:
@@ -289,14 +278,8 @@ def render_worker_manifest() -> str:
 
 
 def render_worker_chart_template() -> str:
-    name = '{{ include "roboaug.fullname" . }}-worker-own-job'
-    body = yaml.safe_dump_all([build_worker_policy("NAME"), build_worker_binding("NAME", "NAME")],
-                              sort_keys=False, width=100)
-    labels = "  labels:\n    {{- include \"roboaug.labels\" . | nindent 4 }}\n"
-    body = body.replace("metadata:\n  name: NAME\n", f"metadata:\n  name: {name}\n{labels}")
-    body = body.replace("policyName: NAME", f"policyName: {name}")
-    assert "NAME" not in body
-    return _WORKER_HEADER + body
+    return _chart_template(_WORKER_HEADER, [build_worker_policy("NAME"), build_worker_binding("NAME", "NAME")],
+                           "worker-own-job")
 
 
 def outputs() -> dict[Path, str]:
