@@ -302,10 +302,13 @@ def build_crd() -> dict[str, Any]:
         "(lighting, noise, blur, occlusion) and published as a new dataset.",
         {"spec": spec_schema(), "status": status_schema()},
         subresources={"status": {}},
+        # On create only (no oldSelf yet): a CR named longer before this rule existed must still
+        # take status writes, which validate the whole object.
         validations=[
-            _cel(f"size(self.metadata.name) <= {MAX_CR_NAME_LENGTH}",
-                 f"metadata.name: at most {MAX_CR_NAME_LENGTH} characters (its worker Jobs and their "
-                 "pods are named after it, and a pod name must keep it whole)")
+            {**_cel(f"oldSelf.hasValue() || size(self.metadata.name) <= {MAX_CR_NAME_LENGTH}",
+                    f"metadata.name: at most {MAX_CR_NAME_LENGTH} characters (its worker Jobs and their "
+                    "pods are named after it, and a pod name must keep it whole)"),
+             "optionalOldSelf": True}
         ],
     )
 
