@@ -1,8 +1,6 @@
 """The workers' identity of a namespace (access.py), and how the operator makes it, without a cluster."""
 import asyncio
 
-import pytest
-
 from roboaug.api.contract import WORKER_SERVICE_ACCOUNT
 from roboaug.operator.access import worker_identity
 from roboaug.operator.controller import IDENTITY_RECHECK_S
@@ -11,7 +9,7 @@ from roboaug.operator.decision import Observed
 from roboaug.operator.observe import summarize_cr
 from roboaug.operator.reconcile import decide
 
-from tests.operator._operator_factories import CR_UID, at, cr
+from tests.operator._operator_factories import at, cr
 from tests.operator.test_operator_controller import FakeKube, _controller, _cr
 from tests.operator.test_operator_steps import CFG
 

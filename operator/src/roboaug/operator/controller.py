@@ -85,8 +85,9 @@ class Controller:
         self._written: dict[Key, CrView] = {}  # our status writes the watch has not shown yet
         self._created: dict[Key, JobView] = {}  # Jobs we created that the watch has not shown yet
         # Keys whose Job (or their namespace's worker identity) is being created right now: no
-        # view of the Job exists yet, but for max_running_jobs it already runs (else a job the index shows only
-        # later, older by creationTimestamp, would count neither it as running nor as ahead).
+        # view of the Job exists yet, but for max_running_jobs it already runs (else a job the
+        # index shows only later, older by creationTimestamp, would count neither it as running
+        # nor as ahead).
         self._starting: set[Key] = set()
         # Jobs held `queued` by their project's max_running_jobs, per (namespace, project id):
         # woken when another job of that project finishes.
@@ -444,17 +445,6 @@ class Controller:
             raise RuntimeError("Job creation did not converge")
         return plan
 
-    @staticmethod
-    def _first_refusal(answers: list) -> Optional[str]:
-        for answer in answers:  # in the given order, as if made one after another
-            if isinstance(answer, ApiError) and 400 <= answer.status < 500 and answer.status not in (409, 429):
-                return answer.message
-            if isinstance(answer, BaseException):
-                raise answer
-            if answer:
-                return answer
-        return None
-
     async def _ensure_identity(self, ns: str) -> Optional[str]:
         """The workers' ServiceAccount, Role and RoleBinding in `ns` (access.py): made or checked
         once, then again after IDENTITY_RECHECK_S (someone may have deleted them), not per job.
@@ -472,9 +462,13 @@ class Controller:
                 answers = await asyncio.gather(
                     *(self._call(self.kube.ensure_same, ns, obj, pool=self.create_executor) for obj in round_),
                     return_exceptions=True)
-                clash = self._first_refusal(answers)
-                if clash:
-                    return clash
+                for answer in answers:  # in KINDS order, as if made one after another
+                    if isinstance(answer, ApiError) and 400 <= answer.status < 500 and answer.status not in (409, 429):
+                        return answer.message
+                    if isinstance(answer, BaseException):
+                        raise answer
+                    if answer:
+                        return answer
             self._identity_checked[ns] = self.clock().timestamp()
             return None
 

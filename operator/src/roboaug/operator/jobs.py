@@ -15,12 +15,12 @@ from roboaug.api.contract import (
     JOB_SUFFIXES,
     PERMANENT_EXIT_CODES,
     SPEC_ANNOTATION,
+    WORKER_SERVICE_ACCOUNT,
     ExitCode,
     Stage,
     job_attempt_fields,
     render_env,
     spec_volume,
-    WORKER_SERVICE_ACCOUNT,
 )
 from roboaug.api.models import (
     GROUP,
@@ -99,12 +99,6 @@ def worker_spec_json(spec: AugmentationJobSpec, job_id: str) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _owner(cr: dict) -> dict:
-    meta = cr["metadata"]
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
-
-
 def owner_reference(cr: dict) -> dict:
     """The CR as controller of an object that may outlive its Jobs (a log archive): the garbage
     collector deletes it with the CR. No blockOwnerDeletion: nothing waits for it before the CR
@@ -112,6 +106,12 @@ def owner_reference(cr: dict) -> dict:
     meta = cr["metadata"]
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"], "uid": meta["uid"],
             "controller": True}
+
+
+def _owner(cr: dict) -> dict:
+    """The CR as controller of its Jobs: with blockOwnerDeletion, a foreground deletion of the CR
+    waits for them."""
+    return {**owner_reference(cr), "blockOwnerDeletion": True}
 
 
 def pod_failure_policy(stage: str = Stage.SINGLE) -> dict:

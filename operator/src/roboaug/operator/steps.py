@@ -17,7 +17,7 @@ from typing import Optional
 from pydantic import ValidationError
 
 from roboaug.api import policy
-from roboaug.api.contract import SPEC_ANNOTATION_MAX_BYTES
+from roboaug.api.contract import SPEC_ANNOTATION, SPEC_ANNOTATION_MAX_BYTES
 from roboaug.api.models import (
     GENERATIVE_DISABLED_MESSAGE,
     LABEL_JOB_ID,
@@ -33,7 +33,7 @@ from .decision import Decision, failure_of
 from .errors import job_failure_text, kubelet_waiting_text, pending_timeout_text, start_timeout_text
 from . import kueue
 from . import shard_steps
-from .jobs import output_dataset_id, worker_spec_json
+from .jobs import output_dataset_id
 from .observe import JobView, PodView
 from .phases import QUEUED_PHASES, camel, parse_ts
 from .pools import NoPoolError, select_pool
@@ -340,13 +340,14 @@ def ensure_job(d: Decision) -> bool:
         if d.obs.create_error:
             return d.fail(f"cannot create the worker Job: {d.obs.create_error}", "Job creation refused",
                           reason="JobCreateRefused")
-        size = len(worker_spec_json(d.spec, d.job_id).encode())
+        # one pod, or a sharded job's Indexed Job (shard_steps: the spec's shards, or the plan)
+        job_body = shard_steps.worker_job(d)
+        size = len(job_body["spec"]["template"]["metadata"]["annotations"][SPEC_ANNOTATION].encode())
         if size > SPEC_ANNOTATION_MAX_BYTES:  # the spec rides in the pods' annotation
             return d.fail(f"spec: {size} bytes as UTF-8 JSON, more than the {SPEC_ANNOTATION_MAX_BYTES} a worker "
                           "pod's annotation may carry (shorter prompts, or fewer)", "the spec is too large",
                           reason="InvalidSpec")
-        # one pod, or a sharded job's Indexed Job (shard_steps: the spec's shards, or the plan)
-        d.plan.create_job = shard_steps.worker_job(d)
+        d.plan.create_job = job_body
         return True
     if not d.ours:
         if job.deleting:  # the Job of an earlier CR with the same name, on its way out
